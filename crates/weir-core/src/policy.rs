@@ -1,0 +1,92 @@
+//! The [`Policy`] trait: every decision maker (rules, Q-learning, the oracle) implements it.
+//!
+//! The control step calls, once per interval: [`Policy::learn`] with the reward of the
+//! previous decision (a no-op for rules), then [`Policy::decide`] with the new observation and
+//! the shield's [`Mask`]. A policy must only propose weights the mask allows when it can; the
+//! shield repairs anything else and records why.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{History, Observation, Outcome, Proposal, Slo, Weights};
+
+/// The shield's view of which target weights are safe right now.
+pub trait Mask {
+    /// Whether the shield would apply `target` unchanged.
+    fn allows(&self, target: &Weights) -> bool;
+}
+
+/// A mask that allows everything (for tests and for policies run without a shield).
+pub struct AllowAll;
+
+impl Mask for AllowAll {
+    fn allows(&self, _target: &Weights) -> bool {
+        true
+    }
+}
+
+/// Everything a policy may look at when deciding.
+pub struct DecisionContext<'a> {
+    /// The latest observation.
+    pub obs: &'a Observation,
+    /// The weights currently applied.
+    pub current: &'a Weights,
+    /// Recent records (the latest is the previous interval).
+    pub history: &'a History,
+    /// The objectives.
+    pub slo: &'a Slo,
+    /// The shield's action mask.
+    pub mask: &'a dyn Mask,
+}
+
+/// Feedback for the previous decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The weights that were really applied (after the shield).
+    pub applied: Weights,
+    /// What happened during the interval.
+    pub outcome: Outcome,
+    /// The reward of the interval.
+    pub reward: f64,
+}
+
+/// One candidate action and the value the policy gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionValue {
+    /// Short label (e.g. `p=25 r1=1/3`).
+    pub label: String,
+    /// The target weights of the action.
+    pub weights: Weights,
+    /// Estimated value (higher is better); `None` for rules without values.
+    pub value: Option<f64>,
+    /// Whether the shield allowed it.
+    pub allowed: bool,
+}
+
+/// Why the policy chose what it chose, for the audit log and the dashboard.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Policy name.
+    pub policy: String,
+    /// The state as the policy saw it (e.g. the discretised state of a table).
+    pub state: String,
+    /// The candidate actions considered, best first (may be truncated).
+    pub actions: Vec<ActionValue>,
+}
+
+/// A decision maker.
+pub trait Policy: Send {
+    /// Stable name (`static`, `threshold`, `shun`, `qlearn`, `lookahead`).
+    fn name(&self) -> &str;
+
+    /// Proposes target weights for the next interval.
+    fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal;
+
+    /// Receives the outcome of the previous decision. Rules ignore it.
+    fn learn(&mut self, _transition: &Transition) {}
+
+    /// Explains the latest decision.
+    fn explain(&self) -> Explanation;
+
+    /// Starts a new episode (forget per-episode memory, keep what was learned).
+    fn reset(&mut self) {}
+}

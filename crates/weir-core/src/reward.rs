@@ -1,0 +1,228 @@
+//! How one control interval is scored.
+//!
+//! The default is multi-objective: stale reads, failed reads, primary CPU above its target
+//! (and above its hard cap), read p99 against its SLO, and a jitter cost for moving traffic.
+//! Every term is a penalty, so a perfect interval scores 0. The seed design's reward
+//! (`100/(p99+1) − max_lag²`) is kept as an option so the benchmark can show how it behaves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Observation, Slo, Weights};
+
+/// What happened during one control interval (true values in the simulator, estimates from
+/// an observation in production).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Fraction of reads served by a replica lagging more than `max_staleness_s` (0..1).
+    pub stale_fraction: f64,
+    /// Fraction of reads that failed (overload, down replica) (0..1).
+    pub failed_fraction: f64,
+    /// Mean primary CPU demand over the interval (0..1, above 1 when demand exceeds capacity).
+    pub primary_cpu: f64,
+    /// Cluster read p99 latency, milliseconds.
+    pub read_p99_ms: f64,
+    /// Largest replica lag, seconds.
+    pub max_lag_s: f64,
+    /// Share of traffic moved by this interval's weight change (0..1).
+    pub moved_fraction: f64,
+}
+
+impl Outcome {
+    /// Estimates an outcome from what the controller can see: the reads that `weights` send
+    /// to replicas whose lag is over `max_staleness_s` or unknown count as stale, reads sent
+    /// to a replica known to be down count as failed.
+    pub fn expected(obs: &Observation, weights: &Weights, previous: &Weights, slo: &Slo) -> Outcome {
+        let mut stale = 0.0;
+        let mut failed = 0.0;
+        let mut p99 = if weights.primary > 0 {
+            obs.primary.read_p99_ms.value.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let mut max_lag: f64 = 0.0;
+        for (i, r) in obs.replicas.iter().enumerate() {
+            let share = weights.replica_share(i);
+            if let Some(lag) = r.lag_s.value {
+                max_lag = max_lag.max(lag);
+            }
+            if r.up == Some(false) {
+                failed += share;
+                continue;
+            }
+            match r.lag_s.value {
+                Some(lag) if lag <= slo.max_staleness_s => {}
+                _ => stale += share,
+            }
+            if share > 0.0 {
+                p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
+            }
+        }
+        Outcome {
+            stale_fraction: stale,
+            failed_fraction: failed,
+            primary_cpu: obs.primary.cpu.value.unwrap_or(0.0),
+            read_p99_ms: p99,
+            max_lag_s: max_lag,
+            moved_fraction: previous.moved_fraction(weights),
+        }
+    }
+}
+
+/// Relative weights of the multi-objective reward's penalties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    /// Which reward to use.
+    pub kind: RewardKind,
+    /// Penalty per unit of stale-read fraction.
+    pub stale: f64,
+    /// Penalty per unit of failed-read fraction.
+    pub failed: f64,
+    /// Penalty for primary CPU above target, 1.0 at `primary_cpu_max`.
+    pub cpu: f64,
+    /// Extra penalty per unit of primary CPU above `primary_cpu_max`.
+    pub overload: f64,
+    /// Penalty per unit of `p99 / read_p99_slo_ms − 1` above the SLO (capped at 10).
+    pub latency: f64,
+    /// Penalty per unit of traffic moved.
+    pub jitter: f64,
+}
+
+/// The reward formula.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// Weir's multi-objective penalty (default).
+    #[default]
+    MultiObjective,
+    /// The seed design's `100/(p99+1) − max_lag²`.
+    Seed,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            kind: RewardKind::MultiObjective,
+            stale: 10.0,
+            failed: 20.0,
+            cpu: 1.0,
+            overload: 10.0,
+            latency: 0.5,
+            jitter: 0.5,
+        }
+    }
+}
+
+/// Each penalty term of the multi-objective reward, for explanations and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RewardTerms {
+    /// Stale-read penalty.
+    pub stale: f64,
+    /// Failed-read penalty.
+    pub failed: f64,
+    /// Primary CPU above target.
+    pub cpu: f64,
+    /// Primary CPU above the cap.
+    pub overload: f64,
+    /// Latency over SLO.
+    pub latency: f64,
+    /// Weight movement.
+    pub jitter: f64,
+}
+
+impl RewardTerms {
+    /// The reward: minus the sum of penalties.
+    pub fn total(&self) -> f64 {
+        -(self.stale + self.failed + self.cpu + self.overload + self.latency + self.jitter)
+    }
+}
+
+impl RewardConfig {
+    /// The penalty terms of the multi-objective reward for `o`.
+    pub fn terms(&self, o: &Outcome, slo: &Slo) -> RewardTerms {
+        let span = (slo.primary_cpu_max - slo.primary_cpu_target).max(1e-6);
+        RewardTerms {
+            stale: self.stale * o.stale_fraction,
+            failed: self.failed * o.failed_fraction,
+            cpu: self.cpu * ((o.primary_cpu - slo.primary_cpu_target).max(0.0) / span).min(3.0),
+            overload: self.overload * (o.primary_cpu - slo.primary_cpu_max).max(0.0),
+            latency: self.latency * (o.read_p99_ms / slo.read_p99_slo_ms - 1.0).clamp(0.0, 10.0),
+            jitter: self.jitter * o.moved_fraction,
+        }
+    }
+
+    /// The reward of an interval.
+    pub fn reward(&self, o: &Outcome, slo: &Slo) -> f64 {
+        match self.kind {
+            RewardKind::MultiObjective => self.terms(o, slo).total(),
+            RewardKind::Seed => 100.0 / (o.read_p99_ms + 1.0) - o.max_lag_s * o.max_lag_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slo() -> Slo {
+        Slo::default()
+    }
+
+    #[test]
+    fn perfect_interval_scores_zero() {
+        let o = Outcome {
+            primary_cpu: 0.3,
+            read_p99_ms: 10.0,
+            ..Outcome::default()
+        };
+        assert_eq!(RewardConfig::default().reward(&o, &slo()), 0.0);
+    }
+
+    #[test]
+    fn each_term_penalises_its_own_harm() {
+        let cfg = RewardConfig::default();
+        let base = Outcome {
+            primary_cpu: 0.3,
+            read_p99_ms: 10.0,
+            ..Outcome::default()
+        };
+        let r0 = cfg.reward(&base, &slo());
+        let cases = [
+            Outcome { stale_fraction: 0.5, ..base },
+            Outcome { failed_fraction: 0.1, ..base },
+            Outcome { primary_cpu: 0.8, ..base },
+            Outcome { read_p99_ms: 120.0, ..base },
+            Outcome { moved_fraction: 0.25, ..base },
+        ];
+        for c in cases {
+            assert!(cfg.reward(&c, &slo()) < r0, "{c:?}");
+        }
+        // Stale reads: linear in the fraction.
+        let t = cfg.terms(&Outcome { stale_fraction: 0.5, ..base }, &slo());
+        assert!((t.stale - 5.0).abs() < 1e-12);
+        // CPU: 1.0 at the cap, overload only beyond it.
+        let at_cap = cfg.terms(&Outcome { primary_cpu: 0.85, ..base }, &slo());
+        assert!((at_cap.cpu - 1.0).abs() < 1e-9 && at_cap.overload == 0.0);
+        let over = cfg.terms(&Outcome { primary_cpu: 0.95, ..base }, &slo());
+        assert!((over.overload - 1.0).abs() < 1e-9);
+        // Latency: nothing under the SLO.
+        assert_eq!(cfg.terms(&Outcome { read_p99_ms: 49.0, ..base }, &slo()).latency, 0.0);
+    }
+
+    #[test]
+    fn seed_reward_is_dominated_by_squared_lag() {
+        let cfg = RewardConfig {
+            kind: RewardKind::Seed,
+            ..RewardConfig::default()
+        };
+        let o = Outcome {
+            read_p99_ms: 9.0,
+            max_lag_s: 3.0,
+            ..Outcome::default()
+        };
+        assert!((cfg.reward(&o, &slo()) - (10.0 - 9.0)).abs() < 1e-12);
+        // 20 s of lag costs 400 whatever the latency: the defect the brief describes.
+        let lagging = Outcome { max_lag_s: 20.0, ..o };
+        assert!(cfg.reward(&lagging, &slo()) < -380.0);
+    }
+}
