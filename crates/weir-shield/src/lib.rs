@@ -1,14 +1,341 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The safety shield: hard rules applied after every policy, whatever the policy is.
+//!
+//! A policy proposes target weights; [`Shield::apply`] turns the proposal into the
+//! [`Decision`] that is actually applied, recording every change as an [`Intervention`] with
+//! its [`Rule`]. The same rules are offered before the fact as an action [`Mask`]
+//! ([`Shield::mask`]): an action is allowed exactly when `apply` would pass it unchanged, so a
+//! learning policy that respects the mask never learns an unsafe move.
+//!
+//! Rules, in order of precedence:
+//! 1. a manual override in force is applied as given;
+//! 2. when paused, the current weights are held;
+//! 3. when no signal is fresher than `stale_after_s`, the current weights are held, and after
+//!    `fail_safe_after` such intervals the fail-safe weights are applied;
+//! 4. a replica that is down, whose lag is unknown, or whose lag exceeds `hard_staleness_s`
+//!    gets no reads while a healthy replica or primary headroom exists;
+//! 5. the primary's share never exceeds what its CPU headroom allows (`primary_cpu_max`);
+//! 6. outside an emergency (the current weights break rule 4 or 5) no destination's weight
+//!    moves by more than `max_step` per interval.
+//!
+//! After every policy-driven decision a post-check re-verifies rules 4 and 5 and counts any
+//! violation in [`ShieldStatus::hard_limit_violations`], which the tests and the benchmark
+//! require to stay zero. The shield does no IO and keeps no clock: time comes from the
+//! observation.
+
+mod assess;
+mod config;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use weir_core::{Decision, Intervention, Mask, Observation, Proposal, Rule, Slo, Weights};
+
+pub use assess::{Assessment, ReplicaHealth};
+pub use config::{FailSafe, ShieldConfig};
+
+/// An operator's manual override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    /// Weights to apply.
+    pub weights: Weights,
+    /// Observation time (seconds) at which the override expires.
+    pub until_s: f64,
+}
+
+/// What the shield has done so far, for status pages and metrics.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ShieldStatus {
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Manual override in force, if any.
+    pub override_: Option<Override>,
+    /// Consecutive intervals with a stale observation.
+    pub stale_intervals: u32,
+    /// Whether the fail-safe weights are in force.
+    pub fail_safe_engaged: bool,
+    /// Decisions made.
+    pub decisions: u64,
+    /// Interventions by rule.
+    pub interventions: BTreeMap<Rule, u64>,
+    /// Policy-driven decisions that broke a hard limit after the shield. Must stay 0.
+    pub hard_limit_violations: u64,
+}
+
+/// The shield. One per managed cluster.
+#[derive(Debug, Clone)]
+pub struct Shield {
+    config: ShieldConfig,
+    slo: Slo,
+    replicas: usize,
+    status: ShieldStatus,
+}
+
+/// What the shield will do this interval, before looking at the proposal.
+enum Mode {
+    /// Apply exactly these weights, whatever is proposed.
+    Fixed(Weights, Intervention),
+    /// Repair the proposal against the assessment.
+    Normal,
+}
+
+impl Shield {
+    /// A shield for a cluster with `replicas` replicas.
+    pub fn new(config: ShieldConfig, slo: Slo, replicas: usize) -> Self {
+        Shield {
+            config,
+            slo,
+            replicas,
+            status: ShieldStatus::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ShieldConfig {
+        &self.config
+    }
+
+    /// Counters and operator state.
+    pub fn status(&self) -> &ShieldStatus {
+        &self.status
+    }
+
+    /// Holds the current weights until [`Shield::resume`].
+    pub fn pause(&mut self) {
+        self.status.paused = true;
+    }
+
+    /// Ends a pause.
+    pub fn resume(&mut self) {
+        self.status.paused = false;
+    }
+
+    /// Applies `weights` as given until observation time `until_s`.
+    pub fn set_override(
+        &mut self,
+        weights: Weights,
+        until_s: f64,
+    ) -> Result<(), weir_core::WeightsError> {
+        weights.validate(self.replicas)?;
+        self.status.override_ = Some(Override { weights, until_s });
+        Ok(())
+    }
+
+    /// Cancels a manual override.
+    pub fn clear_override(&mut self) {
+        self.status.override_ = None;
+    }
+
+    /// Clears per-episode state (stale counter, pause, override); keeps counters.
+    pub fn reset_episode(&mut self) {
+        self.status.paused = false;
+        self.status.override_ = None;
+        self.status.stale_intervals = 0;
+        self.status.fail_safe_engaged = false;
+    }
+
+    /// Judges the observation once: replica health, the primary cap, staleness.
+    pub fn assess(&self, obs: &Observation, current: &Weights) -> Assessment {
+        Assessment::new(obs, current, &self.config, &self.slo)
+    }
+
+    /// The weights the fail-safe applies.
+    pub fn fail_safe_weights(&self, current: &Weights) -> Weights {
+        match self.config.fail_safe {
+            FailSafe::Hold => current.clone(),
+            FailSafe::Baseline => match &self.config.baseline {
+                Some(w) if w.validate(self.replicas).is_ok() => w.clone(),
+                _ => Weights::even(self.replicas),
+            },
+        }
+    }
+
+    fn mode(&self, a: &Assessment, current: &Weights, stale_intervals: u32) -> Mode {
+        if let Some(o) = &self.status.override_ {
+            if a.at_s < o.until_s {
+                return Mode::Fixed(
+                    o.weights.clone(),
+                    Intervention {
+                        rule: Rule::ManualOverride,
+                        detail: format!("manual override {} until t={:.0}s", o.weights, o.until_s),
+                    },
+                );
+            }
+        }
+        if self.status.paused {
+            return Mode::Fixed(
+                current.clone(),
+                Intervention {
+                    rule: Rule::Paused,
+                    detail: format!("paused: holding {current}"),
+                },
+            );
+        }
+        if a.stale {
+            let age = a
+                .freshest_age_s
+                .map_or("no signal at all".to_string(), |s| {
+                    format!("freshest signal {s:.0}s old")
+                });
+            if stale_intervals > self.config.fail_safe_after {
+                let w = self.fail_safe_weights(current);
+                return Mode::Fixed(
+                    w.clone(),
+                    Intervention {
+                        rule: Rule::FailSafe,
+                        detail: format!(
+                            "observation stale for {stale_intervals} intervals ({age}): fail-safe {:?} → {w}",
+                            self.config.fail_safe
+                        ),
+                    },
+                );
+            }
+            return Mode::Fixed(
+                current.clone(),
+                Intervention {
+                    rule: Rule::StaleObservation,
+                    detail: format!(
+                        "observation stale ({age}, limit {:.0}s): holding {current} ({stale_intervals}/{} before fail-safe)",
+                        self.config.stale_after_s, self.config.fail_safe_after
+                    ),
+                },
+            );
+        }
+        Mode::Normal
+    }
+
+    /// The action mask for this observation: `allows(t)` is true exactly when
+    /// [`Shield::apply`] would apply `t` unchanged.
+    pub fn mask(&self, obs: &Observation, current: &Weights) -> ShieldMask<'_> {
+        let a = self.assess(obs, current);
+        let next_stale = if a.stale {
+            self.status.stale_intervals + 1
+        } else {
+            0
+        };
+        let fixed = match self.mode(&a, current, next_stale) {
+            Mode::Fixed(w, _) => Some(w),
+            Mode::Normal => None,
+        };
+        ShieldMask {
+            shield: self,
+            assessment: a,
+            current: current.clone(),
+            fixed,
+        }
+    }
+
+    /// Turns a proposal into the decision to apply, recording every intervention.
+    pub fn apply(&mut self, obs: &Observation, current: &Weights, proposal: Proposal) -> Decision {
+        let a = self.assess(obs, current);
+        self.status.stale_intervals = if a.stale {
+            self.status.stale_intervals + 1
+        } else {
+            0
+        };
+        if let Some(o) = &self.status.override_ {
+            if a.at_s >= o.until_s {
+                self.status.override_ = None;
+            }
+        }
+        self.status.decisions += 1;
+        let (weights, interventions) = match self.mode(&a, current, self.status.stale_intervals) {
+            Mode::Fixed(w, why) => {
+                self.status.fail_safe_engaged = why.rule == Rule::FailSafe;
+                (w, vec![why])
+            }
+            Mode::Normal => {
+                self.status.fail_safe_engaged = false;
+                let (w, why) = self.repair(&a, current, &proposal.weights);
+                if !a.hard_limits_hold(&w) {
+                    self.status.hard_limit_violations += 1;
+                }
+                (w, why)
+            }
+        };
+        for i in &interventions {
+            *self.status.interventions.entry(i.rule).or_default() += 1;
+        }
+        Decision {
+            at_s: obs.at_s,
+            weights,
+            proposal,
+            interventions,
+        }
+    }
+
+    /// Makes `target` safe against the assessment. Returns the target unchanged (and no
+    /// interventions) exactly when it already is.
+    fn repair(
+        &self,
+        a: &Assessment,
+        current: &Weights,
+        target: &Weights,
+    ) -> (Weights, Vec<Intervention>) {
+        let mut why = Vec::new();
+        let mut w = if target.validate(self.replicas).is_ok() {
+            target.clone()
+        } else {
+            why.push(Intervention {
+                rule: Rule::InvalidProposal,
+                detail: format!(
+                    "proposal {target} is not {} replica weights summing to {}: holding {current}",
+                    self.replicas,
+                    Weights::TOTAL
+                ),
+            });
+            current.clone()
+        };
+        a.exclude_unhealthy(&mut w, &mut why);
+        a.cap_primary(&mut w, &mut why);
+        if !a.emergency {
+            let step = current.max_step(&w);
+            let max = self.config.max_step;
+            if step > max {
+                let mut alpha = max as f64 / step as f64;
+                let mut limited = current.interpolate(&w, alpha);
+                while current.max_step(&limited) > max && alpha > 0.0 {
+                    alpha = (alpha - 0.01).max(0.0);
+                    limited = current.interpolate(&w, alpha);
+                }
+                why.push(Intervention {
+                    rule: Rule::StepLimit,
+                    detail: format!(
+                        "change {current} → {w} moves {step} points; limited to {max}: {limited}"
+                    ),
+                });
+                w = limited;
+            }
+        }
+        (w, why)
+    }
+}
+
+/// The shield's action mask for one observation.
+pub struct ShieldMask<'a> {
+    shield: &'a Shield,
+    assessment: Assessment,
+    current: Weights,
+    fixed: Option<Weights>,
+}
+
+impl ShieldMask<'_> {
+    /// The assessment behind the mask.
+    pub fn assessment(&self) -> &Assessment {
+        &self.assessment
+    }
+}
+
+impl Mask for ShieldMask<'_> {
+    fn allows(&self, target: &Weights) -> bool {
+        match &self.fixed {
+            Some(w) => w == target,
+            None => {
+                let (_, why) = self.shield.repair(&self.assessment, &self.current, target);
+                why.is_empty()
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+mod tests;

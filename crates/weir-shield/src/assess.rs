@@ -1,0 +1,365 @@
+//! Judging one observation: which replicas are safe, how much the primary can take.
+
+use serde::{Deserialize, Serialize};
+use weir_core::{Intervention, Observation, Rule, Slo, Weights};
+
+use crate::ShieldConfig;
+
+/// How the shield sees one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ReplicaHealth {
+    /// Lag known, fresh and within `hard_staleness_s`.
+    Healthy {
+        /// Lag in seconds.
+        lag_s: f64,
+    },
+    /// Lag beyond `hard_staleness_s`.
+    TooStale {
+        /// Lag in seconds.
+        lag_s: f64,
+    },
+    /// Lag unknown or too old to act on (a vanished series is treated as unsafe, never 0).
+    LagUnknown,
+    /// Known to be down.
+    Down,
+}
+
+impl ReplicaHealth {
+    /// Whether the replica may receive reads.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, ReplicaHealth::Healthy { .. })
+    }
+
+    fn rule(&self) -> Rule {
+        match self {
+            ReplicaHealth::Down => Rule::ReplicaDown,
+            _ => Rule::HardStaleness,
+        }
+    }
+
+    /// Sort key for "least bad": healthy < too stale (by lag) < unknown < down.
+    fn badness(&self) -> (u8, f64) {
+        match *self {
+            ReplicaHealth::Healthy { lag_s } => (0, lag_s),
+            ReplicaHealth::TooStale { lag_s } => (1, lag_s),
+            ReplicaHealth::LagUnknown => (2, 0.0),
+            ReplicaHealth::Down => (3, 0.0),
+        }
+    }
+}
+
+/// The shield's judgement of one observation against the current weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// Observation time.
+    pub at_s: f64,
+    /// No signal fresher than `stale_after_s`.
+    pub stale: bool,
+    /// Age of the freshest signal.
+    pub freshest_age_s: Option<f64>,
+    /// Per replica.
+    pub health: Vec<ReplicaHealth>,
+    /// Names, for messages.
+    pub names: Vec<String>,
+    /// Largest primary weight allowed by CPU headroom.
+    pub primary_cap: u32,
+    /// How the cap was derived.
+    pub cap_basis: String,
+    /// The current weights already break a hard rule, so the step limit is lifted.
+    pub emergency: bool,
+    /// The replica that takes reads when no healthy one exists: up, lowest lag.
+    pub least_bad: Option<usize>,
+}
+
+impl Assessment {
+    pub(crate) fn new(obs: &Observation, current: &Weights, cfg: &ShieldConfig, slo: &Slo) -> Self {
+        let max_age = cfg.stale_after_s;
+        let freshest_age_s = obs.freshest_age_s();
+        let stale = freshest_age_s.is_none_or(|a| a > max_age);
+        let health: Vec<ReplicaHealth> = obs
+            .replicas
+            .iter()
+            .map(|r| {
+                if r.up == Some(false) {
+                    ReplicaHealth::Down
+                } else {
+                    match r.lag_within(max_age) {
+                        None => ReplicaHealth::LagUnknown,
+                        Some(lag_s) if lag_s > slo.hard_staleness_s => {
+                            ReplicaHealth::TooStale { lag_s }
+                        }
+                        Some(lag_s) => ReplicaHealth::Healthy { lag_s },
+                    }
+                }
+            })
+            .collect();
+        let least_bad = if health.iter().any(ReplicaHealth::is_healthy) {
+            None
+        } else {
+            (0..health.len())
+                .filter(|&i| health[i] != ReplicaHealth::Down)
+                .min_by(|&a, &b| {
+                    let (ka, la) = health[a].badness();
+                    let (kb, lb) = health[b].badness();
+                    ka.cmp(&kb).then(la.total_cmp(&lb)).then(a.cmp(&b))
+                })
+        };
+        let (primary_cap, cap_basis) = primary_cap(obs, current, cfg, slo);
+        let mut a = Assessment {
+            at_s: obs.at_s,
+            stale,
+            freshest_age_s,
+            health,
+            names: obs.replicas.iter().map(|r| r.name.clone()).collect(),
+            primary_cap,
+            cap_basis,
+            emergency: false,
+            least_bad,
+        };
+        let mut probe = current.clone();
+        let mut why = Vec::new();
+        a.exclude_unhealthy(&mut probe, &mut why);
+        a.cap_primary(&mut probe, &mut why);
+        a.emergency = !why.is_empty();
+        a
+    }
+
+    fn healthy(&self) -> Vec<usize> {
+        (0..self.health.len())
+            .filter(|&i| self.health[i].is_healthy())
+            .collect()
+    }
+
+    fn describe(&self, i: usize) -> String {
+        let name = &self.names[i];
+        match self.health[i] {
+            ReplicaHealth::Healthy { lag_s } => format!("{name} (lag {lag_s:.1}s)"),
+            ReplicaHealth::TooStale { lag_s } => {
+                format!("{name} lag {lag_s:.1}s over the hard limit")
+            }
+            ReplicaHealth::LagUnknown => format!("{name} lag unknown"),
+            ReplicaHealth::Down => format!("{name} down"),
+        }
+    }
+
+    /// Rule 4: moves reads off unhealthy replicas, to healthy replicas if any, else to the
+    /// primary up to its cap, else to the least bad replica that is up.
+    pub(crate) fn exclude_unhealthy(&self, w: &mut Weights, why: &mut Vec<Intervention>) {
+        let healthy = self.healthy();
+        let bad: Vec<usize> = (0..w.replicas.len())
+            .filter(|&i| {
+                !self.health.get(i).is_some_and(ReplicaHealth::is_healthy) && w.replicas[i] > 0
+            })
+            .collect();
+        if bad.is_empty() {
+            return;
+        }
+        let before = w.clone();
+        if !healthy.is_empty() {
+            let moved: u32 = bad
+                .iter()
+                .map(|&i| std::mem::take(&mut w.replicas[i]))
+                .sum();
+            give(w, &healthy, moved);
+        } else {
+            // No healthy replica: the primary takes what its cap allows, the least bad
+            // replica that is up takes the rest.
+            let total_bad: u32 = bad.iter().map(|&i| w.replicas[i]).sum();
+            let room = self.primary_cap.saturating_sub(w.primary);
+            let to_primary = total_bad.min(room);
+            let rest = total_bad - to_primary;
+            for &i in &bad {
+                w.replicas[i] = 0;
+            }
+            w.primary += to_primary;
+            match self.least_bad {
+                Some(lb) if rest > 0 => w.replicas[lb] += rest,
+                _ => w.primary += rest,
+            }
+        }
+        if *w == before {
+            return;
+        }
+        for &i in &bad {
+            if w.replicas[i] < before.replicas[i] {
+                why.push(Intervention {
+                    rule: self.health[i].rule(),
+                    detail: format!(
+                        "{}: weight {} → {} ({} → {})",
+                        self.describe(i),
+                        before.replicas[i],
+                        w.replicas[i],
+                        before,
+                        w
+                    ),
+                });
+            }
+        }
+        if healthy.is_empty() {
+            why.push(Intervention {
+                rule: Rule::NoHealthyDestination,
+                detail: format!(
+                    "no healthy replica: primary up to its cap {}, rest on {}",
+                    self.primary_cap,
+                    self.least_bad
+                        .map_or("the primary (nothing is up)".to_string(), |i| self
+                            .describe(i))
+                ),
+            });
+        }
+    }
+
+    /// Rule 5: moves reads above the primary's cap to healthy replicas (or the least bad one).
+    pub(crate) fn cap_primary(&self, w: &mut Weights, why: &mut Vec<Intervention>) {
+        if w.primary <= self.primary_cap {
+            return;
+        }
+        let healthy = self.healthy();
+        let excess = w.primary - self.primary_cap;
+        let before = w.clone();
+        if !healthy.is_empty() {
+            w.primary -= excess;
+            give(w, &healthy, excess);
+        } else if let Some(lb) = self.least_bad {
+            w.primary -= excess;
+            w.replicas[lb] += excess;
+        } else {
+            return; // nothing is up: the primary is the only destination left
+        }
+        why.push(Intervention {
+            rule: Rule::PrimaryCpuCap,
+            detail: format!(
+                "primary share {} over its cap {} ({}): {} → {}",
+                before.primary, self.primary_cap, self.cap_basis, before, w
+            ),
+        });
+        if healthy.is_empty() {
+            why.push(Intervention {
+                rule: Rule::NoHealthyDestination,
+                detail: format!(
+                    "no healthy replica: excess over the primary cap on {}",
+                    self.least_bad.map_or(String::new(), |i| self.describe(i))
+                ),
+            });
+        }
+    }
+
+    /// Post-check of rules 4 and 5, written independently of the repair above.
+    pub fn hard_limits_hold(&self, w: &Weights) -> bool {
+        if w.validate(self.health.len()).is_err() {
+            return false;
+        }
+        let any_healthy = self.health.iter().any(ReplicaHealth::is_healthy);
+        let any_up = self.health.iter().any(|h| *h != ReplicaHealth::Down);
+        for (i, &wi) in w.replicas.iter().enumerate() {
+            if wi == 0 || self.health[i].is_healthy() {
+                continue;
+            }
+            let tolerated =
+                !any_healthy && self.least_bad == Some(i) && w.primary >= self.primary_cap;
+            if !tolerated {
+                return false;
+            }
+        }
+        w.primary <= self.primary_cap || (!any_healthy && !any_up)
+    }
+}
+
+/// Adds `amount` points to replicas `to`, in proportion to their weights (evenly if all zero),
+/// largest remainder first, ties to the lower index.
+fn give(w: &mut Weights, to: &[usize], amount: u32) {
+    if amount == 0 || to.is_empty() {
+        return;
+    }
+    let base: u32 = to.iter().map(|&i| w.replicas[i]).sum();
+    let share = |i: usize| -> f64 {
+        if base == 0 {
+            amount as f64 / to.len() as f64
+        } else {
+            amount as f64 * w.replicas[i] as f64 / base as f64
+        }
+    };
+    let exact: Vec<f64> = to.iter().map(|&i| share(i)).collect();
+    let mut add: Vec<u32> = exact.iter().map(|x| x.floor() as u32).collect();
+    let mut rest = amount - add.iter().sum::<u32>();
+    let mut order: Vec<usize> = (0..to.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    for &k in order.iter().cycle() {
+        if rest == 0 {
+            break;
+        }
+        add[k] += 1;
+        rest -= 1;
+    }
+    for (k, &i) in to.iter().enumerate() {
+        w.replicas[i] += add[k];
+    }
+}
+
+fn primary_cap(
+    obs: &Observation,
+    current: &Weights,
+    cfg: &ShieldConfig,
+    slo: &Slo,
+) -> (u32, String) {
+    let max_age = cfg.stale_after_s;
+    let total = Weights::TOTAL;
+    let cpu = obs.primary.cpu.fresh_within(max_age);
+    let primary_reads = obs.primary.read_qps.fresh_within(max_age);
+    let mut all_reads = primary_reads;
+    for r in &obs.replicas {
+        if r.up == Some(false) {
+            continue;
+        }
+        all_reads = match (all_reads, r.read_qps.fresh_within(max_age)) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+    match (cfg.primary_read_capacity_qps, cpu, primary_reads, all_reads) {
+        (Some(capacity), Some(cpu), Some(pr), Some(all)) if all > 0.0 => {
+            let allowed = pr + (slo.primary_cpu_max - cpu) * capacity;
+            let cap = ((allowed / all) * total as f64)
+                .floor()
+                .clamp(0.0, total as f64) as u32;
+            (
+                cap,
+                format!(
+                    "cpu {:.0}% of max {:.0}%, {:.0} of {:.0} reads/s on the primary, capacity {:.0}/s",
+                    cpu * 100.0,
+                    slo.primary_cpu_max * 100.0,
+                    pr,
+                    all,
+                    capacity
+                ),
+            )
+        }
+        (_, Some(cpu), ..) => {
+            let step = cfg.max_step;
+            let cap = if cpu < slo.primary_cpu_max {
+                (current.primary + step).min(total)
+            } else if cpu > slo.primary_cpu_max {
+                current.primary.saturating_sub(step)
+            } else {
+                current.primary
+            };
+            (
+                cap,
+                format!(
+                    "cpu {:.0}% vs max {:.0}%, capacity unknown: stepwise",
+                    cpu * 100.0,
+                    slo.primary_cpu_max * 100.0
+                ),
+            )
+        }
+        (_, None, ..) => (
+            current.primary,
+            "primary cpu unknown: no increase".to_string(),
+        ),
+    }
+}

@@ -1,0 +1,83 @@
+//! Shield settings.
+
+use serde::{Deserialize, Serialize};
+use weir_core::Weights;
+
+/// What to do once observations have been stale for `fail_safe_after` intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailSafe {
+    /// Return to the baseline weights (what the cluster ran before Weir; default: even
+    /// replica weights, nothing on the primary).
+    #[default]
+    Baseline,
+    /// Keep holding the last decision.
+    Hold,
+}
+
+/// Shield settings. The hard limits themselves (`hard_staleness_s`, `primary_cpu_max`) come
+/// from the [`weir_core::Slo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShieldConfig {
+    /// Largest change of any destination's weight per interval, in points of 100, outside
+    /// an emergency.
+    pub max_step: u32,
+    /// A signal older than this (seconds) is not acted on; when no signal is fresher, the
+    /// observation is stale and the last decision is held.
+    pub stale_after_s: f64,
+    /// Stale intervals tolerated before the fail-safe engages.
+    pub fail_safe_after: u32,
+    /// What the fail-safe does.
+    pub fail_safe: FailSafe,
+    /// Baseline weights for [`FailSafe::Baseline`]; `None` means even replica weights.
+    pub baseline: Option<Weights>,
+    /// The primary's capacity in read-equivalent queries per second at 100% CPU. With it the
+    /// shield caps the primary share at the reads that keep CPU under `primary_cpu_max`;
+    /// without it the primary share may only grow by `max_step` per interval while CPU is
+    /// under the cap, and must shrink by `max_step` while it is over.
+    pub primary_read_capacity_qps: Option<f64>,
+}
+
+impl Default for ShieldConfig {
+    fn default() -> Self {
+        ShieldConfig {
+            max_step: 25,
+            stale_after_s: 45.0,
+            fail_safe_after: 4,
+            fail_safe: FailSafe::Baseline,
+            baseline: None,
+            primary_read_capacity_qps: None,
+        }
+    }
+}
+
+impl ShieldConfig {
+    /// Checks the settings; the message names the field.
+    pub fn validate(&self, replicas: usize) -> Result<(), String> {
+        if self.max_step == 0 || self.max_step > Weights::TOTAL {
+            return Err(format!(
+                "max_step must be within 1..={}, got {}",
+                Weights::TOTAL,
+                self.max_step
+            ));
+        }
+        if !(self.stale_after_s.is_finite() && self.stale_after_s > 0.0) {
+            return Err(format!(
+                "stale_after_s must be a positive number, got {}",
+                self.stale_after_s
+            ));
+        }
+        if let Some(c) = self.primary_read_capacity_qps {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(format!(
+                    "primary_read_capacity_qps must be a positive number, got {c}"
+                ));
+            }
+        }
+        if let Some(b) = &self.baseline {
+            b.validate(replicas).map_err(|e| format!("baseline: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+use proptest::prelude::*;
+use weir_core::{Mask, Observation, Proposal, Rule, Slo, Weights};
+use weir_test_support::ObsBuilder;
+
+use crate::{FailSafe, Shield, ShieldConfig};
+
+fn w(primary: u32, replicas: &[u32]) -> Weights {
+    Weights {
+        primary,
+        replicas: replicas.to_vec(),
+    }
+}
+
+fn shield(replicas: usize) -> Shield {
+    let cfg = ShieldConfig {
+        primary_read_capacity_qps: Some(4000.0),
+        ..ShieldConfig::default()
+    };
+    Shield::new(cfg, Slo::default(), replicas)
+}
+
+fn apply(
+    s: &mut Shield,
+    obs: &Observation,
+    current: &Weights,
+    target: Weights,
+) -> weir_core::Decision {
+    s.apply(obs, current, Proposal::new(target, "test"))
+}
+
+fn rules(d: &weir_core::Decision) -> Vec<Rule> {
+    d.interventions.iter().map(|i| i.rule).collect()
+}
+
+#[test]
+fn safe_proposal_passes_unchanged() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).build();
+    let d = apply(&mut s, &obs, &Weights::even(2), w(10, &[45, 45]));
+    assert_eq!(d.weights, w(10, &[45, 45]));
+    assert!(d.interventions.is_empty());
+    assert_eq!(s.status().hard_limit_violations, 0);
+}
+
+#[test]
+fn replica_beyond_hard_staleness_gets_nothing_at_once() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).lag(0, 45.0).build();
+    // The policy keeps both replicas; the shield moves replica-1's 50 points in one go
+    // (an emergency lifts the step limit).
+    let d = apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    assert_eq!(d.weights, w(0, &[0, 100]));
+    assert_eq!(rules(&d), vec![Rule::HardStaleness]);
+    assert!(d.interventions[0].detail.contains("replica-1"));
+}
+
+#[test]
+fn unknown_lag_is_unsafe_not_zero() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).lag_unknown(1).build();
+    let d = apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    assert_eq!(d.weights, w(0, &[100, 0]));
+    assert!(d.interventions[0].detail.contains("lag unknown"));
+}
+
+#[test]
+fn down_replica_gets_nothing() {
+    let mut s = shield(3);
+    let obs = ObsBuilder::new(3).down(2).build();
+    let d = apply(&mut s, &obs, &Weights::even(3), Weights::even(3));
+    assert_eq!(d.weights.replicas[2], 0);
+    assert_eq!(d.weights.total(), 100);
+    assert_eq!(rules(&d), vec![Rule::ReplicaDown]);
+}
+
+#[test]
+fn no_healthy_replica_fills_primary_to_its_cap_then_least_bad() {
+    let mut s = shield(2);
+    // cpu 0.3 with nothing on the primary, capacity 4000, 4000 reads/s:
+    // headroom (0.85 - 0.3) * 4000 = 2200 reads/s = 55 points.
+    let obs = ObsBuilder::new(2).lag(0, 60.0).lag(1, 40.0).build();
+    let d = apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    assert_eq!(d.weights, w(55, &[0, 45]));
+    assert!(rules(&d).contains(&Rule::NoHealthyDestination));
+    assert_eq!(s.status().hard_limit_violations, 0);
+}
+
+#[test]
+fn primary_share_is_capped_by_cpu_headroom() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).primary(0.7, 0.0).build();
+    // headroom (0.85 - 0.7) * 4000 = 600 of 4000 reads/s = 15 points.
+    let d = apply(&mut s, &obs, &w(10, &[45, 45]), w(30, &[35, 35]));
+    assert_eq!(d.weights.primary, 15);
+    assert_eq!(rules(&d), vec![Rule::PrimaryCpuCap]);
+}
+
+#[test]
+fn primary_cap_without_capacity_is_stepwise() {
+    let mut s = Shield::new(ShieldConfig::default(), Slo::default(), 2);
+    let obs = ObsBuilder::new(2).primary(0.9, 500.0).build();
+    let d = apply(&mut s, &obs, &w(40, &[30, 30]), w(60, &[20, 20]));
+    assert_eq!(
+        d.weights.primary, 15,
+        "over the cap: must shrink by max_step"
+    );
+    let obs = ObsBuilder::new(2).primary(0.3, 500.0).build();
+    let d = apply(&mut s, &obs, &w(40, &[30, 30]), w(100, &[0, 0]));
+    assert!(d.weights.primary <= 65);
+}
+
+#[test]
+fn step_is_limited_outside_an_emergency() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).lag(0, 10.0).build();
+    let d = apply(&mut s, &obs, &Weights::even(2), w(0, &[0, 100]));
+    assert_eq!(rules(&d), vec![Rule::StepLimit]);
+    assert!(Weights::even(2).max_step(&d.weights) <= 25);
+    assert_eq!(d.weights, w(0, &[25, 75]));
+}
+
+#[test]
+fn stale_observation_holds_then_fails_safe() {
+    let mut s = shield(2);
+    let current = w(30, &[0, 70]);
+    let stale = ObsBuilder::new(2).aged(120.0).build();
+    for i in 1..=4 {
+        let d = apply(&mut s, &stale, &current, w(0, &[50, 50]));
+        assert_eq!(d.weights, current, "interval {i} holds");
+        assert_eq!(rules(&d), vec![Rule::StaleObservation]);
+    }
+    let d = apply(&mut s, &stale, &current, w(0, &[50, 50]));
+    assert_eq!(d.weights, Weights::even(2));
+    assert_eq!(rules(&d), vec![Rule::FailSafe]);
+    assert!(s.status().fail_safe_engaged);
+    // Fresh data again: back to normal.
+    let d = apply(
+        &mut s,
+        &ObsBuilder::new(2).build(),
+        &d.weights.clone(),
+        Weights::even(2),
+    );
+    assert!(d.interventions.is_empty());
+    assert!(!s.status().fail_safe_engaged);
+
+    let mut hold = Shield::new(
+        ShieldConfig {
+            fail_safe: FailSafe::Hold,
+            fail_safe_after: 0,
+            ..ShieldConfig::default()
+        },
+        Slo::default(),
+        2,
+    );
+    let blank = ObsBuilder::new(2).blank().build();
+    let d = apply(&mut hold, &blank, &current, Weights::even(2));
+    assert_eq!(d.weights, current);
+    assert_eq!(rules(&d), vec![Rule::FailSafe]);
+}
+
+#[test]
+fn pause_holds_and_override_applies_until_it_expires() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).at(100.0).build();
+    let current = Weights::even(2);
+    s.pause();
+    let d = apply(&mut s, &obs, &current, w(20, &[40, 40]));
+    assert_eq!(d.weights, current);
+    assert_eq!(rules(&d), vec![Rule::Paused]);
+    s.resume();
+    s.set_override(w(100, &[0, 0]), 130.0).unwrap();
+    let d = apply(&mut s, &obs, &current, w(20, &[40, 40]));
+    assert_eq!(d.weights, w(100, &[0, 0]));
+    assert_eq!(rules(&d), vec![Rule::ManualOverride]);
+    let later = ObsBuilder::new(2).at(130.0).build();
+    let d = apply(&mut s, &later, &current, w(20, &[40, 40]));
+    assert_eq!(d.weights, w(20, &[40, 40]));
+    assert!(s.status().override_.is_none());
+    assert!(
+        s.set_override(w(10, &[10, 10]), 200.0).is_err(),
+        "bad override rejected"
+    );
+}
+
+#[test]
+fn malformed_proposal_is_repaired_not_applied() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).build();
+    let d = apply(&mut s, &obs, &Weights::even(2), w(90, &[90, 0]));
+    assert_eq!(d.weights, Weights::even(2));
+    assert_eq!(rules(&d), vec![Rule::InvalidProposal]);
+    let d = apply(&mut s, &obs, &Weights::even(2), w(100, &[]));
+    assert_eq!(d.weights, Weights::even(2));
+}
+
+#[test]
+fn interventions_are_counted_by_rule() {
+    let mut s = shield(2);
+    let obs = ObsBuilder::new(2).lag(0, 45.0).build();
+    apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    assert_eq!(s.status().interventions.get(&Rule::HardStaleness), Some(&2));
+    assert_eq!(s.status().decisions, 2);
+}
+
+fn arb_weights(n: usize) -> impl Strategy<Value = Weights> {
+    (
+        0.0f64..1.0,
+        proptest::collection::vec(0.0f64..3.0, n),
+        any::<bool>(),
+    )
+        .prop_map(move |(p, f, zero_p)| Weights::from_parts(if zero_p { 0.0 } else { p }, &f))
+}
+
+#[derive(Debug, Clone)]
+enum Lag {
+    Value(f64),
+    Unknown,
+    Down,
+}
+
+fn arb_case() -> impl Strategy<Value = (Observation, Weights, Weights, bool)> {
+    (1usize..4)
+        .prop_flat_map(|n| {
+            (
+                proptest::collection::vec(
+                    prop_oneof![
+                        6 => (0.0f64..80.0).prop_map(Lag::Value),
+                        1 => Just(Lag::Unknown),
+                        1 => Just(Lag::Down),
+                    ],
+                    n,
+                ),
+                0.0f64..1.0,
+                0.0f64..3000.0,
+                arb_weights(n),
+                arb_weights(n),
+                any::<bool>(),
+            )
+        })
+        .prop_map(|(lags, cpu, pr, current, target, capacity)| {
+            let mut b = ObsBuilder::new(lags.len()).primary(cpu, pr);
+            for (i, l) in lags.iter().enumerate() {
+                b = match l {
+                    Lag::Value(v) => b.lag(i, *v),
+                    Lag::Unknown => b.lag_unknown(i),
+                    Lag::Down => b.down(i),
+                };
+            }
+            (b.build(), current, target, capacity)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The mask and the post-check agree: an action is allowed exactly when the shield
+    /// applies it unchanged; whatever the shield applies passes the hard-limit post-check,
+    /// and is itself allowed (repair is idempotent).
+    #[test]
+    fn mask_and_apply_agree((obs, current, target, capacity) in arb_case()) {
+        let n = obs.replicas.len();
+        let cfg = ShieldConfig {
+            primary_read_capacity_qps: capacity.then_some(4000.0),
+            ..ShieldConfig::default()
+        };
+        let mut s = Shield::new(cfg, Slo::default(), n);
+        let allowed = s.mask(&obs, &current).allows(&target);
+        let d = s.apply(&obs, &current, Proposal::new(target.clone(), "prop"));
+        prop_assert_eq!(allowed, d.weights == target && d.interventions.is_empty());
+        prop_assert_eq!(d.weights.validate(n), Ok(()));
+        prop_assert_eq!(s.status().hard_limit_violations, 0);
+        let a = s.assess(&obs, &current);
+        prop_assert!(a.hard_limits_hold(&d.weights), "{:?} -> {}", a, d.weights);
+        prop_assert!(s.mask(&obs, &current).allows(&d.weights), "repair must be a fixed point: {}", d.weights);
+        if !a.emergency {
+            prop_assert!(current.max_step(&d.weights) <= s.config().max_step);
+        }
+    }
+}
