@@ -1,14 +1,10 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Weir's control loop.
+//!
+//! [`ControlStep`] is the synchronous heart shared by every way Weir runs — the live
+//! controller, the demo, training and the benchmark: give it an observation, it feeds the
+//! previous interval's reward to the policy, asks the policy for a proposal under the
+//! shield's mask, lets the shield decide, and records the result. It does no IO.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod step;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use step::{ControlStep, StepOutput};
