@@ -121,7 +121,13 @@ impl Assessment {
         let mut why = Vec::new();
         a.exclude_unhealthy(&mut probe, &mut why);
         a.cap_primary(&mut probe, &mut why);
-        a.emergency = !why.is_empty();
+        let slo_breach = cfg.lift_step_limit_on_slo_breach
+            && obs.replicas.iter().zip(&current.replicas).any(|(r, &w)| {
+                w > 0
+                    && r.lag_within(max_age)
+                        .is_some_and(|lag| lag > slo.max_staleness_s)
+            });
+        a.emergency = !why.is_empty() || slo_breach;
         a
     }
 

@@ -37,6 +37,13 @@ pub struct ShieldConfig {
     /// without it the primary share may only grow by `max_step` per interval while CPU is
     /// under the cap, and must shrink by `max_step` while it is over.
     pub primary_read_capacity_qps: Option<f64>,
+    /// Lift the step limit while a replica that has weight is observed over
+    /// `max_staleness_s` (users are reading stale data now). The primary cap still holds.
+    /// When false, only a hard-limit breach lifts it.
+    pub lift_step_limit_on_slo_breach: bool,
+    /// When false the shield only watches: proposals pass unchanged and the post-check counts
+    /// the hard-limit breaches it would have prevented (used to benchmark the bare baselines).
+    pub enforce: bool,
 }
 
 impl Default for ShieldConfig {
@@ -48,6 +55,8 @@ impl Default for ShieldConfig {
             fail_safe: FailSafe::Baseline,
             baseline: None,
             primary_read_capacity_qps: None,
+            lift_step_limit_on_slo_breach: true,
+            enforce: true,
         }
     }
 }

@@ -14,8 +14,9 @@
 //! 4. a replica that is down, whose lag is unknown, or whose lag exceeds `hard_staleness_s`
 //!    gets no reads while a healthy replica or primary headroom exists;
 //! 5. the primary's share never exceeds what its CPU headroom allows (`primary_cpu_max`);
-//! 6. outside an emergency (the current weights break rule 4 or 5) no destination's weight
-//!    moves by more than `max_step` per interval.
+//! 6. outside an emergency no destination's weight moves by more than `max_step` per
+//!    interval. An emergency is: the current weights break rule 4 or 5, or (by default) a
+//!    replica with weight is observed over `max_staleness_s`.
 //!
 //! After every policy-driven decision a post-check re-verifies rules 4 and 5 and counts any
 //! violation in [`ShieldStatus::hard_limit_violations`], which the tests and the benchmark
@@ -170,7 +171,7 @@ impl Shield {
                 },
             );
         }
-        if a.stale {
+        if a.stale && self.config.enforce {
             let age = a
                 .freshest_age_s
                 .map_or("no signal at all".to_string(), |s| {
@@ -242,6 +243,18 @@ impl Shield {
             Mode::Fixed(w, why) => {
                 self.status.fail_safe_engaged = why.rule == Rule::FailSafe;
                 (w, vec![why])
+            }
+            Mode::Normal if !self.config.enforce => {
+                self.status.fail_safe_engaged = false;
+                let w = if proposal.weights.validate(self.replicas).is_ok() {
+                    proposal.weights.clone()
+                } else {
+                    current.clone()
+                };
+                if !a.hard_limits_hold(&w) {
+                    self.status.hard_limit_violations += 1;
+                }
+                (w, Vec::new())
             }
             Mode::Normal => {
                 self.status.fail_safe_engaged = false;
@@ -327,6 +340,9 @@ impl ShieldMask<'_> {
 
 impl Mask for ShieldMask<'_> {
     fn allows(&self, target: &Weights) -> bool {
+        if !self.shield.config.enforce {
+            return true;
+        }
         match &self.fixed {
             Some(w) => w == target,
             None => {

@@ -112,11 +112,54 @@ fn primary_cap_without_capacity_is_stepwise() {
 #[test]
 fn step_is_limited_outside_an_emergency() {
     let mut s = shield(2);
-    let obs = ObsBuilder::new(2).lag(0, 10.0).build();
+    let obs = ObsBuilder::new(2).lag(0, 3.0).build();
     let d = apply(&mut s, &obs, &Weights::even(2), w(0, &[0, 100]));
     assert_eq!(rules(&d), vec![Rule::StepLimit]);
     assert!(Weights::even(2).max_step(&d.weights) <= 25);
     assert_eq!(d.weights, w(0, &[25, 75]));
+}
+
+#[test]
+fn slo_breach_lifts_the_step_limit_unless_disabled() {
+    let obs = ObsBuilder::new(2).lag(0, 10.0).build();
+    let mut s = shield(2);
+    let d = apply(&mut s, &obs, &Weights::even(2), w(20, &[0, 80]));
+    assert!(d.interventions.is_empty(), "{:?}", d.interventions);
+    let mut strict = Shield::new(
+        ShieldConfig {
+            lift_step_limit_on_slo_breach: false,
+            ..ShieldConfig::default()
+        },
+        Slo::default(),
+        2,
+    );
+    let d = apply(&mut strict, &obs, &Weights::even(2), w(20, &[0, 80]));
+    assert_eq!(rules(&d), vec![Rule::StepLimit]);
+}
+
+#[test]
+fn watch_only_shield_passes_proposals_and_counts_breaches() {
+    let mut s = Shield::new(
+        ShieldConfig {
+            enforce: false,
+            ..ShieldConfig::default()
+        },
+        Slo::default(),
+        2,
+    );
+    let obs = ObsBuilder::new(2).lag(0, 45.0).build();
+    assert!(s.mask(&obs, &Weights::even(2)).allows(&Weights::even(2)));
+    let d = apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
+    assert_eq!(d.weights, Weights::even(2));
+    assert!(d.interventions.is_empty());
+    assert_eq!(s.status().hard_limit_violations, 1);
+    let stale = ObsBuilder::new(2).blank().build();
+    let d = apply(&mut s, &stale, &Weights::even(2), w(100, &[0, 0]));
+    assert_eq!(
+        d.weights,
+        w(100, &[0, 0]),
+        "a bare baseline acts on its own logic"
+    );
 }
 
 #[test]
