@@ -124,7 +124,11 @@ impl Observation {
     /// The age of the freshest signal in the observation, or `None` when nothing is known.
     /// When even this is old, the observation as a whole is stale.
     pub fn freshest_age_s(&self) -> Option<f64> {
-        let primary = [self.primary.cpu, self.primary.read_qps, self.primary.read_p99_ms];
+        let primary = [
+            self.primary.cpu,
+            self.primary.read_qps,
+            self.primary.read_p99_ms,
+        ];
         primary
             .iter()
             .chain(self.replicas.iter().map(|r| &r.lag_s))

@@ -31,7 +31,12 @@ impl Outcome {
     /// Estimates an outcome from what the controller can see: the reads that `weights` send
     /// to replicas whose lag is over `max_staleness_s` or unknown count as stale, reads sent
     /// to a replica known to be down count as failed.
-    pub fn expected(obs: &Observation, weights: &Weights, previous: &Weights, slo: &Slo) -> Outcome {
+    pub fn expected(
+        obs: &Observation,
+        weights: &Weights,
+        previous: &Weights,
+        slo: &Slo,
+    ) -> Outcome {
         let mut stale = 0.0;
         let mut failed = 0.0;
         let mut p99 = if weights.primary > 0 {
@@ -188,25 +193,68 @@ mod tests {
         };
         let r0 = cfg.reward(&base, &slo());
         let cases = [
-            Outcome { stale_fraction: 0.5, ..base },
-            Outcome { failed_fraction: 0.1, ..base },
-            Outcome { primary_cpu: 0.8, ..base },
-            Outcome { read_p99_ms: 120.0, ..base },
-            Outcome { moved_fraction: 0.25, ..base },
+            Outcome {
+                stale_fraction: 0.5,
+                ..base
+            },
+            Outcome {
+                failed_fraction: 0.1,
+                ..base
+            },
+            Outcome {
+                primary_cpu: 0.8,
+                ..base
+            },
+            Outcome {
+                read_p99_ms: 120.0,
+                ..base
+            },
+            Outcome {
+                moved_fraction: 0.25,
+                ..base
+            },
         ];
         for c in cases {
             assert!(cfg.reward(&c, &slo()) < r0, "{c:?}");
         }
         // Stale reads: linear in the fraction.
-        let t = cfg.terms(&Outcome { stale_fraction: 0.5, ..base }, &slo());
+        let t = cfg.terms(
+            &Outcome {
+                stale_fraction: 0.5,
+                ..base
+            },
+            &slo(),
+        );
         assert!((t.stale - 5.0).abs() < 1e-12);
         // CPU: 1.0 at the cap, overload only beyond it.
-        let at_cap = cfg.terms(&Outcome { primary_cpu: 0.85, ..base }, &slo());
+        let at_cap = cfg.terms(
+            &Outcome {
+                primary_cpu: 0.85,
+                ..base
+            },
+            &slo(),
+        );
         assert!((at_cap.cpu - 1.0).abs() < 1e-9 && at_cap.overload == 0.0);
-        let over = cfg.terms(&Outcome { primary_cpu: 0.95, ..base }, &slo());
+        let over = cfg.terms(
+            &Outcome {
+                primary_cpu: 0.95,
+                ..base
+            },
+            &slo(),
+        );
         assert!((over.overload - 1.0).abs() < 1e-9);
         // Latency: nothing under the SLO.
-        assert_eq!(cfg.terms(&Outcome { read_p99_ms: 49.0, ..base }, &slo()).latency, 0.0);
+        assert_eq!(
+            cfg.terms(
+                &Outcome {
+                    read_p99_ms: 49.0,
+                    ..base
+                },
+                &slo()
+            )
+            .latency,
+            0.0
+        );
     }
 
     #[test]
@@ -222,7 +270,10 @@ mod tests {
         };
         assert!((cfg.reward(&o, &slo()) - (10.0 - 9.0)).abs() < 1e-12);
         // 20 s of lag costs 400 whatever the latency: the defect the brief describes.
-        let lagging = Outcome { max_lag_s: 20.0, ..o };
+        let lagging = Outcome {
+            max_lag_s: 20.0,
+            ..o
+        };
         assert!(cfg.reward(&lagging, &slo()) < -380.0);
     }
 }

@@ -240,15 +240,27 @@ mod tests {
     fn step_and_moved_fraction() {
         let a = Weights::even(2);
         let b = Weights::from_parts(0.5, &[0.0, 1.0]);
-        assert_eq!(b, Weights { primary: 50, replicas: vec![0, 50] });
+        assert_eq!(
+            b,
+            Weights {
+                primary: 50,
+                replicas: vec![0, 50]
+            }
+        );
         assert_eq!(a.max_step(&b), 50);
         assert!((a.moved_fraction(&b) - 0.5).abs() < 1e-12);
     }
 
     #[test]
     fn validate_names_the_problem() {
-        let w = Weights { primary: 10, replicas: vec![10] };
-        assert!(matches!(w.validate(1), Err(WeightsError::BadTotal { got: 20, .. })));
+        let w = Weights {
+            primary: 10,
+            replicas: vec![10],
+        };
+        assert!(matches!(
+            w.validate(1),
+            Err(WeightsError::BadTotal { got: 20, .. })
+        ));
         assert!(matches!(w.validate(2), Err(WeightsError::BadLength { .. })));
     }
 

@@ -151,8 +151,8 @@ impl Shield {
     }
 
     fn mode(&self, a: &Assessment, current: &Weights, stale_intervals: u32) -> Mode {
-        if let Some(o) = &self.status.override_ {
-            if a.at_s < o.until_s {
+        if let Some(o) = &self.status.override_
+            && a.at_s < o.until_s {
                 return Mode::Fixed(
                     o.weights.clone(),
                     Intervention {
@@ -161,7 +161,6 @@ impl Shield {
                     },
                 );
             }
-        }
         if self.status.paused {
             return Mode::Fixed(
                 current.clone(),
@@ -233,11 +232,10 @@ impl Shield {
         } else {
             0
         };
-        if let Some(o) = &self.status.override_ {
-            if a.at_s >= o.until_s {
+        if let Some(o) = &self.status.override_
+            && a.at_s >= o.until_s {
                 self.status.override_ = None;
             }
-        }
         self.status.decisions += 1;
         let (weights, interventions) = match self.mode(&a, current, self.status.stale_intervals) {
             Mode::Fixed(w, why) => {

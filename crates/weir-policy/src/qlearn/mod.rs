@@ -1,0 +1,364 @@
+//! Tabular Q-learning inside the shield.
+//!
+//! Actions are pairs (primary share level, demotion of the worst replica): the primary takes
+//! `level`% of reads and the worst replica gets `factor` times the weight of each other
+//! replica. The table is trained offline in the simulator with ε-greedy exploration over the
+//! actions the shield's mask allows, so it never learns an unsafe move; in service it is
+//! greedy (ties keep the current action, which damps flapping) and it learns online only from
+//! what the shield let through. In a state it never visited often enough it falls back to
+//! the shun rule, which the shield then bounds as usual.
+
+mod model;
+pub mod state;
+
+use serde::{Deserialize, Serialize};
+use weir_core::{
+    ActionValue, DecisionContext, Explanation, Policy, Proposal, Transition, Weights, rng::Rng,
+};
+
+pub use model::{ModelError, TrainInfo};
+use state::{Features, dims, features};
+
+use crate::ShunPolicy;
+
+/// Hyper-parameters and the action grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QConfig {
+    /// Primary share levels, percent.
+    pub levels: Vec<u32>,
+    /// Demotion factors for the worst replica (1 = equal to the others, 0 = excluded).
+    pub factors: Vec<f64>,
+    /// Discount per control interval.
+    pub gamma: f64,
+    /// Floor of the learning rate (which starts at 1/visits).
+    pub alpha_min: f64,
+    /// Visits of a state below which the greedy policy falls back to the shun rule.
+    pub min_visits: u32,
+}
+
+impl Default for QConfig {
+    fn default() -> Self {
+        QConfig {
+            levels: vec![0, 10, 20, 30, 40, 50, 70, 100],
+            factors: vec![1.0, 1.0 / 3.0, 0.0],
+            gamma: 0.9,
+            alpha_min: 0.05,
+            min_visits: 3,
+        }
+    }
+}
+
+impl QConfig {
+    /// Number of actions.
+    pub fn actions(&self) -> usize {
+        self.levels.len() * self.factors.len()
+    }
+
+    /// Number of states.
+    pub fn states(&self) -> usize {
+        dims(self.levels.len(), self.factors.len()).iter().product()
+    }
+
+    /// Checks the grid; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.levels.is_empty() || self.levels.iter().any(|&l| l > Weights::TOTAL) {
+            return Err(format!(
+                "levels must be non-empty percents within 0..=100, got {:?}",
+                self.levels
+            ));
+        }
+        if self.factors.is_empty() || self.factors.iter().any(|f| !(0.0..=1.0).contains(f)) {
+            return Err(format!(
+                "factors must be non-empty within 0..=1, got {:?}",
+                self.factors
+            ));
+        }
+        if !(0.0..1.0).contains(&self.gamma) {
+            return Err(format!("gamma must be within 0..1, got {}", self.gamma));
+        }
+        if !(self.alpha_min > 0.0 && self.alpha_min <= 1.0) {
+            return Err(format!(
+                "alpha_min must be within (0, 1], got {}",
+                self.alpha_min
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the last decision was, to credit it when its reward arrives.
+#[derive(Debug, Clone)]
+struct Pending {
+    state: usize,
+    action: Option<usize>,
+    /// The weights of every action at that decision (to map what was applied back).
+    candidates: Vec<Weights>,
+    reward: Option<f64>,
+}
+
+/// The Q-learning policy.
+#[derive(Debug, Clone)]
+pub struct QLearn {
+    config: QConfig,
+    q: Vec<f32>,
+    visits: Vec<u32>,
+    /// Exploration rate; 0 in service.
+    epsilon: f64,
+    /// Whether to update the table from feedback.
+    learning: bool,
+    /// Offline training (exploration allowed, no fallback).
+    training: bool,
+    rng: Rng,
+    pending: Option<Pending>,
+    last: Explanation,
+    info: TrainInfo,
+}
+
+impl QLearn {
+    /// An untrained table.
+    pub fn new(config: QConfig) -> Self {
+        let states = config.states();
+        let actions = config.actions();
+        QLearn {
+            q: vec![0.0; states * actions],
+            visits: vec![0; states * actions],
+            config,
+            epsilon: 0.0,
+            learning: false,
+            training: false,
+            rng: Rng::new(0),
+            pending: None,
+            last: Explanation::default(),
+            info: TrainInfo::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QConfig {
+        &self.config
+    }
+
+    /// Turns on training: ε-greedy exploration with the given rate and seed, and learning.
+    pub fn train_mode(&mut self, epsilon: f64, seed: u64) {
+        self.epsilon = epsilon.clamp(0.0, 1.0);
+        self.learning = true;
+        self.training = true;
+        self.rng = Rng::new(seed);
+    }
+
+    /// Changes the exploration rate (a training schedule).
+    pub fn set_epsilon(&mut self, epsilon: f64) {
+        self.epsilon = epsilon.clamp(0.0, 1.0);
+    }
+
+    /// Serving: greedy; `online` keeps learning from shielded feedback.
+    pub fn serve_mode(&mut self, online: bool) {
+        self.epsilon = 0.0;
+        self.learning = online;
+        self.training = false;
+    }
+
+    /// Training metadata carried in the model file.
+    pub fn info(&self) -> &TrainInfo {
+        &self.info
+    }
+
+    /// Sets the training metadata.
+    pub fn set_info(&mut self, info: TrainInfo) {
+        self.info = info;
+    }
+
+    /// Number of states visited at least once.
+    pub fn visited_states(&self) -> usize {
+        let a = self.config.actions();
+        self.visits
+            .chunks(a)
+            .filter(|c| c.iter().any(|&v| v > 0))
+            .count()
+    }
+
+    fn action_weights(&self, a: usize, worst: Option<usize>, n: usize) -> Weights {
+        let nf = self.config.factors.len();
+        let level = self.config.levels[a / nf];
+        let factor = self.config.factors[a % nf];
+        let mut factors = vec![1.0; n];
+        if let Some(w) = worst {
+            factors[w] = factor;
+        }
+        Weights::from_parts(level as f64 / Weights::TOTAL as f64, &factors)
+    }
+
+    fn label(&self, a: usize, worst_name: &str) -> String {
+        let nf = self.config.factors.len();
+        let f = self.config.factors[a % nf];
+        let fs = if f == 1.0 {
+            "even".to_string()
+        } else if f == 0.0 {
+            format!("{worst_name} out")
+        } else {
+            format!("{worst_name}×{f:.2}")
+        };
+        format!("primary {}% {fs}", self.config.levels[a / nf])
+    }
+
+    fn state_visits(&self, s: usize) -> u32 {
+        let a = self.config.actions();
+        self.visits[s * a..(s + 1) * a].iter().sum()
+    }
+
+    fn update(&mut self, s: usize, a: usize, target: f64) {
+        let idx = s * self.config.actions() + a;
+        self.visits[idx] = self.visits[idx].saturating_add(1);
+        let alpha = (1.0 / self.visits[idx] as f64).max(self.config.alpha_min);
+        let q = self.q[idx] as f64;
+        self.q[idx] = (q + alpha * (target - q)) as f32;
+    }
+}
+
+impl Policy for QLearn {
+    fn name(&self) -> &str {
+        "qlearn"
+    }
+
+    fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
+        let n = ctx.obs.replicas.len();
+        let na = self.config.actions();
+        let f: Features = features(ctx, &self.config.levels, &self.config.factors);
+        let s = f.index(self.config.levels.len(), self.config.factors.len());
+        let candidates: Vec<Weights> = (0..na)
+            .map(|a| self.action_weights(a, f.worst, n))
+            .collect();
+        let allowed: Vec<bool> = candidates.iter().map(|w| ctx.mask.allows(w)).collect();
+        let row = &self.q[s * na..(s + 1) * na];
+        let best_next = (0..na)
+            .filter(|&a| allowed[a])
+            .map(|a| row[a] as f64)
+            .reduce(f64::max);
+
+        // Credit the previous decision now that its successor state and mask are known.
+        if self.learning
+            && let Some(Pending {
+                state,
+                action: Some(a),
+                reward: Some(r),
+                ..
+            }) = self.pending.take()
+            {
+                let target = r + self.config.gamma * best_next.unwrap_or(0.0);
+                self.update(state, a, target);
+            }
+
+        let current_action = candidates.iter().position(|w| w == ctx.current);
+        // In service only actions tried in training compete: an untried action's initial
+        // value says nothing about it.
+        let tried = |a: usize| self.training || self.visits[s * na + a] > 0;
+        let greedy = (0..na)
+            .filter(|&a| allowed[a] && tried(a))
+            .max_by(|&a, &b| {
+                let (qa, qb) = (self.q[s * na + a], self.q[s * na + b]);
+                qa.total_cmp(&qb)
+                    .then((Some(a) == current_action).cmp(&(Some(b) == current_action)))
+                    .then(b.cmp(&a))
+            });
+        let explore = self.epsilon > 0.0 && self.rng.uniform() < self.epsilon;
+        let worst_name = f
+            .worst
+            .map_or("-", |w| ctx.obs.replicas[w].name.as_str())
+            .to_string();
+        let any_allowed = allowed.iter().any(|&x| x);
+        let (action, weights, reason) = if !any_allowed {
+            (
+                None,
+                ctx.current.clone(),
+                "no action allowed by the shield: hold".to_string(),
+            )
+        } else if explore {
+            let options: Vec<usize> = (0..na).filter(|&a| allowed[a]).collect();
+            let a = options[self.rng.below(options.len())];
+            (
+                Some(a),
+                candidates[a].clone(),
+                format!("explore: {}", self.label(a, &worst_name)),
+            )
+        } else if greedy.is_none()
+            || (!self.training && self.state_visits(s) < self.config.min_visits)
+        {
+            let (w, _) = ShunPolicy::weights(ctx.obs, ctx.slo);
+            let a = candidates.iter().position(|c| *c == w);
+            (
+                a,
+                w,
+                "fallback to shun: state rarely seen in training".to_string(),
+            )
+        } else {
+            let a = greedy.unwrap_or(0);
+            (
+                Some(a),
+                candidates[a].clone(),
+                format!(
+                    "greedy: {} (Q={:.2})",
+                    self.label(a, &worst_name),
+                    self.q[s * na + a]
+                ),
+            )
+        };
+
+        let mut values: Vec<ActionValue> = (0..na)
+            .map(|a| ActionValue {
+                label: self.label(a, &worst_name),
+                weights: candidates[a].clone(),
+                value: Some(self.q[s * na + a] as f64),
+                allowed: allowed[a],
+            })
+            .collect();
+        values.sort_by(|x, y| {
+            y.allowed.cmp(&x.allowed).then(
+                y.value
+                    .unwrap_or(f64::MIN)
+                    .total_cmp(&x.value.unwrap_or(f64::MIN)),
+            )
+        });
+        values.truncate(12);
+        self.last = Explanation {
+            policy: "qlearn".to_string(),
+            state: format!(
+                "{} (state {s}, {} visits)",
+                f.describe(ctx.obs),
+                self.state_visits(s)
+            ),
+            actions: values,
+        };
+        self.pending = Some(Pending {
+            state: s,
+            action,
+            candidates,
+            reward: None,
+        });
+        Proposal {
+            weights,
+            action,
+            reason,
+        }
+    }
+
+    fn learn(&mut self, t: &Transition) {
+        if let Some(p) = &mut self.pending {
+            // Credit the action that was really applied (the shield may have changed it).
+            let applied = p.candidates.iter().position(|w| *w == t.applied);
+            p.action = applied;
+            p.reward = Some(t.reward);
+        }
+    }
+
+    fn explain(&self) -> Explanation {
+        self.last.clone()
+    }
+
+    fn reset(&mut self) {
+        self.pending = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;
