@@ -145,6 +145,11 @@ impl ControlStep {
         &self.slo
     }
 
+    /// Gives the policy back (to reuse it in the next episode or save it).
+    pub fn into_policy(self) -> Box<dyn Policy> {
+        self.policy
+    }
+
     /// Starts a new episode from `initial` weights: clears history and per-episode state.
     pub fn reset(&mut self, initial: Weights) {
         self.history.clear();

@@ -89,4 +89,10 @@ pub trait Policy: Send {
 
     /// Starts a new episode (forget per-episode memory, keep what was learned).
     fn reset(&mut self) {}
+
+    /// What the policy has learned, serialised (its model file's contents), or `None` for
+    /// policies without learned state. The controller persists it atomically.
+    fn snapshot(&self) -> Option<String> {
+        None
+    }
 }

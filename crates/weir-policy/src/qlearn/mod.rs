@@ -358,6 +358,10 @@ impl Policy for QLearn {
     fn reset(&mut self) {
         self.pending = None;
     }
+
+    fn snapshot(&self) -> Option<String> {
+        Some(self.to_json())
+    }
 }
 
 #[cfg(test)]
