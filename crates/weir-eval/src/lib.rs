@@ -1,14 +1,16 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Weir's offline work, all in simulated time: run a policy through an episode of a
+//! scenario ([`episode`]), the lookahead oracle that sees the simulator's true state
+//! ([`oracle`]), Q-learning training ([`train`]) and the policy benchmark ([`bench`]).
+//!
+//! Every run goes through the same [`weir_controller::ControlStep`] (policy → shield) as the
+//! live controller. Results are deterministic for a given seed: the benchmark's JSON and CSV
+//! are byte-identical across runs, whatever the number of worker threads.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod bench;
+pub mod episode;
+pub mod oracle;
+pub mod train;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use bench::{BenchOptions, BenchReport, run as run_bench};
+pub use episode::{Agent, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+pub use train::{TrainOptions, TrainProgress, train};

@@ -1,3 +1,26 @@
-fn main() {
-    println!("Hello, world!");
+//! The `weir` command: a thin layer that parses arguments and wires the crates together.
+
+mod bench_cmd;
+mod cli;
+mod demo;
+mod train_cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(cli.log_format);
+    let result = match cli.command {
+        cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Train(args) => train_cmd::run(args),
+        cli::Command::Bench(args) => bench_cmd::run(args),
+        cli::Command::Scenarios(args) => bench_cmd::check_scenarios(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,327 @@
+//! The policy benchmark: every policy on every scenario with the same seeds.
+//!
+//! Output is deterministic: the same options give byte-identical JSON, CSV and tables, with
+//! any number of worker threads (jobs are independent and results are placed by index).
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+use weir_policy::QLearn;
+use weir_sim::Scenario;
+
+use crate::episode::{Agent, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Scenarios.
+    pub scenarios: Vec<Scenario>,
+    /// Policies.
+    pub policies: Vec<PolicySpec>,
+    /// Seeds; each scenario runs once per seed, every policy with the same seeds.
+    pub seeds: Vec<u64>,
+    /// The Q-learning model (needed when `qlearn` is among the policies).
+    pub model: Option<QLearn>,
+    /// Reward and shield settings.
+    pub run: RunOptions,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// One episode's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Scenario name.
+    pub scenario: String,
+    /// Policy label.
+    pub policy: String,
+    /// Seed (as given; the simulator seed is derived from it and the scenario's seed).
+    pub seed: u64,
+    /// Metrics.
+    #[serde(flatten)]
+    pub metrics: EpisodeMetrics,
+}
+
+/// Means over seeds (per scenario) or over scenarios (`scenario = "ALL"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Scenario name or `ALL`.
+    pub scenario: String,
+    /// Policy label.
+    pub policy: String,
+    /// Episodes averaged.
+    pub runs: usize,
+    /// Mean metrics (counts are means too).
+    #[serde(flatten)]
+    pub metrics: MeanMetrics,
+    /// `(R − R_static) / (R_lookahead − R_static)`; `None` when static or lookahead is not in
+    /// the run or they tie.
+    pub score: Option<f64>,
+}
+
+/// Metrics averaged over runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MeanMetrics {
+    /// Stale reads, percent.
+    pub stale_read_pct: f64,
+    /// Mean staleness of stale reads, seconds.
+    pub mean_staleness_s: f64,
+    /// Failed reads, percent.
+    pub failed_read_pct: f64,
+    /// Seconds with primary CPU above its cap.
+    pub cpu_over_max_s: f64,
+    /// Primary CPU p95, percent.
+    pub primary_cpu_p95_pct: f64,
+    /// Mean read p99, milliseconds.
+    pub mean_read_p99_ms: f64,
+    /// Weight changes.
+    pub weight_changes: f64,
+    /// Mean reward per interval.
+    pub mean_reward: f64,
+    /// Shield interventions.
+    pub shield_interventions: f64,
+    /// Hard-limit breaches after the shield (watch-only for bare baselines).
+    pub hard_limit_violations: f64,
+}
+
+impl MeanMetrics {
+    fn mean<'a>(ms: impl Iterator<Item = &'a EpisodeMetrics>) -> (MeanMetrics, usize) {
+        let mut s = MeanMetrics::default();
+        let mut n = 0usize;
+        for m in ms {
+            n += 1;
+            s.stale_read_pct += m.stale_read_pct;
+            s.mean_staleness_s += m.mean_staleness_s;
+            s.failed_read_pct += m.failed_read_pct;
+            s.cpu_over_max_s += m.cpu_over_max_s;
+            s.primary_cpu_p95_pct += m.primary_cpu_p95_pct;
+            s.mean_read_p99_ms += m.mean_read_p99_ms;
+            s.weight_changes += m.weight_changes as f64;
+            s.mean_reward += m.mean_reward;
+            s.shield_interventions += m.shield_interventions as f64;
+            s.hard_limit_violations += m.hard_limit_violations as f64;
+        }
+        if n > 0 {
+            let k = n as f64;
+            for v in [
+                &mut s.stale_read_pct,
+                &mut s.mean_staleness_s,
+                &mut s.failed_read_pct,
+                &mut s.cpu_over_max_s,
+                &mut s.primary_cpu_p95_pct,
+                &mut s.mean_read_p99_ms,
+                &mut s.weight_changes,
+                &mut s.mean_reward,
+                &mut s.shield_interventions,
+                &mut s.hard_limit_violations,
+            ] {
+                *v /= k;
+            }
+        }
+        (s, n)
+    }
+}
+
+/// Everything the benchmark measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// Scenario names, in order.
+    pub scenarios: Vec<String>,
+    /// Policy labels, in order.
+    pub policies: Vec<String>,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Per-scenario means, then `ALL`.
+    pub summary: Vec<Summary>,
+    /// Every episode.
+    pub runs: Vec<Run>,
+}
+
+/// The simulator seed for a scenario and a benchmark seed.
+pub fn episode_seed(scn: &Scenario, seed: u64) -> u64 {
+    scn.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed
+}
+
+/// Runs the benchmark.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
+    if opts.scenarios.is_empty() || opts.policies.is_empty() || opts.seeds.is_empty() {
+        return Err("the benchmark needs at least one scenario, one policy and one seed".to_string());
+    }
+    for p in &opts.policies {
+        if p.name == "qlearn" && opts.model.is_none() {
+            return Err("policy qlearn needs a model: pass --model or run `weir train`".to_string());
+        }
+    }
+    let jobs: Vec<(usize, usize, usize)> = (0..opts.scenarios.len())
+        .flat_map(|s| (0..opts.policies.len()).flat_map(move |p| (0..opts.seeds.len()).map(move |k| (s, p, k))))
+        .collect();
+    let results: Mutex<Vec<Option<Result<Run, String>>>> = Mutex::new(vec![None; jobs.len()]);
+    let next = AtomicUsize::new(0);
+    let threads = opts.threads.clamp(1, 64);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(s, p, k)) = jobs.get(i) else { break };
+                    let scn = &opts.scenarios[s];
+                    let spec = &opts.policies[p];
+                    let seed = opts.seeds[k];
+                    let r = Agent::build(spec, opts.model.as_ref(), &opts.run).map(|agent| {
+                        let (metrics, _) = run_episode(scn, episode_seed(scn, seed), agent, &opts.run, None);
+                        Run {
+                            scenario: scn.name.clone(),
+                            policy: spec.label(),
+                            seed,
+                            metrics,
+                        }
+                    });
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().map_err(|_| "a benchmark worker panicked".to_string())?;
+    let mut runs = Vec::with_capacity(results.len());
+    for r in results {
+        runs.push(r.ok_or("a benchmark job did not run")??);
+    }
+    let policies: Vec<String> = opts.policies.iter().map(PolicySpec::label).collect();
+    let scenarios: Vec<String> = opts.scenarios.iter().map(|s| s.name.clone()).collect();
+    let mut summary = Vec::new();
+    for name in scenarios.iter().map(String::as_str).chain(std::iter::once("ALL")) {
+        let rows: Vec<Summary> = policies
+            .iter()
+            .map(|p| {
+                let (metrics, n) = MeanMetrics::mean(
+                    runs.iter()
+                        .filter(|r| &r.policy == p && (name == "ALL" || r.scenario == name))
+                        .map(|r| &r.metrics),
+                );
+                Summary {
+                    scenario: name.to_string(),
+                    policy: p.clone(),
+                    runs: n,
+                    metrics,
+                    score: None,
+                }
+            })
+            .collect();
+        let reward_of = |label: &str| rows.iter().find(|r| r.policy == label).map(|r| r.metrics.mean_reward);
+        let (r_static, r_oracle) = (reward_of("static"), reward_of("lookahead"));
+        for mut row in rows.clone() {
+            if let (Some(s), Some(o)) = (r_static, r_oracle) {
+                if (o - s).abs() > 1e-9 {
+                    row.score = Some((row.metrics.mean_reward - s) / (o - s));
+                }
+            }
+            summary.push(row);
+        }
+    }
+    Ok(BenchReport {
+        scenarios,
+        policies,
+        seeds: opts.seeds.clone(),
+        summary,
+        runs,
+    })
+}
+
+impl BenchReport {
+    /// Pretty JSON (deterministic).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// One CSV line per episode, then the summaries (scenario `ALL` for the overall means).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,score\n",
+        );
+        for r in &self.runs {
+            let m = &r.metrics;
+            let _ = writeln!(
+                out,
+                "run,{},{},{},1,{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},",
+                r.scenario,
+                r.policy,
+                r.seed,
+                m.stale_read_pct,
+                m.mean_staleness_s,
+                m.failed_read_pct,
+                m.cpu_over_max_s,
+                m.primary_cpu_p95_pct,
+                m.mean_read_p99_ms,
+                m.weight_changes,
+                m.mean_reward,
+                m.shield_interventions,
+                m.hard_limit_violations
+            );
+        }
+        for s in &self.summary {
+            let m = &s.metrics;
+            let _ = writeln!(
+                out,
+                "summary,{},{},,{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
+                s.scenario,
+                s.policy,
+                s.runs,
+                m.stale_read_pct,
+                m.mean_staleness_s,
+                m.failed_read_pct,
+                m.cpu_over_max_s,
+                m.primary_cpu_p95_pct,
+                m.mean_read_p99_ms,
+                m.weight_changes,
+                m.mean_reward,
+                m.shield_interventions,
+                m.hard_limit_violations,
+                s.score.map_or(String::new(), |x| format!("{x:.6}"))
+            );
+        }
+        out
+    }
+
+    /// Markdown tables: one per scenario, then the overall means.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let mut current = "";
+        for s in &self.summary {
+            if s.scenario != current {
+                current = &s.scenario;
+                let title = if current == "ALL" {
+                    format!("Overall (mean over {} scenarios × {} seeds)", self.scenarios.len(), self.seeds.len())
+                } else {
+                    format!("{current} ({} seeds)", self.seeds.len())
+                };
+                let _ = writeln!(out, "\n### {title}\n");
+                out.push_str("| policy | stale % | staleness s | failed % | cpu>max s | cpu p95 % | p99 ms | changes | reward | shield | breaches | score |\n");
+                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+            }
+            let m = &s.metrics;
+            let _ = writeln!(
+                out,
+                "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {} |",
+                s.policy,
+                m.stale_read_pct,
+                m.mean_staleness_s,
+                m.failed_read_pct,
+                m.cpu_over_max_s,
+                m.primary_cpu_p95_pct,
+                m.mean_read_p99_ms,
+                m.weight_changes,
+                m.mean_reward,
+                m.shield_interventions,
+                m.hard_limit_violations,
+                s.score.map_or("n/a".to_string(), |x| format!("{x:.2}"))
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,150 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Weir keeps reads off lagging database replicas: it watches replication lag and primary
+/// load, decides with a learned policy inside a hard safety shield, and shifts read weights.
+///
+/// Start with `weir demo`: a simulated primary and two replicas, one of which stalls for a
+/// backup, governed live by the trained policy. `weir bench` compares policies on scenario
+/// files; `weir train` trains the Q-learning policy in the simulator.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "WEIR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a simulated cluster governed live by Weir (accelerated time), printing one line per
+    /// decision and serving /api/state, /api/history, /api/events and /metrics.
+    Demo(DemoArgs),
+    /// Train the Q-learning policy in the simulator on the training scenarios and write a
+    /// versioned model file atomically.
+    Train(TrainArgs),
+    /// Compare policies on scenario files with the same seeds; print tables and write
+    /// JSON/CSV. Same options → byte-identical output.
+    Bench(BenchArgs),
+    /// Validate scenario files and print a one-line summary of each.
+    Scenarios(ScenarioArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Scenario file to run (default: the embedded scenarios/demo.toml).
+    #[arg(long, env = "WEIR_SCENARIO")]
+    pub scenario: Option<PathBuf>,
+    /// Policy: qlearn, shun, threshold, static.
+    #[arg(long, default_value = "qlearn", env = "WEIR_POLICY")]
+    pub policy: String,
+    /// Q-learning model file. When missing, a small model is trained first (seconds) and
+    /// written here.
+    #[arg(long, default_value = "models/qlearn.json", env = "WEIR_MODEL")]
+    pub model: PathBuf,
+    /// Simulated seconds per real second (0 = as fast as possible).
+    #[arg(long, default_value_t = 60.0, env = "WEIR_SPEED")]
+    pub speed: f64,
+    /// Address for the HTTP API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:9464", env = "WEIR_LISTEN")]
+    pub listen: SocketAddr,
+    /// Do not serve HTTP.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Keep serving HTTP after the scenario ends, until Ctrl-C.
+    #[arg(long)]
+    pub linger: bool,
+    /// Seed for the simulator (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Bearer token that enables the mutating endpoints (pause, resume, override).
+    #[arg(long, env = "WEIR_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Directory of training scenarios (never the evaluation set).
+    #[arg(long, default_value = "scenarios/train")]
+    pub scenarios: PathBuf,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 600)]
+    pub episodes: u64,
+    /// Master seed (the run is deterministic for a seed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Relative jitter of scenario parameters per episode.
+    #[arg(long, default_value_t = 0.2)]
+    pub jitter: f64,
+    /// Output model file (written atomically).
+    #[arg(long, default_value = "models/qlearn.json")]
+    pub out: PathBuf,
+    /// Continue training this model instead of starting from scratch.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print progress every N episodes.
+    #[arg(long, default_value_t = 50)]
+    pub progress_every: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenario files or directories (default: scenarios/eval).
+    #[arg(long = "scenarios", num_args = 1.., default_value = "scenarios/eval")]
+    pub scenarios: Vec<PathBuf>,
+    /// Comma-separated policies: static, threshold, shun, qlearn, lookahead. Append +shield to
+    /// run a baseline inside the shield, or -bare to run Weir's policy without it.
+    #[arg(long, default_value = "static,threshold,shun,qlearn,lookahead", value_delimiter = ',')]
+    pub policies: Vec<String>,
+    /// Comma-separated seeds.
+    #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Q-learning model file.
+    #[arg(long, default_value = "models/qlearn.json")]
+    pub model: PathBuf,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write per-episode and summary rows as CSV here.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Worker threads (output does not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Measure simulator and training throughput instead (wall-clock; not deterministic).
+    #[arg(long)]
+    pub throughput: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Scenario files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Sets up tracing on stderr.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
