@@ -19,9 +19,11 @@ pub struct StepOutput {
     pub explanation: Explanation,
 }
 
-/// Policy + shield + history: the decision pipeline of one managed cluster.
-pub struct ControlStep {
-    policy: Box<dyn Policy>,
+/// Policy + shield + history: the decision pipeline of one managed cluster. Generic over
+/// the policy so that training can take a concrete policy back out; everything else uses the
+/// default, `dyn Policy`.
+pub struct ControlStep<P: Policy + ?Sized = dyn Policy> {
+    policy: Box<P>,
     shield: Shield,
     slo: Slo,
     reward: RewardConfig,
@@ -31,10 +33,10 @@ pub struct ControlStep {
     before_last: Weights,
 }
 
-impl ControlStep {
+impl<P: Policy + ?Sized> ControlStep<P> {
     /// A pipeline starting from the weights `initial` currently in force.
     pub fn new(
-        policy: Box<dyn Policy>,
+        policy: Box<P>,
         shield: Shield,
         slo: Slo,
         reward: RewardConfig,
@@ -131,12 +133,12 @@ impl ControlStep {
     }
 
     /// The policy.
-    pub fn policy(&self) -> &dyn Policy {
+    pub fn policy(&self) -> &P {
         self.policy.as_ref()
     }
 
     /// The policy, mutably (to save or reset it).
-    pub fn policy_mut(&mut self) -> &mut dyn Policy {
+    pub fn policy_mut(&mut self) -> &mut P {
         self.policy.as_mut()
     }
 
@@ -146,7 +148,7 @@ impl ControlStep {
     }
 
     /// Gives the policy back (to reuse it in the next episode or save it).
-    pub fn into_policy(self) -> Box<dyn Policy> {
+    pub fn into_policy(self) -> Box<P> {
         self.policy
     }
 
@@ -194,7 +196,7 @@ mod tests {
     #[test]
     fn step_shields_records_and_feeds_back_reward() {
         let shield = Shield::new(ShieldConfig::default(), Slo::default(), 2);
-        let mut step = ControlStep::new(
+        let mut step: ControlStep = ControlStep::new(
             Box::new(Greedy { rewards: vec![] }),
             shield,
             Slo::default(),

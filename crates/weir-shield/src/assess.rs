@@ -5,6 +5,47 @@ use weir_core::{Intervention, Observation, Rule, Slo, Weights};
 
 use crate::ShieldConfig;
 
+/// Where the repair functions report what they changed. Counting only (for the action mask)
+/// skips formatting the messages, which dominates the cost of a mask query.
+pub(crate) struct Notes {
+    list: Option<Vec<Intervention>>,
+    count: usize,
+}
+
+impl Notes {
+    pub(crate) fn collect() -> Self {
+        Notes {
+            list: Some(Vec::new()),
+            count: 0,
+        }
+    }
+
+    pub(crate) fn count_only() -> Self {
+        Notes {
+            list: None,
+            count: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, rule: Rule, detail: impl FnOnce() -> String) {
+        self.count += 1;
+        if let Some(l) = &mut self.list {
+            l.push(Intervention {
+                rule,
+                detail: detail(),
+            });
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Intervention> {
+        self.list.unwrap_or_default()
+    }
+}
+
 /// How the shield sees one replica.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -118,7 +159,7 @@ impl Assessment {
             least_bad,
         };
         let mut probe = current.clone();
-        let mut why = Vec::new();
+        let mut why = Notes::count_only();
         a.exclude_unhealthy(&mut probe, &mut why);
         a.cap_primary(&mut probe, &mut why);
         let slo_breach = cfg.lift_step_limit_on_slo_breach
@@ -151,7 +192,7 @@ impl Assessment {
 
     /// Rule 4: moves reads off unhealthy replicas, to healthy replicas if any, else to the
     /// primary up to its cap, else to the least bad replica that is up.
-    pub(crate) fn exclude_unhealthy(&self, w: &mut Weights, why: &mut Vec<Intervention>) {
+    pub(crate) fn exclude_unhealthy(&self, w: &mut Weights, why: &mut Notes) {
         let healthy = self.healthy();
         let bad: Vec<usize> = (0..w.replicas.len())
             .filter(|&i| {
@@ -189,35 +230,33 @@ impl Assessment {
         }
         for &i in &bad {
             if w.replicas[i] < before.replicas[i] {
-                why.push(Intervention {
-                    rule: self.health[i].rule(),
-                    detail: format!(
+                why.push(self.health[i].rule(), || {
+                    format!(
                         "{}: weight {} → {} ({} → {})",
                         self.describe(i),
                         before.replicas[i],
                         w.replicas[i],
                         before,
                         w
-                    ),
+                    )
                 });
             }
         }
         if healthy.is_empty() {
-            why.push(Intervention {
-                rule: Rule::NoHealthyDestination,
-                detail: format!(
+            why.push(Rule::NoHealthyDestination, || {
+                format!(
                     "no healthy replica: primary up to its cap {}, rest on {}",
                     self.primary_cap,
                     self.least_bad
                         .map_or("the primary (nothing is up)".to_string(), |i| self
                             .describe(i))
-                ),
+                )
             });
         }
     }
 
     /// Rule 5: moves reads above the primary's cap to healthy replicas (or the least bad one).
-    pub(crate) fn cap_primary(&self, w: &mut Weights, why: &mut Vec<Intervention>) {
+    pub(crate) fn cap_primary(&self, w: &mut Weights, why: &mut Notes) {
         if w.primary <= self.primary_cap {
             return;
         }
@@ -233,20 +272,18 @@ impl Assessment {
         } else {
             return; // nothing is up: the primary is the only destination left
         }
-        why.push(Intervention {
-            rule: Rule::PrimaryCpuCap,
-            detail: format!(
+        why.push(Rule::PrimaryCpuCap, || {
+            format!(
                 "primary share {} over its cap {} ({}): {} → {}",
                 before.primary, self.primary_cap, self.cap_basis, before, w
-            ),
+            )
         });
         if healthy.is_empty() {
-            why.push(Intervention {
-                rule: Rule::NoHealthyDestination,
-                detail: format!(
+            why.push(Rule::NoHealthyDestination, || {
+                format!(
                     "no healthy replica: excess over the primary cap on {}",
                     self.least_bad.map_or(String::new(), |i| self.describe(i))
-                ),
+                )
             });
         }
     }

@@ -78,11 +78,12 @@ impl ShieldConfig {
             ));
         }
         if let Some(c) = self.primary_read_capacity_qps
-            && !(c.is_finite() && c > 0.0) {
-                return Err(format!(
-                    "primary_read_capacity_qps must be a positive number, got {c}"
-                ));
-            }
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(format!(
+                "primary_read_capacity_qps must be a positive number, got {c}"
+            ));
+        }
         if let Some(b) = &self.baseline {
             b.validate(replicas).map_err(|e| format!("baseline: {e}"))?;
         }

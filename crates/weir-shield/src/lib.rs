@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use weir_core::{Decision, Intervention, Mask, Observation, Proposal, Rule, Slo, Weights};
 
+use assess::Notes;
 pub use assess::{Assessment, ReplicaHealth};
 pub use config::{FailSafe, ShieldConfig};
 
@@ -152,15 +153,16 @@ impl Shield {
 
     fn mode(&self, a: &Assessment, current: &Weights, stale_intervals: u32) -> Mode {
         if let Some(o) = &self.status.override_
-            && a.at_s < o.until_s {
-                return Mode::Fixed(
-                    o.weights.clone(),
-                    Intervention {
-                        rule: Rule::ManualOverride,
-                        detail: format!("manual override {} until t={:.0}s", o.weights, o.until_s),
-                    },
-                );
-            }
+            && a.at_s < o.until_s
+        {
+            return Mode::Fixed(
+                o.weights.clone(),
+                Intervention {
+                    rule: Rule::ManualOverride,
+                    detail: format!("manual override {} until t={:.0}s", o.weights, o.until_s),
+                },
+            );
+        }
         if self.status.paused {
             return Mode::Fixed(
                 current.clone(),
@@ -233,9 +235,10 @@ impl Shield {
             0
         };
         if let Some(o) = &self.status.override_
-            && a.at_s >= o.until_s {
-                self.status.override_ = None;
-            }
+            && a.at_s >= o.until_s
+        {
+            self.status.override_ = None;
+        }
         self.status.decisions += 1;
         let (weights, interventions) = match self.mode(&a, current, self.status.stale_intervals) {
             Mode::Fixed(w, why) => {
@@ -256,11 +259,12 @@ impl Shield {
             }
             Mode::Normal => {
                 self.status.fail_safe_engaged = false;
-                let (w, why) = self.repair(&a, current, &proposal.weights);
+                let mut notes = Notes::collect();
+                let w = self.repair(&a, current, &proposal.weights, &mut notes);
                 if !a.hard_limits_hold(&w) {
                     self.status.hard_limit_violations += 1;
                 }
-                (w, why)
+                (w, notes.into_vec())
             }
         };
         for i in &interventions {
@@ -281,23 +285,22 @@ impl Shield {
         a: &Assessment,
         current: &Weights,
         target: &Weights,
-    ) -> (Weights, Vec<Intervention>) {
-        let mut why = Vec::new();
+        why: &mut Notes,
+    ) -> Weights {
         let mut w = if target.validate(self.replicas).is_ok() {
             target.clone()
         } else {
-            why.push(Intervention {
-                rule: Rule::InvalidProposal,
-                detail: format!(
+            why.push(Rule::InvalidProposal, || {
+                format!(
                     "proposal {target} is not {} replica weights summing to {}: holding {current}",
                     self.replicas,
                     Weights::TOTAL
-                ),
+                )
             });
             current.clone()
         };
-        a.exclude_unhealthy(&mut w, &mut why);
-        a.cap_primary(&mut w, &mut why);
+        a.exclude_unhealthy(&mut w, why);
+        a.cap_primary(&mut w, why);
         if !a.emergency {
             let step = current.max_step(&w);
             let max = self.config.max_step;
@@ -308,16 +311,15 @@ impl Shield {
                     alpha = (alpha - 0.01).max(0.0);
                     limited = current.interpolate(&w, alpha);
                 }
-                why.push(Intervention {
-                    rule: Rule::StepLimit,
-                    detail: format!(
+                why.push(Rule::StepLimit, || {
+                    format!(
                         "change {current} → {w} moves {step} points; limited to {max}: {limited}"
-                    ),
+                    )
                 });
                 w = limited;
             }
         }
-        (w, why)
+        w
     }
 }
 
@@ -344,8 +346,10 @@ impl Mask for ShieldMask<'_> {
         match &self.fixed {
             Some(w) => w == target,
             None => {
-                let (_, why) = self.shield.repair(&self.assessment, &self.current, target);
-                why.is_empty()
+                let mut notes = Notes::count_only();
+                self.shield
+                    .repair(&self.assessment, &self.current, target, &mut notes);
+                notes.is_empty()
             }
         }
     }

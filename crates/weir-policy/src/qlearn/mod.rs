@@ -244,10 +244,10 @@ impl Policy for QLearn {
                 reward: Some(r),
                 ..
             }) = self.pending.take()
-            {
-                let target = r + self.config.gamma * best_next.unwrap_or(0.0);
-                self.update(state, a, target);
-            }
+        {
+            let target = r + self.config.gamma * best_next.unwrap_or(0.0);
+            self.update(state, a, target);
+        }
 
         let current_action = candidates.iter().position(|w| w == ctx.current);
         // In service only actions tried in training compete: an untried action's initial
@@ -304,31 +304,34 @@ impl Policy for QLearn {
             )
         };
 
-        let mut values: Vec<ActionValue> = (0..na)
-            .map(|a| ActionValue {
-                label: self.label(a, &worst_name),
-                weights: candidates[a].clone(),
-                value: Some(self.q[s * na + a] as f64),
-                allowed: allowed[a],
-            })
-            .collect();
-        values.sort_by(|x, y| {
-            y.allowed.cmp(&x.allowed).then(
-                y.value
-                    .unwrap_or(f64::MIN)
-                    .total_cmp(&x.value.unwrap_or(f64::MIN)),
-            )
-        });
-        values.truncate(12);
-        self.last = Explanation {
-            policy: "qlearn".to_string(),
-            state: format!(
-                "{} (state {s}, {} visits)",
-                f.describe(ctx.obs),
-                self.state_visits(s)
-            ),
-            actions: values,
-        };
+        // Explanations cost more than the decision itself; training never reads them.
+        if !self.training {
+            let mut values: Vec<ActionValue> = (0..na)
+                .map(|a| ActionValue {
+                    label: self.label(a, &worst_name),
+                    weights: candidates[a].clone(),
+                    value: Some(self.q[s * na + a] as f64),
+                    allowed: allowed[a],
+                })
+                .collect();
+            values.sort_by(|x, y| {
+                y.allowed.cmp(&x.allowed).then(
+                    y.value
+                        .unwrap_or(f64::MIN)
+                        .total_cmp(&x.value.unwrap_or(f64::MIN)),
+                )
+            });
+            values.truncate(12);
+            self.last = Explanation {
+                policy: "qlearn".to_string(),
+                state: format!(
+                    "{} (state {s}, {} visits)",
+                    f.describe(ctx.obs),
+                    self.state_visits(s)
+                ),
+                actions: values,
+            };
+        }
         self.pending = Some(Pending {
             state: s,
             action,
