@@ -185,32 +185,52 @@ impl fmt::Display for Weights {
 /// Entries that are exactly zero stay zero unless every entry is zero.
 fn largest_remainder(exact: &[f64], total: u32) -> Vec<u32> {
     let sum: f64 = exact.iter().map(|x| x.max(0.0)).sum();
-    let scale = if sum > 0.0 { total as f64 / sum } else { 0.0 };
-    let scaled: Vec<f64> = exact.iter().map(|x| x.max(0.0) * scale).collect();
-    let mut ints: Vec<u32> = scaled.iter().map(|x| x.floor() as u32).collect();
-    let assigned: u32 = ints.iter().sum();
-    let mut rest = total.saturating_sub(assigned);
+    let mut ints: Vec<u32> = vec![0; exact.len()];
     if sum <= 0.0 {
         if let Some(first) = ints.first_mut() {
             *first = total;
         }
         return ints;
     }
-    let mut order: Vec<usize> = (0..scaled.len()).collect();
-    // Largest fractional part first; ties go to the earlier destination (deterministic).
-    order.sort_by(|&a, &b| {
-        let fa = scaled[a] - scaled[a].floor();
-        let fb = scaled[b] - scaled[b].floor();
-        fb.total_cmp(&fa).then(a.cmp(&b))
-    });
-    for &i in order.iter().cycle() {
-        if rest == 0 {
-            break;
+    let scale = total as f64 / sum;
+    let mut assigned = 0u32;
+    for (i, x) in exact.iter().enumerate() {
+        let v = (x.max(0.0) * scale).floor();
+        ints[i] = v as u32;
+        assigned += ints[i];
+    }
+    // Hand out the remaining units one at a time to the largest fractional part; ties go to
+    // the earlier destination. `rest` is smaller than the number of destinations, so this
+    // quadratic loop over a handful of entries beats sorting (and allocates nothing).
+    let mut rest = total.saturating_sub(assigned);
+    let mut taken = 0u64; // bit set of entries already rounded up (len <= 64 in practice)
+    while rest > 0 {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, x) in exact.iter().enumerate() {
+            let scaled = x.max(0.0) * scale;
+            if scaled <= 0.0 || (i < 64 && taken & (1 << i) != 0) {
+                continue;
+            }
+            let frac = scaled - scaled.floor();
+            if best.is_none_or(|(_, f)| frac > f) {
+                best = Some((i, frac));
+            }
         }
-        if scaled[i] > 0.0 {
-            ints[i] += 1;
-            rest -= 1;
+        match best {
+            Some((i, _)) => {
+                ints[i] += 1;
+                if i < 64 {
+                    taken |= 1 << i;
+                }
+            }
+            // Every positive entry already got one unit (floating error): start over.
+            None if taken != 0 => {
+                taken = 0;
+                continue;
+            }
+            None => break,
         }
+        rest -= 1;
     }
     ints
 }

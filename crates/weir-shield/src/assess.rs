@@ -106,7 +106,7 @@ pub struct Assessment {
     /// Largest primary weight allowed by CPU headroom.
     pub primary_cap: u32,
     /// How the cap was derived.
-    pub cap_basis: String,
+    pub cap_basis: CapBasis,
     /// The current weights already break a hard rule, so the step limit is lifted.
     pub emergency: bool,
     /// The replica that takes reads when no healthy one exists: up, lowest lag.
@@ -344,12 +344,66 @@ fn give(w: &mut Weights, to: &[usize], amount: u32) {
     }
 }
 
+/// How the primary cap was derived (formatted only when a message needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CapBasis {
+    /// From the configured capacity and the observed CPU and reads.
+    Capacity {
+        /// Observed primary CPU.
+        cpu: f64,
+        /// The cap.
+        cpu_max: f64,
+        /// Reads/s the primary serves.
+        primary_reads: f64,
+        /// Reads/s of the whole cluster.
+        all_reads: f64,
+        /// Configured capacity.
+        capacity: f64,
+    },
+    /// Capacity unknown: the primary share moves by `max_step` with CPU under/over the cap.
+    Stepwise {
+        /// Observed primary CPU.
+        cpu: f64,
+        /// The cap.
+        cpu_max: f64,
+    },
+    /// CPU unknown: no increase.
+    CpuUnknown,
+}
+
+impl std::fmt::Display for CapBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CapBasis::Capacity {
+                cpu,
+                cpu_max,
+                primary_reads,
+                all_reads,
+                capacity,
+            } => write!(
+                f,
+                "cpu {:.0}% of max {:.0}%, {primary_reads:.0} of {all_reads:.0} reads/s on the primary, capacity {capacity:.0}/s",
+                cpu * 100.0,
+                cpu_max * 100.0
+            ),
+            CapBasis::Stepwise { cpu, cpu_max } => write!(
+                f,
+                "cpu {:.0}% vs max {:.0}%, capacity unknown: stepwise",
+                cpu * 100.0,
+                cpu_max * 100.0
+            ),
+            CapBasis::CpuUnknown => f.write_str("primary cpu unknown: no increase"),
+        }
+    }
+}
+
 fn primary_cap(
     obs: &Observation,
     current: &Weights,
     cfg: &ShieldConfig,
     slo: &Slo,
-) -> (u32, String) {
+) -> (u32, CapBasis) {
     let max_age = cfg.stale_after_s;
     let total = Weights::TOTAL;
     let cpu = obs.primary.cpu.fresh_within(max_age);
@@ -372,14 +426,13 @@ fn primary_cap(
                 .clamp(0.0, total as f64) as u32;
             (
                 cap,
-                format!(
-                    "cpu {:.0}% of max {:.0}%, {:.0} of {:.0} reads/s on the primary, capacity {:.0}/s",
-                    cpu * 100.0,
-                    slo.primary_cpu_max * 100.0,
-                    pr,
-                    all,
-                    capacity
-                ),
+                CapBasis::Capacity {
+                    cpu,
+                    cpu_max: slo.primary_cpu_max,
+                    primary_reads: pr,
+                    all_reads: all,
+                    capacity,
+                },
             )
         }
         (_, Some(cpu), ..) => {
@@ -393,16 +446,12 @@ fn primary_cap(
             };
             (
                 cap,
-                format!(
-                    "cpu {:.0}% vs max {:.0}%, capacity unknown: stepwise",
-                    cpu * 100.0,
-                    slo.primary_cpu_max * 100.0
-                ),
+                CapBasis::Stepwise {
+                    cpu,
+                    cpu_max: slo.primary_cpu_max,
+                },
             )
         }
-        (_, None, ..) => (
-            current.primary,
-            "primary cpu unknown: no increase".to_string(),
-        ),
+        (_, None, ..) => (current.primary, CapBasis::CpuUnknown),
     }
 }

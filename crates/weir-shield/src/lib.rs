@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use weir_core::{Decision, Intervention, Mask, Observation, Proposal, Rule, Slo, Weights};
 
 use assess::Notes;
-pub use assess::{Assessment, ReplicaHealth};
+pub use assess::{Assessment, CapBasis, ReplicaHealth};
 pub use config::{FailSafe, ShieldConfig};
 
 /// An operator's manual override.

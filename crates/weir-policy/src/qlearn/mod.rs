@@ -92,8 +92,8 @@ impl QConfig {
 struct Pending {
     state: usize,
     action: Option<usize>,
-    /// The weights of every action at that decision (to map what was applied back).
-    candidates: Vec<Weights>,
+    /// Key of the candidate set of that decision (to map what was applied back).
+    key: (Option<usize>, usize),
     reward: Option<f64>,
 }
 
@@ -113,6 +113,10 @@ pub struct QLearn {
     pending: Option<Pending>,
     last: Explanation,
     info: TrainInfo,
+    /// States with at least one visit.
+    visited: usize,
+    /// Action weights per (worst replica, replica count): they never change.
+    candidate_cache: Vec<((Option<usize>, usize), std::sync::Arc<Vec<Weights>>)>,
 }
 
 impl QLearn {
@@ -131,6 +135,8 @@ impl QLearn {
             pending: None,
             last: Explanation::default(),
             info: TrainInfo::default(),
+            visited: 0,
+            candidate_cache: Vec::new(),
         }
     }
 
@@ -171,11 +177,30 @@ impl QLearn {
 
     /// Number of states visited at least once.
     pub fn visited_states(&self) -> usize {
+        self.visited
+    }
+
+    pub(crate) fn recount_visited(&mut self) {
         let a = self.config.actions();
-        self.visits
+        self.visited = self
+            .visits
             .chunks(a)
             .filter(|c| c.iter().any(|&v| v > 0))
-            .count()
+            .count();
+    }
+
+    fn candidates(&mut self, worst: Option<usize>, n: usize) -> std::sync::Arc<Vec<Weights>> {
+        let key = (worst, n);
+        if let Some((_, c)) = self.candidate_cache.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let c = std::sync::Arc::new(
+            (0..self.config.actions())
+                .map(|a| self.action_weights(a, worst, n))
+                .collect::<Vec<_>>(),
+        );
+        self.candidate_cache.push((key, c.clone()));
+        c
     }
 
     fn action_weights(&self, a: usize, worst: Option<usize>, n: usize) -> Weights {
@@ -208,6 +233,9 @@ impl QLearn {
     }
 
     fn update(&mut self, s: usize, a: usize, target: f64) {
+        if self.state_visits(s) == 0 {
+            self.visited += 1;
+        }
         let idx = s * self.config.actions() + a;
         self.visits[idx] = self.visits[idx].saturating_add(1);
         let alpha = (1.0 / self.visits[idx] as f64).max(self.config.alpha_min);
@@ -226,9 +254,7 @@ impl Policy for QLearn {
         let na = self.config.actions();
         let f: Features = features(ctx, &self.config.levels, &self.config.factors);
         let s = f.index(self.config.levels.len(), self.config.factors.len());
-        let candidates: Vec<Weights> = (0..na)
-            .map(|a| self.action_weights(a, f.worst, n))
-            .collect();
+        let candidates = self.candidates(f.worst, n);
         let allowed: Vec<bool> = candidates.iter().map(|w| ctx.mask.allows(w)).collect();
         let row = &self.q[s * na..(s + 1) * na];
         let best_next = (0..na)
@@ -335,7 +361,7 @@ impl Policy for QLearn {
         self.pending = Some(Pending {
             state: s,
             action,
-            candidates,
+            key: (f.worst, n),
             reward: None,
         });
         Proposal {
@@ -348,7 +374,12 @@ impl Policy for QLearn {
     fn learn(&mut self, t: &Transition) {
         if let Some(p) = &mut self.pending {
             // Credit the action that was really applied (the shield may have changed it).
-            let applied = p.candidates.iter().position(|w| *w == t.applied);
+            let key = p.key;
+            let applied = self
+                .candidate_cache
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, c)| c.iter().position(|w| *w == t.applied));
             p.action = applied;
             p.reward = Some(t.reward);
         }

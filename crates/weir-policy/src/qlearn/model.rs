@@ -170,6 +170,7 @@ impl QLearn {
             q.visits[e.state * na..(e.state + 1) * na].copy_from_slice(&e.visits);
         }
         q.info = file.info;
+        q.recount_visited();
         Ok(q)
     }
 
