@@ -108,7 +108,7 @@ impl Default for RewardConfig {
     fn default() -> Self {
         RewardConfig {
             kind: RewardKind::MultiObjective,
-            stale: 10.0,
+            stale: 20.0,
             failed: 20.0,
             cpu: 1.0,
             overload: 10.0,
@@ -225,7 +225,7 @@ mod tests {
             },
             &slo(),
         );
-        assert!((t.stale - 5.0).abs() < 1e-12);
+        assert!((t.stale - 10.0).abs() < 1e-12);
         // CPU: 1.0 at the cap, overload only beyond it.
         let at_cap = cfg.terms(
             &Outcome {

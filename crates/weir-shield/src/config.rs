@@ -8,7 +8,8 @@ use weir_core::Weights;
 #[serde(rename_all = "snake_case")]
 pub enum FailSafe {
     /// Return to the baseline weights (what the cluster ran before Weir; default: even
-    /// replica weights, nothing on the primary).
+    /// replica weights, nothing on the primary), keeping out the replicas that were unhealthy
+    /// when last seen.
     #[default]
     Baseline,
     /// Keep holding the last decision.

@@ -61,6 +61,8 @@ pub struct ShieldStatus {
     pub interventions: BTreeMap<Rule, u64>,
     /// Policy-driven decisions that broke a hard limit after the shield. Must stay 0.
     pub hard_limit_violations: u64,
+    /// Per replica: unhealthy at the last fresh observation (kept out by the fail-safe).
+    pub last_seen_unhealthy: Vec<bool>,
 }
 
 /// The shield. One per managed cluster.
@@ -129,6 +131,7 @@ impl Shield {
 
     /// Clears per-episode state (stale counter, pause, override); keeps counters.
     pub fn reset_episode(&mut self) {
+        self.status.last_seen_unhealthy.clear();
         self.status.paused = false;
         self.status.override_ = None;
         self.status.stale_intervals = 0;
@@ -140,14 +143,46 @@ impl Shield {
         Assessment::new(obs, current, &self.config, &self.slo)
     }
 
-    /// The weights the fail-safe applies.
+    /// The weights the fail-safe applies: the baseline without the replicas that were
+    /// unhealthy when last seen (a blackout must not send reads back to a replica known to
+    /// be stale), or the current weights when that leaves nothing, or for [`FailSafe::Hold`].
     pub fn fail_safe_weights(&self, current: &Weights) -> Weights {
         match self.config.fail_safe {
             FailSafe::Hold => current.clone(),
-            FailSafe::Baseline => match &self.config.baseline {
-                Some(w) if w.validate(self.replicas).is_ok() => w.clone(),
-                _ => Weights::even(self.replicas),
-            },
+            FailSafe::Baseline => {
+                let base = match &self.config.baseline {
+                    Some(w) if w.validate(self.replicas).is_ok() => w.clone(),
+                    _ => Weights::even(self.replicas),
+                };
+                let factors: Vec<f64> = base
+                    .replicas
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| {
+                        if self
+                            .status
+                            .last_seen_unhealthy
+                            .get(i)
+                            .copied()
+                            .unwrap_or(false)
+                        {
+                            0.0
+                        } else {
+                            w as f64
+                        }
+                    })
+                    .collect();
+                if base
+                    .replicas
+                    .iter()
+                    .zip(&factors)
+                    .all(|(&b, &f)| b == 0 || f == 0.0)
+                    && base.replicas.iter().any(|&b| b > 0)
+                {
+                    return current.clone();
+                }
+                Weights::from_parts(base.primary_share(), &factors)
+            }
         }
     }
 
@@ -232,6 +267,7 @@ impl Shield {
         self.status.stale_intervals = if a.stale {
             self.status.stale_intervals + 1
         } else {
+            self.status.last_seen_unhealthy = a.health.iter().map(|h| !h.is_healthy()).collect();
             0
         };
         if let Some(o) = &self.status.override_

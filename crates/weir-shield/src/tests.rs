@@ -176,6 +176,21 @@ fn stale_observation_holds_then_fails_safe() {
     assert_eq!(d.weights, Weights::even(2));
     assert_eq!(rules(&d), vec![Rule::FailSafe]);
     assert!(s.status().fail_safe_engaged);
+    // A replica seen lagging before the blackout stays out of the fail-safe weights.
+    let mut s2 = shield(2);
+    apply(
+        &mut s2,
+        &ObsBuilder::new(2).lag(0, 45.0).build(),
+        &Weights::even(2),
+        Weights::even(2),
+    );
+    let held = w(0, &[0, 100]);
+    for _ in 0..5 {
+        apply(&mut s2, &stale, &held, Weights::even(2));
+    }
+    let d2 = apply(&mut s2, &stale, &held, Weights::even(2));
+    assert_eq!(d2.weights, held, "baseline minus replica-1");
+    assert_eq!(rules(&d2), vec![Rule::FailSafe]);
     // Fresh data again: back to normal.
     let d = apply(
         &mut s,
