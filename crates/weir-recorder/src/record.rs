@@ -1,0 +1,204 @@
+//! What is recorded for every control interval, and the operator commands the HTTP API
+//! forwards to the controller.
+//!
+//! These types live here rather than in the controller so that the recorder (and its HTTP
+//! API) can describe them without depending on the loop that produces them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use weir_core::{Decision, Explanation, Observation, Outcome, Weights};
+use weir_shield::ShieldStatus;
+
+/// How the controller treats its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Decisions are applied by the real actuator.
+    #[default]
+    Enforce,
+    /// Decisions are computed and recorded; the actuator is never called.
+    Shadow,
+    /// Decisions are handed to a dry-run actuator (it logs or prints the patch it would
+    /// apply). The loop treats this like [`Mode::Enforce`]; the binary picks the actuator.
+    #[serde(alias = "dry-run")]
+    DryRun,
+}
+
+impl Mode {
+    /// Stable label for logs, metrics and the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+            Mode::DryRun => "dry_run",
+        }
+    }
+
+    /// Whether the actuator is called in this mode.
+    pub fn actuates(self) -> bool {
+        !matches!(self, Mode::Shadow)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error as recorded: a stable kind (a metric label) and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable snake_case label (`timeout`, `unreachable`, `bad_response`, ...).
+    pub kind: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ErrorInfo {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What happened when the decision was handed to the actuator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Actuation {
+    /// The actuator accepted the weights.
+    Applied,
+    /// The actuator failed; the previous weights are still in force.
+    Failed {
+        /// The failure.
+        error: ErrorInfo,
+    },
+    /// The actuator was not called.
+    Skipped {
+        /// Why (`shadow mode`, `backing off after 3 failures until step 42`).
+        reason: String,
+    },
+}
+
+impl Actuation {
+    /// Whether the decision's weights are now in force.
+    pub fn applied(&self) -> bool {
+        matches!(self, Actuation::Applied)
+    }
+}
+
+/// Everything about one control interval: the audit record, the dashboard's row and the
+/// source of every metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Sequence number, from 0, per controller run.
+    pub seq: u64,
+    /// Controller clock (seconds since start) when the interval began.
+    pub at_s: f64,
+    /// What the controller saw (a blank observation when the source failed).
+    pub observation: Observation,
+    /// What was decided, with the policy's proposal and the shield's interventions.
+    pub decision: Decision,
+    /// Why the policy proposed what it did.
+    pub explanation: Explanation,
+    /// Outcome of the previous interval, when known.
+    pub outcome: Option<Outcome>,
+    /// Reward of the previous interval, when known.
+    pub reward: Option<f64>,
+    /// Mode the controller was in.
+    pub mode: Mode,
+    /// What the actuator did with the decision.
+    pub actuation: Actuation,
+    /// The source's failure this interval, if the observation is a blank stand-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<ErrorInfo>,
+    /// The weights really in force after this interval, as far as the controller knows:
+    /// the decision's when the actuator accepted it, otherwise the last accepted ones (in
+    /// shadow mode that stays whatever was in force when shadowing began).
+    pub in_force: Weights,
+    /// The shield's counters and operator state after the decision.
+    pub shield: ShieldStatus,
+    /// The policy's name.
+    pub policy: String,
+    /// Processing time of the interval (observe + decide + actuate), seconds.
+    pub loop_duration_s: f64,
+}
+
+impl StepRecord {
+    /// Destination names in weight order: `primary`, then each replica's name (from the
+    /// observation; `replica-N` when the observation has fewer replicas than weights).
+    pub fn destinations(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.decision.weights.replicas.len() + 1);
+        names.push("primary".to_string());
+        for i in 0..self.decision.weights.replicas.len() {
+            names.push(
+                self.observation
+                    .replicas
+                    .get(i)
+                    .map_or_else(|| format!("replica-{}", i + 1), |r| r.name.clone()),
+            );
+        }
+        names
+    }
+}
+
+/// An operator's instruction, sent from the HTTP API to the controller, which applies it
+/// between two intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Hold the current weights until [`Command::Resume`].
+    Pause,
+    /// End a pause.
+    Resume,
+    /// Apply `weights` as given for `duration_s` seconds of controller time.
+    Override {
+        /// Weights to apply.
+        weights: Weights,
+        /// How long, in seconds.
+        duration_s: f64,
+    },
+    /// Cancel a manual override.
+    ClearOverride,
+    /// Switch mode. The controller only accepts its configured mode and `shadow`: the
+    /// actuator was chosen for the configured mode.
+    SetMode {
+        /// The new mode.
+        mode: Mode,
+    },
+}
+
+impl Command {
+    /// Stable label for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Override { .. } => "override",
+            Command::ClearOverride => "clear_override",
+            Command::SetMode { .. } => "set_mode",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_accepts_dry_run_spellings() {
+        for s in ["\"dry_run\"", "\"dry-run\""] {
+            let m: Mode = serde_json::from_str(s).expect("mode parses");
+            assert_eq!(m, Mode::DryRun);
+        }
+        assert_eq!(
+            serde_json::to_string(&Mode::DryRun).expect("serialises"),
+            "\"dry_run\""
+        );
+        assert!(serde_json::from_str::<Mode>("\"yolo\"").is_err());
+    }
+}
