@@ -7,7 +7,10 @@ use weir_eval::{TrainOptions, train};
 use weir_sim::{Scenario, Simulator};
 
 fn scenario() -> Scenario {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/train/01-replica-backup.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scenarios/train/01-replica-backup.toml"
+    );
     match Scenario::load(path) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),

@@ -147,15 +147,22 @@ pub fn episode_seed(scn: &Scenario, seed: u64) -> u64 {
 /// Runs the benchmark.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
     if opts.scenarios.is_empty() || opts.policies.is_empty() || opts.seeds.is_empty() {
-        return Err("the benchmark needs at least one scenario, one policy and one seed".to_string());
+        return Err(
+            "the benchmark needs at least one scenario, one policy and one seed".to_string(),
+        );
     }
     for p in &opts.policies {
         if p.name == "qlearn" && opts.model.is_none() {
-            return Err("policy qlearn needs a model: pass --model or run `weir train`".to_string());
+            return Err(
+                "policy qlearn needs a model: pass --model or run `weir train`".to_string(),
+            );
         }
     }
     let jobs: Vec<(usize, usize, usize)> = (0..opts.scenarios.len())
-        .flat_map(|s| (0..opts.policies.len()).flat_map(move |p| (0..opts.seeds.len()).map(move |k| (s, p, k))))
+        .flat_map(|s| {
+            (0..opts.policies.len())
+                .flat_map(move |p| (0..opts.seeds.len()).map(move |k| (s, p, k)))
+        })
         .collect();
     let results: Mutex<Vec<Option<Result<Run, String>>>> = Mutex::new(vec![None; jobs.len()]);
     let next = AtomicUsize::new(0);
@@ -170,7 +177,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
                     let spec = &opts.policies[p];
                     let seed = opts.seeds[k];
                     let r = Agent::build(spec, opts.model.as_ref(), &opts.run).map(|agent| {
-                        let (metrics, _) = run_episode(scn, episode_seed(scn, seed), agent, &opts.run, None);
+                        let (metrics, _) =
+                            run_episode(scn, episode_seed(scn, seed), agent, &opts.run, None);
                         Run {
                             scenario: scn.name.clone(),
                             policy: spec.label(),
@@ -185,7 +193,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
             });
         }
     });
-    let results = results.into_inner().map_err(|_| "a benchmark worker panicked".to_string())?;
+    let results = results
+        .into_inner()
+        .map_err(|_| "a benchmark worker panicked".to_string())?;
     let mut runs = Vec::with_capacity(results.len());
     for r in results {
         runs.push(r.ok_or("a benchmark job did not run")??);
@@ -193,7 +203,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
     let policies: Vec<String> = opts.policies.iter().map(PolicySpec::label).collect();
     let scenarios: Vec<String> = opts.scenarios.iter().map(|s| s.name.clone()).collect();
     let mut summary = Vec::new();
-    for name in scenarios.iter().map(String::as_str).chain(std::iter::once("ALL")) {
+    for name in scenarios
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once("ALL"))
+    {
         let rows: Vec<Summary> = policies
             .iter()
             .map(|p| {
@@ -211,7 +225,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
                 }
             })
             .collect();
-        let reward_of = |label: &str| rows.iter().find(|r| r.policy == label).map(|r| r.metrics.mean_reward);
+        let reward_of = |label: &str| {
+            rows.iter()
+                .find(|r| r.policy == label)
+                .map(|r| r.metrics.mean_reward)
+        };
         let (r_static, r_oracle) = (reward_of("static"), reward_of("lookahead"));
         for mut row in rows.clone() {
             if let (Some(s), Some(o)) = (r_static, r_oracle) {
@@ -296,7 +314,11 @@ impl BenchReport {
             if s.scenario != current {
                 current = &s.scenario;
                 let title = if current == "ALL" {
-                    format!("Overall (mean over {} scenarios × {} seeds)", self.scenarios.len(), self.seeds.len())
+                    format!(
+                        "Overall (mean over {} scenarios × {} seeds)",
+                        self.scenarios.len(),
+                        self.seeds.len()
+                    )
                 } else {
                     format!("{current} ({} seeds)", self.seeds.len())
                 };

@@ -70,7 +70,9 @@ pub struct RunOptions {
 /// Builds the shield for a scenario.
 pub fn shield_for(scn: &Scenario, base: &ShieldConfig, enforce: bool) -> Shield {
     let cfg = ShieldConfig {
-        primary_read_capacity_qps: base.primary_read_capacity_qps.or(Some(scn.primary.capacity)),
+        primary_read_capacity_qps: base
+            .primary_read_capacity_qps
+            .or(Some(scn.primary.capacity)),
         enforce,
         ..base.clone()
     };
@@ -89,7 +91,11 @@ pub struct Agent<P: Policy + ?Sized = dyn Policy> {
 
 impl Agent {
     /// Builds the agent for a spec. `model` is used for `qlearn` (served greedily).
-    pub fn build(spec: &PolicySpec, model: Option<&QLearn>, opts: &RunOptions) -> Result<Agent, String> {
+    pub fn build(
+        spec: &PolicySpec,
+        model: Option<&QLearn>,
+        opts: &RunOptions,
+    ) -> Result<Agent, String> {
         let (policy, oracle) = if spec.name == "lookahead" {
             let slot: OracleSlot = Arc::new(Mutex::new(None));
             let p: Box<dyn Policy> = Box::new(Lookahead::new(opts.reward.clone(), slot.clone()));
@@ -112,11 +118,17 @@ pub fn build_policy(name: &str, model: Option<&QLearn>) -> Result<Box<dyn Policy
         Some(PolicyKind::Threshold) => Box::new(ThresholdPolicy::default()),
         Some(PolicyKind::Shun) => Box::new(ShunPolicy::default()),
         Some(PolicyKind::Qlearn) => {
-            let mut q = model.cloned().ok_or("policy qlearn needs a model (train one with `weir train`)")?;
+            let mut q = model
+                .cloned()
+                .ok_or("policy qlearn needs a model (train one with `weir train`)")?;
             q.serve_mode(false);
             Box::new(q)
         }
-        None => return Err(format!("unknown policy {name:?} (the lookahead oracle needs the simulator)")),
+        None => {
+            return Err(format!(
+                "unknown policy {name:?} (the lookahead oracle needs the simulator)"
+            ));
+        }
     })
 }
 
@@ -275,7 +287,11 @@ pub fn run_episode<P: Policy + ?Sized>(
         primary_cpu_p95_pct: 100.0 * cpu.quantile(0.95),
         mean_read_p99_ms: total.mean_read_p99_ms(),
         weight_changes: changes,
-        mean_reward: if decisions > 0 { reward_sum / decisions as f64 } else { 0.0 },
+        mean_reward: if decisions > 0 {
+            reward_sum / decisions as f64
+        } else {
+            0.0
+        },
         shield_interventions: interventions,
         hard_limit_violations: status.hard_limit_violations,
         decisions,

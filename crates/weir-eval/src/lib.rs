@@ -1,6 +1,7 @@
 //! Weir's offline work, all in simulated time: run a policy through an episode of a
 //! scenario ([`episode`]), the lookahead oracle that sees the simulator's true state
-//! ([`oracle`]), Q-learning training ([`train`]) and the policy benchmark ([`bench`]).
+//! ([`oracle`]), Q-learning training ([`train`]), the policy benchmark ([`bench`]), and the
+//! simulator as a [`live`] source, actuator and clock for the real controller loop (the demo).
 //!
 //! Every run goes through the same [`weir_controller::ControlStep`] (policy → shield) as the
 //! live controller. Results are deterministic for a given seed: the benchmark's JSON and CSV
@@ -8,6 +9,7 @@
 
 pub mod bench;
 pub mod episode;
+pub mod live;
 pub mod oracle;
 pub mod train;
 

@@ -67,7 +67,10 @@ impl Policy for Lookahead {
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
         let sim = self.slot.lock().ok().and_then(|s| s.clone());
         let Some(sim) = sim else {
-            return Proposal::new(ctx.current.clone(), "lookahead: no simulator attached, hold");
+            return Proposal::new(
+                ctx.current.clone(),
+                "lookahead: no simulator attached, hold",
+            );
         };
         let interval = sim.scenario().timing.control_interval_s;
         let slo = sim.scenario().slo.clone();
@@ -98,7 +101,11 @@ impl Policy for Lookahead {
         let proposal = match scored.first() {
             Some(best) => Proposal::new(
                 best.weights.clone(),
-                format!("lookahead: best of {} allowed actions, reward {:.3}", scored.len(), best.value.unwrap_or(0.0)),
+                format!(
+                    "lookahead: best of {} allowed actions, reward {:.3}",
+                    scored.len(),
+                    best.value.unwrap_or(0.0)
+                ),
             ),
             None => Proposal::new(ctx.current.clone(), "lookahead: nothing allowed, hold"),
         };

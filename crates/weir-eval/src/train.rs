@@ -77,7 +77,11 @@ pub struct TrainProgress {
 }
 
 /// Trains a table from scratch (or continues `start`).
-pub fn train(opts: &TrainOptions, start: Option<QLearn>, mut progress: impl FnMut(&TrainProgress)) -> Result<QLearn, String> {
+pub fn train(
+    opts: &TrainOptions,
+    start: Option<QLearn>,
+    mut progress: impl FnMut(&TrainProgress),
+) -> Result<QLearn, String> {
     if opts.scenarios.is_empty() {
         return Err("no training scenarios".to_string());
     }
@@ -94,9 +98,17 @@ pub fn train(opts: &TrainOptions, start: Option<QLearn>, mut progress: impl FnMu
     };
     for ep in 0..opts.episodes {
         let base = &opts.scenarios[(ep as usize) % opts.scenarios.len()];
-        let scn = if opts.jitter > 0.0 { base.jittered(&mut rng, opts.jitter) } else { base.clone() };
+        let scn = if opts.jitter > 0.0 {
+            base.jittered(&mut rng, opts.jitter)
+        } else {
+            base.clone()
+        };
         let seed = rng.next_u64();
-        let frac = if opts.episodes > 1 { ep as f64 / (opts.episodes - 1) as f64 } else { 1.0 };
+        let frac = if opts.episodes > 1 {
+            ep as f64 / (opts.episodes - 1) as f64
+        } else {
+            1.0
+        };
         let epsilon = opts.epsilon_start + (opts.epsilon_end - opts.epsilon_start) * frac;
         agent.policy.set_epsilon(epsilon);
         let (m, back) = run_episode(&scn, seed, agent, &opts.run, None);

@@ -35,7 +35,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .map(|p| PolicySpec::parse(p.trim()).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
     let model = if policies.iter().any(|p| p.name == "qlearn") {
-        Some(QLearn::load(&args.model).with_context(|| "policy qlearn needs a model: run `weir train` first or pass --model")?)
+        Some(QLearn::load(&args.model).with_context(
+            || "policy qlearn needs a model: run `weir train` first or pass --model",
+        )?)
     } else {
         None
     };
@@ -66,7 +68,9 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Wall-clock throughput of the simulator alone and of training (simulator + Q-learning).
 fn throughput(scenarios: &[Scenario]) -> Result<()> {
-    let Some(scn) = scenarios.first() else { bail!("no scenario") };
+    let Some(scn) = scenarios.first() else {
+        bail!("no scenario")
+    };
     let mut sim = Simulator::new(scn, 1);
     let ticks = 5_000_000u64;
     let t0 = Instant::now();
@@ -76,7 +80,13 @@ fn throughput(scenarios: &[Scenario]) -> Result<()> {
     }
     let dt = t0.elapsed().as_secs_f64();
     std::hint::black_box(sink);
-    println!("simulator: {:.2} M ticks/s ({} ticks of {}, {} replicas, one core)", ticks as f64 / dt / 1e6, ticks, scn.name, scn.replicas.len());
+    println!(
+        "simulator: {:.2} M ticks/s ({} ticks of {}, {} replicas, one core)",
+        ticks as f64 / dt / 1e6,
+        ticks,
+        scn.name,
+        scn.replicas.len()
+    );
     let opts = TrainOptions {
         scenarios: vec![scn.clone()],
         episodes: 20,
@@ -102,13 +112,21 @@ fn throughput(scenarios: &[Scenario]) -> Result<()> {
 pub fn check_scenarios(args: ScenarioArgs) -> Result<()> {
     let scenarios = load_scenarios(&args.paths)?;
     for s in &scenarios {
-        let events: Vec<String> = s.events.iter().map(|e| e.kind.as_str().to_string()).collect();
+        let events: Vec<String> = s
+            .events
+            .iter()
+            .map(|e| e.kind.as_str().to_string())
+            .collect();
         println!(
             "ok  {:<32} {:>6.0}s  {} replicas  events: {}  — {}",
             s.name,
             s.duration_s,
             s.replicas.len(),
-            if events.is_empty() { "none".to_string() } else { events.join(",") },
+            if events.is_empty() {
+                "none".to_string()
+            } else {
+                events.join(",")
+            },
             s.description
         );
     }

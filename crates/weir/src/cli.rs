@@ -15,7 +15,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "weir", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "WEIR_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WEIR_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -109,7 +115,11 @@ pub struct BenchArgs {
     pub scenarios: Vec<PathBuf>,
     /// Comma-separated policies: static, threshold, shun, qlearn, lookahead. Append +shield to
     /// run a baseline inside the shield, or -bare to run Weir's policy without it.
-    #[arg(long, default_value = "static,threshold,shun,qlearn,lookahead", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "static,threshold,shun,qlearn,lookahead",
+        value_delimiter = ','
+    )]
     pub policies: Vec<String>,
     /// Comma-separated seeds.
     #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
@@ -142,7 +152,9 @@ pub struct ScenarioArgs {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -1,9 +1,207 @@
-//! `weir demo` (wired up once the async controller lands).
+//! `weir demo`: a simulated cluster governed by the real controller loop.
 
-use anyhow::Result;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use weir_controller::{ControlStep, Controller, ControllerConfig, Mode};
+use weir_core::RewardConfig;
+use weir_eval::episode::{build_policy, shield_for};
+use weir_eval::live::{SimActuator, SimClock, SimSource};
+use weir_eval::{RunOptions, TrainOptions};
+use weir_policy::QLearn;
+use weir_recorder::{Recorder, decision_line, router};
+use weir_sim::{Scenario, Simulator};
 
 use crate::cli::DemoArgs;
+use crate::train_cmd::train_with_progress;
 
-pub fn run(_args: DemoArgs) -> Result<()> {
-    anyhow::bail!("demo: not wired yet")
+/// The default demo scenario, embedded so that `weir demo` runs from anywhere.
+const DEMO_SCENARIO: &str = include_str!("../../../scenarios/demo.toml");
+
+/// Loads the model, or trains a small one (and saves it) when the file does not exist.
+pub fn load_or_train(path: &std::path::Path) -> Result<QLearn> {
+    if path.exists() {
+        return QLearn::load(path).with_context(
+            || "loading the Q-learning model (delete it or run `weir train` to replace it)",
+        );
+    }
+    let dir = std::path::Path::new("scenarios/train");
+    println!(
+        "no model at {}: training a small one on {} first (takes seconds)",
+        path.display(),
+        dir.display()
+    );
+    let scenarios = weir_sim::load_dir(dir).with_context(|| {
+        format!("no model at {} and no training scenarios in {} to train one: run `weir train` from the repository root", path.display(), dir.display())
+    })?;
+    let opts = TrainOptions {
+        scenarios,
+        episodes: 400,
+        command: format!(
+            "weir demo (automatic: weir train --episodes 400 --out {})",
+            path.display()
+        ),
+        ..TrainOptions::default()
+    };
+    let q = train_with_progress(&opts, None, 100)?;
+    q.save(path)?;
+    println!("wrote {}", path.display());
+    Ok(q)
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let scenario = match &args.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::from_toml_str(DEMO_SCENARIO, "scenarios/demo.toml (embedded)")?,
+    };
+    let model = if args.policy == "qlearn" {
+        Some(load_or_train(&args.model)?)
+    } else {
+        None
+    };
+    let policy = build_policy(&args.policy, model.as_ref()).map_err(anyhow::Error::msg)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args, scenario, policy, model, seed))
+}
+
+async fn run_async(
+    args: DemoArgs,
+    scenario: Scenario,
+    policy: Box<dyn weir_core::Policy>,
+    model: Option<QLearn>,
+    seed: u64,
+) -> Result<()> {
+    let sim = Simulator::new(&scenario, seed);
+    let initial = sim.weights().clone();
+    let names = sim.replica_names();
+    let sim = Arc::new(Mutex::new(sim));
+    let opts = RunOptions {
+        reward: RewardConfig::default(),
+        ..RunOptions::default()
+    };
+    let shield = shield_for(&scenario, &opts.shield, true);
+    let step = ControlStep::new(
+        policy,
+        shield,
+        scenario.slo.clone(),
+        opts.reward.clone(),
+        initial,
+        64,
+    );
+    let recorder = Recorder::default();
+    let interval = scenario.timing.control_interval_s;
+    let steps = (scenario.duration_s / interval).ceil() as u64;
+    let config = ControllerConfig {
+        max_steps: Some(steps),
+        replica_names: names.clone(),
+        ..ControllerConfig::new(interval, Mode::Enforce)
+    };
+    let source = SimSource::new(sim.clone());
+    let totals = source.totals();
+    let (tx, rx) = mpsc::channel(16);
+    let mut controller = Controller::new(
+        step,
+        source,
+        SimActuator::new(sim.clone()),
+        SimClock::new(args.speed),
+        recorder.clone(),
+        config,
+    )?
+    .with_commands(rx)
+    .on_step(|r| println!("{}", decision_line(r)));
+
+    println!(
+        "weir demo — scenario {:?}: {}",
+        scenario.name, scenario.description
+    );
+    println!(
+        "  {} replicas ({}), {:.0} simulated minutes, a decision every {:.0}s, speed {}×, policy {}",
+        names.len(),
+        names.join(", "),
+        scenario.duration_s / 60.0,
+        interval,
+        if args.speed > 0.0 {
+            format!("{:.0}", args.speed)
+        } else {
+            "max".to_string()
+        },
+        args.policy
+    );
+    if let Some(q) = &model {
+        println!(
+            "  model {}: {} states, {} training episodes ({})",
+            args.model.display(),
+            q.visited_states(),
+            q.info().episodes,
+            q.info().command
+        );
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = if args.no_serve {
+        None
+    } else {
+        let app = router(
+            recorder.clone(),
+            args.api_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .map(|t| (tx.clone(), t)),
+        );
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding {} (use --listen to pick another address or --no-serve)",
+                    args.listen
+                )
+            })?;
+        println!(
+            "  serving http://{}/api/state, /api/history, /api/events, /metrics",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| args.listen.to_string())
+        );
+        let mut rx = stop_rx.clone();
+        Some(tokio::spawn(weir_recorder::serve_listener(
+            listener,
+            app,
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            },
+        )))
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let summary = controller.run(ctrl_c).await?;
+    let t = totals.lock().map(|t| *t).unwrap_or_default();
+    let status = controller.step().shield().status().clone();
+    println!(
+        "\nsummary: {} decisions; true stale reads {:.2}% (mean staleness {:.1}s), failed reads {:.2}%, mean primary CPU {:.0}%, max {:.0}%; shield interventions {}, hard-limit violations {}",
+        summary.steps,
+        100.0 * t.stale_fraction(),
+        t.mean_staleness_s(),
+        100.0 * t.failed_fraction(),
+        100.0 * t.mean_primary_cpu(),
+        100.0 * t.primary_cpu_max,
+        status.interventions.values().sum::<u64>(),
+        status.hard_limit_violations
+    );
+    if let Some(handle) = server {
+        if args.linger {
+            println!("scenario over; still serving until Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        recorder.close();
+        let _ = stop_tx.send(true);
+        let _ = handle.await;
+    }
+    Ok(())
 }

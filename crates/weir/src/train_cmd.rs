@@ -7,8 +7,12 @@ use weir_policy::QLearn;
 use crate::cli::TrainArgs;
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let scenarios = weir_sim::load_dir(&args.scenarios)
-        .with_context(|| format!("loading training scenarios from {}", args.scenarios.display()))?;
+    let scenarios = weir_sim::load_dir(&args.scenarios).with_context(|| {
+        format!(
+            "loading training scenarios from {}",
+            args.scenarios.display()
+        )
+    })?;
     let start = match &args.resume {
         Some(p) => Some(QLearn::load(p)?),
         None => None,
@@ -42,7 +46,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// Trains, printing a progress line every `every` episodes (mean of the window).
-pub fn train_with_progress(opts: &TrainOptions, start: Option<QLearn>, every: u64) -> Result<QLearn> {
+pub fn train_with_progress(
+    opts: &TrainOptions,
+    start: Option<QLearn>,
+    every: u64,
+) -> Result<QLearn> {
     let every = every.max(1);
     let mut window = (0.0, 0.0, 0u64);
     let started = std::time::Instant::now();
