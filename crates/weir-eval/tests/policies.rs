@@ -1,0 +1,144 @@
+//! End-to-end checks of training and the benchmark on the shipped scenario files.
+
+use std::path::PathBuf;
+
+use weir_eval::episode::Agent;
+use weir_eval::{
+    BenchOptions, PolicySpec, RunOptions, TrainOptions, run_bench, run_episode, train,
+};
+use weir_policy::QLearn;
+use weir_sim::Scenario;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scenario(rel: &str) -> Scenario {
+    Scenario::load(root().join(rel)).unwrap()
+}
+
+fn train_small(episodes: u64, seed: u64) -> QLearn {
+    let opts = TrainOptions {
+        scenarios: weir_sim::load_dir(root().join("scenarios/train")).unwrap(),
+        episodes,
+        seed,
+        ..TrainOptions::default()
+    };
+    train(&opts, None, |_| {}).unwrap()
+}
+
+fn mean_reward(
+    spec: &str,
+    model: Option<&QLearn>,
+    scn: &Scenario,
+    seed: u64,
+) -> weir_eval::EpisodeMetrics {
+    let opts = RunOptions::default();
+    let agent = Agent::build(&PolicySpec::parse(spec).unwrap(), model, &opts).unwrap();
+    run_episode(scn, seed, agent, &opts, None).0
+}
+
+#[test]
+fn trained_qlearn_beats_static_and_threshold_on_an_evaluation_scenario() {
+    let q = train_small(300, 7);
+    let scn = scenario("scenarios/eval/01-long-backup-three-replicas.toml");
+    let learned = mean_reward("qlearn", Some(&q), &scn, 11);
+    let fixed = mean_reward("static", None, &scn, 11);
+    let seed_rule = mean_reward("threshold", None, &scn, 11);
+    assert!(
+        learned.mean_reward > fixed.mean_reward,
+        "{learned:?} vs static {fixed:?}"
+    );
+    assert!(
+        learned.mean_reward > seed_rule.mean_reward,
+        "{learned:?} vs threshold {seed_rule:?}"
+    );
+    assert!(learned.stale_read_pct < fixed.stale_read_pct);
+    assert!(learned.cpu_over_max_s < seed_rule.cpu_over_max_s);
+    assert_eq!(learned.hard_limit_violations, 0);
+}
+
+#[test]
+fn the_shipped_model_loads_and_keeps_the_hard_limits() {
+    let q = QLearn::load(&root().join("models/qlearn.json")).unwrap();
+    assert!(q.visited_states() > 100);
+    let scn = scenario("scenarios/eval/05-asymmetric-double-stall.toml");
+    let m = mean_reward("qlearn", Some(&q), &scn, 3);
+    assert_eq!(m.hard_limit_violations, 0);
+    let bare = mean_reward("static", None, &scn, 3);
+    assert!(
+        bare.hard_limit_violations > 0,
+        "the watch-only shield must see static break the limits"
+    );
+    assert!(m.mean_reward > bare.mean_reward);
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let a = train_small(20, 5);
+    let b = train_small(20, 5);
+    let c = train_small(20, 6);
+    assert!(a.same_table(&b));
+    assert_eq!(a.to_json(), b.to_json());
+    assert!(!a.same_table(&c));
+}
+
+#[test]
+fn benchmark_output_is_byte_identical_whatever_the_threads() {
+    let scn = scenario("scenarios/demo.toml");
+    let model = train_small(10, 1);
+    let mut opts = BenchOptions {
+        scenarios: vec![scn],
+        policies: ["static", "threshold", "shun", "qlearn", "lookahead"]
+            .iter()
+            .map(|p| PolicySpec::parse(p).unwrap())
+            .collect(),
+        seeds: vec![1, 2],
+        model: Some(model),
+        run: RunOptions::default(),
+        threads: 1,
+    };
+    let one = run_bench(&opts).unwrap();
+    opts.threads = 2;
+    let two = run_bench(&opts).unwrap();
+    assert_eq!(one.to_json(), two.to_json());
+    assert_eq!(one.to_csv(), two.to_csv());
+    assert_eq!(one.to_table(), two.to_table());
+    // The score is 0 for static and 1 for the oracle by construction.
+    let all: Vec<_> = one.summary.iter().filter(|s| s.scenario == "ALL").collect();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].score, Some(0.0));
+    assert_eq!(all[4].score, Some(1.0));
+    assert_eq!(one.runs.len(), 10);
+}
+
+#[test]
+fn benchmark_refuses_qlearn_without_a_model() {
+    let opts = BenchOptions {
+        scenarios: vec![scenario("scenarios/demo.toml")],
+        policies: vec![PolicySpec::parse("qlearn").unwrap()],
+        seeds: vec![1],
+        model: None,
+        run: RunOptions::default(),
+        threads: 1,
+    };
+    let err = run_bench(&opts).unwrap_err();
+    assert!(err.contains("weir train"), "{err}");
+    assert!(
+        PolicySpec::parse("magic")
+            .unwrap_err()
+            .contains("unknown policy")
+    );
+}
+
+#[test]
+fn lookahead_sees_the_truth_and_avoids_the_stalled_replica() {
+    let scn = scenario("scenarios/demo.toml");
+    let oracle = mean_reward("lookahead", None, &scn, 1);
+    let fixed = mean_reward("static", None, &scn, 1);
+    assert!(
+        oracle.stale_read_pct < fixed.stale_read_pct / 5.0,
+        "{oracle:?} vs {fixed:?}"
+    );
+    assert_eq!(oracle.hard_limit_violations, 0);
+}

@@ -1,0 +1,143 @@
+//! The `weir` command as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run weir")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_explains_every_command() {
+    let o = weir(&["--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for cmd in ["demo", "train", "bench", "scenarios"] {
+        assert!(t.contains(cmd), "{t}");
+    }
+    let o = weir(&["bench", "--help"]);
+    assert!(text(&o).contains("--seeds"));
+}
+
+#[test]
+fn demo_runs_the_embedded_scenario_through_the_controller() {
+    let o = weir(&["demo", "--speed", "0", "--no-serve"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // One line per decision: 25 minutes at 15 s.
+    assert_eq!(
+        t.lines().filter(|l| l.starts_with("t=")).count(),
+        100,
+        "{t}"
+    );
+    // During the stall replica-1 gets no reads.
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("t=  405s") && l.contains("/0/")),
+        "{t}"
+    );
+    assert!(t.contains("hard-limit violations 0"), "{t}");
+}
+
+#[test]
+fn train_writes_a_model_that_bench_uses_and_bench_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let model = model.to_str().unwrap();
+    let o = weir(&[
+        "train",
+        "--episodes",
+        "12",
+        "--progress-every",
+        "6",
+        "--out",
+        model,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("episode    12/12"));
+    let run = |json: &str| {
+        let o = weir(&[
+            "bench",
+            "--scenarios",
+            "scenarios/demo.toml",
+            "--policies",
+            "static,shun,qlearn",
+            "--seeds",
+            "1",
+            "--model",
+            model,
+            "--json",
+            json,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::read(json).unwrap()
+    };
+    let a = run(dir.path().join("a.json").to_str().unwrap());
+    let b = run(dir.path().join("b.json").to_str().unwrap());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bad_inputs_fail_with_messages_that_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\nduration_s = 60.0\n[primary]\ncapacity = 100.0\nwrite_cost = 1.0\nbase_latency_ms = 1.0\n[[replicas]]\nname = \"r\"\ncapacity = 10.0\napply_capacity = 10.0\nread_apply_interference = 1.5\nbase_latency_ms = 1.0\n[workload]\nread_qps = 1.0\nwrite_qps = 1.0\n",
+    )
+    .unwrap();
+    let o = weir(&["scenarios", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("bad.toml") && t.contains("read_apply_interference"),
+        "{t}"
+    );
+
+    let corrupt = dir.path().join("model.json");
+    std::fs::write(&corrupt, "{\"format\":\"weir-qlearn\",\"version\":99}").unwrap();
+    let o = weir(&[
+        "bench",
+        "--scenarios",
+        "scenarios/demo.toml",
+        "--policies",
+        "qlearn",
+        "--model",
+        corrupt.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("version 99"), "{}", text(&o));
+
+    let o = weir(&["bench", "--policies", "magic"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("unknown policy"));
+}
+
+#[test]
+fn shipped_scenarios_validate() {
+    let o = weir(&[
+        "scenarios",
+        "scenarios/train",
+        "scenarios/eval",
+        "scenarios/demo.toml",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).lines().filter(|l| l.starts_with("ok")).count() >= 13);
+}
