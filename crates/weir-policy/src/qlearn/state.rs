@@ -163,8 +163,11 @@ pub fn features(ctx: &DecisionContext<'_>, levels: &[u32], factors: &[f64]) -> F
         }
     }
     let latency_band = usize::from(p99 > slo.read_p99_slo_ms);
-    let level_f: Vec<f64> = levels.iter().map(|&l| l as f64).collect();
-    let level = nearest(&level_f, ctx.current.primary as f64);
+    let _ = levels;
+    let level = LEVEL_BUCKETS
+        .iter()
+        .position(|&b| ctx.current.primary <= b)
+        .unwrap_or(LEVEL_BUCKETS.len());
     let demotion = match worst {
         Some(w) => nearest(factors, demotion_ratio(ctx.current, w)),
         None => 0,
@@ -181,15 +184,19 @@ pub fn features(ctx: &DecisionContext<'_>, levels: &[u32], factors: &[f64]) -> F
     }
 }
 
+/// Upper bounds of the coarse buckets of the current primary weight (the state only needs
+/// to know roughly where the primary share is; fine levels would multiply the table).
+pub const LEVEL_BUCKETS: [u32; 2] = [15, 45];
+
 /// The sizes of each dimension of the flattened state index.
-pub fn dims(levels: usize, factors: usize) -> Vec<usize> {
+pub fn dims(_levels: usize, factors: usize) -> Vec<usize> {
     vec![
         LAG_BANDS,
         TRENDS,
         SECOND_BANDS,
         CPU_BANDS,
         LATENCY_BANDS,
-        levels,
+        LEVEL_BUCKETS.len() + 1,
         factors,
     ]
 }
