@@ -1,3 +1,259 @@
-fn main() {
-    println!("Hello, world!");
+//! Weir's developer tasks, run as `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`).
+//!
+//! Build glue is written in Rust rather than shell so that it runs the same on every machine,
+//! is checked by the compiler and clippy like the rest of the code, and needs nothing beyond a
+//! Rust toolchain. It uses only the standard library so that it compiles in seconds, before
+//! anything else.
+//!
+//! - `cargo xtask test` (alias `ci`) is *the* test command: the one the README names and the
+//!   one `.ci/run` executes. It runs, in order and stopping at the first failure: prerequisites,
+//!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, and the test suite
+//!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise).
+//! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
+//!
+//! Every step shares the default `target/` directory, reads nothing from stdin and works with
+//! `CI=true`.
+
+mod tidy;
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const HELP: &str = "\
+cargo xtask — Weir's developer tasks
+
+USAGE:
+    cargo xtask <COMMAND>
+
+COMMANDS:
+    test     The full check, as CI runs it: prerequisites, cargo fmt --check, tidy,
+             clippy (-D warnings), then the tests (cargo nextest + doc tests when
+             nextest is installed, cargo test otherwise). Stops at the first failure.
+    ci       Alias for `test`.
+    tidy     Only the repository hygiene checks: crate docs, no leftover debugging
+             macros, no huge or generated tracked files, every crate in ARCHITECTURE.md.
+    help     Print this message (also -h, --help).
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let command = args.first().map(String::as_str);
+    if args.len() > 1 {
+        eprintln!("xtask: unexpected arguments after `{}`\n", args[0]);
+        eprint!("{HELP}");
+        return ExitCode::from(2);
+    }
+    let root = repo_root();
+    let result = match command {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("test" | "ci") => run_test(&root),
+        Some("tidy") => run_tidy_only(&root),
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: this crate lives in `<root>/xtask`. `cargo run` sets
+/// `CARGO_MANIFEST_DIR` at run time too; prefer it over the compile-time value so that a binary
+/// reused from a shared target directory still checks the tree it was invoked from.
+fn repo_root() -> PathBuf {
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
+}
+
+/// A failed step: its name and why.
+#[derive(Debug)]
+struct StepError(String);
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, StepError>;
+
+/// `cargo xtask test`: every step in order, stopping at the first failure.
+fn run_test(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let mut timings: Vec<(String, Duration)> = Vec::new();
+
+    timed(&mut timings, "prerequisites", || {
+        install_prerequisites(root)
+    })?;
+    timed(&mut timings, "cargo fmt --all -- --check", || {
+        cargo(root, &["fmt", "--all", "--", "--check"])
+    })?;
+    timed(&mut timings, "tidy", || tidy_checks(root))?;
+    timed(
+        &mut timings,
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+        || {
+            cargo(
+                root,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+        },
+    )?;
+    if nextest_available(root) {
+        timed(
+            &mut timings,
+            "cargo nextest run --workspace --locked",
+            || cargo(root, &["nextest", "run", "--workspace", "--locked"]),
+        )?;
+        // nextest does not run doc tests.
+        timed(
+            &mut timings,
+            "cargo test --workspace --doc --locked",
+            || cargo(root, &["test", "--workspace", "--doc", "--locked"]),
+        )?;
+    } else {
+        println!("xtask: cargo-nextest not found, falling back to cargo test");
+        timed(&mut timings, "cargo test --workspace --locked", || {
+            cargo(root, &["test", "--workspace", "--locked"])
+        })?;
+    }
+
+    println!("\n==== summary ====");
+    for (name, took) in &timings {
+        println!("  ok  {:>8}  {name}", fmt_duration(*took));
+    }
+    println!(
+        "xtask test: all steps passed in {}",
+        fmt_duration(started.elapsed())
+    );
+    Ok(())
+}
+
+/// `cargo xtask tidy`.
+fn run_tidy_only(root: &Path) -> Result<()> {
+    let mut timings = Vec::new();
+    timed(&mut timings, "tidy", || tidy_checks(root))
+}
+
+fn tidy_checks(root: &Path) -> Result<()> {
+    let failures = tidy::check_all(root);
+    if failures.is_empty() {
+        println!("tidy: all checks passed");
+        return Ok(());
+    }
+    for failure in &failures {
+        eprintln!("tidy: {failure}");
+    }
+    Err(StepError(format!(
+        "tidy found {} problem(s)",
+        failures.len()
+    )))
+}
+
+/// Installs what the later steps need beyond a Rust toolchain.
+///
+/// This is the one place for system prerequisites. Nothing is needed yet. When a later change
+/// needs Debian packages (for example `mariadb-server`, `prometheus`, `haproxy` for
+/// end-to-end tests) or npm packages (the dashboard), install them here, idempotently: check
+/// first (`dpkg -s`, `command -v`, an up-to-date `node_modules/.package-lock.json`) and only
+/// then run `apt-get install -y --no-install-recommends ...` or `npm ci`, always
+/// non-interactively (`DEBIAN_FRONTEND=noninteractive`, no prompts, stdin closed) so that
+/// `CI=true cargo xtask test` keeps working unattended.
+fn install_prerequisites(_root: &Path) -> Result<()> {
+    println!("prerequisites: nothing to install yet (Rust toolchain only)");
+    Ok(())
+}
+
+/// Whether `cargo nextest` is installed.
+fn nextest_available(root: &Path) -> bool {
+    Command::new(cargo_bin())
+        .args(["nextest", "--version"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The cargo that invoked us (so that a pinned toolchain is respected), else `cargo`.
+fn cargo_bin() -> OsString {
+    env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
+}
+
+/// Runs `cargo <args>` in the workspace root with stdin closed, output passed through.
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo_bin())
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| StepError(format!("could not start `cargo {}`: {e}", args.join(" "))))?;
+    if status.success() {
+        Ok(())
+    } else {
+        let code = status.code().map_or_else(
+            || "killed by a signal".to_owned(),
+            |c| format!("exit code {c}"),
+        );
+        Err(StepError(format!(
+            "`cargo {}` failed ({code})",
+            args.join(" ")
+        )))
+    }
+}
+
+/// Runs one step between banners and records its wall time.
+fn timed(
+    timings: &mut Vec<(String, Duration)>,
+    name: &str,
+    step: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    println!("\n==== {name} ====");
+    let start = Instant::now();
+    let result = step();
+    let took = start.elapsed();
+    match &result {
+        Ok(()) => {
+            println!("==== ok: {name} ({}) ====", fmt_duration(took));
+            timings.push((name.to_owned(), took));
+        }
+        Err(_) => println!("==== FAILED: {name} ({}) ====", fmt_duration(took)),
+    }
+    result.map_err(|e| StepError(format!("step `{name}`: {e}")))
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
 }
