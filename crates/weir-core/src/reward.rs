@@ -1,6 +1,7 @@
 //! How one control interval is scored.
 //!
-//! The default is multi-objective: stale reads, failed reads, primary CPU above its target
+//! The default is multi-objective: stale reads (weighted by how stale), failed reads, primary
+//! CPU above its target
 //! (and above its hard cap), read p99 against its SLO, and a jitter cost for moving traffic.
 //! Every term is a penalty, so a perfect interval scores 0. The seed design's reward
 //! (`100/(p99+1) − max_lag²`) is kept as an option so the benchmark can show how it behaves.
@@ -15,6 +16,9 @@ use crate::{Observation, Slo, Weights};
 pub struct Outcome {
     /// Fraction of reads served by a replica lagging more than `max_staleness_s` (0..1).
     pub stale_fraction: f64,
+    /// Mean lag of those stale reads, seconds (0 when none).
+    #[serde(default)]
+    pub stale_lag_s: f64,
     /// Fraction of reads that failed (overload, down replica) (0..1).
     pub failed_fraction: f64,
     /// Mean primary CPU demand over the interval (0..1, above 1 when demand exceeds capacity).
@@ -38,6 +42,7 @@ impl Outcome {
         slo: &Slo,
     ) -> Outcome {
         let mut stale = 0.0;
+        let mut stale_lag = 0.0;
         let mut failed = 0.0;
         let mut p99 = if weights.primary > 0 {
             obs.primary.read_p99_ms.value.unwrap_or(0.0)
@@ -56,7 +61,15 @@ impl Outcome {
             }
             match r.lag_s.value {
                 Some(lag) if lag <= slo.max_staleness_s => {}
-                _ => stale += share,
+                Some(lag) => {
+                    stale += share;
+                    stale_lag += share * lag;
+                }
+                // Unknown lag: count it stale at the hard limit (never as fresh).
+                None => {
+                    stale += share;
+                    stale_lag += share * slo.hard_staleness_s;
+                }
             }
             if share > 0.0 {
                 p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
@@ -64,6 +77,7 @@ impl Outcome {
         }
         Outcome {
             stale_fraction: stale,
+            stale_lag_s: if stale > 0.0 { stale_lag / stale } else { 0.0 },
             failed_fraction: failed,
             primary_cpu: obs.primary.cpu.value.unwrap_or(0.0),
             read_p99_ms: p99,
@@ -79,7 +93,9 @@ impl Outcome {
 pub struct RewardConfig {
     /// Which reward to use.
     pub kind: RewardKind,
-    /// Penalty per unit of stale-read fraction.
+    /// Penalty per unit of stale-read fraction, for reads just over `max_staleness_s`; it
+    /// grows with how stale they are, up to double at `hard_staleness_s`:
+    /// × (1 + min(staleness / `hard_staleness_s`, 1)).
     pub stale: f64,
     /// Penalty per unit of failed-read fraction.
     pub failed: f64,
@@ -113,7 +129,7 @@ impl Default for RewardConfig {
             cpu: 1.0,
             overload: 10.0,
             latency: 0.5,
-            jitter: 0.5,
+            jitter: 2.0,
         }
     }
 }
@@ -147,7 +163,9 @@ impl RewardConfig {
     pub fn terms(&self, o: &Outcome, slo: &Slo) -> RewardTerms {
         let span = (slo.primary_cpu_max - slo.primary_cpu_target).max(1e-6);
         RewardTerms {
-            stale: self.stale * o.stale_fraction,
+            stale: self.stale
+                * o.stale_fraction
+                * (1.0 + (o.stale_lag_s / slo.hard_staleness_s.max(1e-6)).min(1.0)),
             failed: self.failed * o.failed_fraction,
             cpu: self.cpu * ((o.primary_cpu - slo.primary_cpu_target).max(0.0) / span).min(3.0),
             overload: self.overload * (o.primary_cpu - slo.primary_cpu_max).max(0.0),

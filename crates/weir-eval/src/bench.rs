@@ -232,10 +232,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
         };
         let (r_static, r_oracle) = (reward_of("static"), reward_of("lookahead"));
         for mut row in rows.clone() {
-            if let (Some(s), Some(o)) = (r_static, r_oracle) {
-                if (o - s).abs() > 1e-9 {
-                    row.score = Some((row.metrics.mean_reward - s) / (o - s));
-                }
+            if let (Some(s), Some(o)) = (r_static, r_oracle)
+                && (o - s).abs() > 1e-9
+            {
+                row.score = Some((row.metrics.mean_reward - s) / (o - s));
             }
             summary.push(row);
         }

@@ -243,10 +243,10 @@ pub fn run_episode<P: Policy + ?Sized>(
     let mut decisions = 0u64;
     let mut changes = 0u64;
     while !sim.done() {
-        if let Some(slot) = &oracle_slot {
-            if let Ok(mut s) = slot.lock() {
-                *s = Some(sim.clone());
-            }
+        if let Some(slot) = &oracle_slot
+            && let Ok(mut s) = slot.lock()
+        {
+            *s = Some(sim.clone());
         }
         let obs = sim.observe();
         let out = step.step(obs, last.map(|s| s.outcome(0.0)));
@@ -298,10 +298,10 @@ pub fn run_episode<P: Policy + ?Sized>(
     };
     let mut policy = step.into_policy();
     policy.reset();
-    if let Some(slot) = &oracle_slot {
-        if let Ok(mut s) = slot.lock() {
-            *s = None;
-        }
+    if let Some(slot) = &oracle_slot
+        && let Ok(mut s) = slot.lock()
+    {
+        *s = None;
     }
     (
         metrics,

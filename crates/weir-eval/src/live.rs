@@ -126,19 +126,17 @@ impl Clock for SimClock {
         self.now.lock().map(|t| *t).unwrap_or(0.0)
     }
 
-    fn sleep_until(&self, t_s: f64) -> impl Future<Output = ()> + Send {
+    async fn sleep_until(&self, t_s: f64) {
         // Time moves only when the sleep completes: a timeout that loses its race must not
         // have advanced the clock.
-        async move {
-            let now = self.now_s();
-            if self.speed > 0.0 && t_s > now {
-                tokio::time::sleep(Duration::from_secs_f64((t_s - now) / self.speed)).await;
-            } else {
-                tokio::task::yield_now().await;
-            }
-            if let Ok(mut n) = self.now.lock() {
-                *n = n.max(t_s);
-            }
+        let now = self.now_s();
+        if self.speed > 0.0 && t_s > now {
+            tokio::time::sleep(Duration::from_secs_f64((t_s - now) / self.speed)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        if let Ok(mut n) = self.now.lock() {
+            *n = n.max(t_s);
         }
     }
 }

@@ -10,6 +10,8 @@
 use weir_core::{
     ActionValue, DecisionContext, Explanation, Policy, Proposal, RewardConfig, Weights,
 };
+use weir_policy::Teacher;
+use weir_sim::Simulator;
 
 use crate::episode::OracleSlot;
 
@@ -59,6 +61,63 @@ impl Lookahead {
     }
 }
 
+/// The reward of applying `w` (moving from `current`) for one control interval of `sim`.
+pub fn one_interval_reward(
+    sim: &Simulator,
+    w: &Weights,
+    current: &Weights,
+    reward: &RewardConfig,
+) -> f64 {
+    let interval = sim.scenario().timing.control_interval_s;
+    let mut s = sim.clone();
+    s.set_weights(w);
+    let stats = s.run_for(interval);
+    reward.reward(
+        &stats.outcome(current.moved_fraction(w)),
+        &sim.scenario().slo,
+    )
+}
+
+/// The oracle as a training teacher: among the learner's own allowed actions it picks the one
+/// with the best true reward one interval ahead.
+pub struct OracleTeacher {
+    reward: RewardConfig,
+    slot: OracleSlot,
+}
+
+impl OracleTeacher {
+    /// A teacher reading the true simulator from `slot`.
+    pub fn new(reward: RewardConfig, slot: OracleSlot) -> Self {
+        OracleTeacher { reward, slot }
+    }
+}
+
+impl Teacher for OracleTeacher {
+    fn choose(
+        &mut self,
+        candidates: &[Weights],
+        allowed: &[bool],
+        current: &Weights,
+    ) -> Option<usize> {
+        let sim = self.slot.lock().ok().and_then(|s| s.clone())?;
+        let mut best: Option<(usize, f64)> = None;
+        for (a, w) in candidates.iter().enumerate() {
+            if !allowed.get(a).copied().unwrap_or(false) {
+                continue;
+            }
+            let r = one_interval_reward(&sim, w, current, &self.reward);
+            let better = match best {
+                None => true,
+                Some((b, rb)) => r > rb || (r == rb && *w == *current && candidates[b] != *current),
+            };
+            if better {
+                best = Some((a, r));
+            }
+        }
+        best.map(|(a, _)| a)
+    }
+}
+
 impl Policy for Lookahead {
     fn name(&self) -> &str {
         "lookahead"
@@ -72,19 +131,12 @@ impl Policy for Lookahead {
                 "lookahead: no simulator attached, hold",
             );
         };
-        let interval = sim.scenario().timing.control_interval_s;
-        let slo = sim.scenario().slo.clone();
         let mut scored: Vec<ActionValue> = Vec::new();
         for w in Lookahead::candidates(ctx.obs.replicas.len()) {
             if !ctx.mask.allows(&w) {
                 continue;
             }
-            let mut s = sim.clone();
-            s.set_weights(&w);
-            let stats = s.run_for(interval);
-            let r = self
-                .reward
-                .reward(&stats.outcome(ctx.current.moved_fraction(&w)), &slo);
+            let r = one_interval_reward(&sim, &w, ctx.current, &self.reward);
             scored.push(ActionValue {
                 label: w.to_string(),
                 weights: w,

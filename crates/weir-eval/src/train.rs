@@ -3,14 +3,19 @@
 //! Episodes cycle through the training scenarios; each one is jittered (capacities, rates,
 //! event times and factors scaled by up to ±`jitter`) and run with a fresh seed, so the
 //! table learns the problem rather than the files. Exploration (ε-greedy over the shield's
-//! allowed actions) decays linearly from `epsilon_start` to `epsilon_end`. The whole run is
-//! deterministic for a given `seed`.
+//! allowed actions) decays linearly from `epsilon_start` to `epsilon_end`; with probability
+//! `teacher_rate` the lookahead oracle picks the behaviour action instead, which steers
+//! experience towards the states a good policy visits (Q-learning stays off-policy). The
+//! whole run is deterministic for a given `seed`.
+
+use std::sync::{Arc, Mutex};
 
 use weir_core::rng::Rng;
-use weir_policy::{QConfig, QLearn, qlearn::TrainInfo};
+use weir_policy::{QConfig, QLearn, Teacher, qlearn::TrainInfo};
 use weir_sim::Scenario;
 
-use crate::episode::{Agent, RunOptions, run_episode};
+use crate::episode::{Agent, OracleSlot, RunOptions, run_episode};
+use crate::oracle::OracleTeacher;
 
 /// Training settings.
 #[derive(Debug, Clone)]
@@ -33,13 +38,16 @@ pub struct TrainOptions {
     pub run: RunOptions,
     /// Recorded in the model file.
     pub command: String,
+    /// Probability that the lookahead oracle picks the behaviour action (0 = plain ε-greedy).
+    /// Q-learning is off-policy: the table learns the value of its own greedy policy.
+    pub teacher_rate: f64,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             scenarios: Vec::new(),
-            episodes: 600,
+            episodes: 3000,
             seed: 1,
             jitter: 0.2,
             epsilon_start: 0.3,
@@ -47,6 +55,7 @@ impl Default for TrainOptions {
             config: QConfig::default(),
             run: RunOptions::default(),
             command: String::new(),
+            teacher_rate: 0.3,
         }
     }
 }
@@ -89,11 +98,19 @@ pub fn train(
     let mut rng = Rng::new(opts.seed);
     let mut q = start.unwrap_or_else(|| QLearn::new(opts.config.clone()));
     q.train_mode(opts.epsilon_start, rng.next_u64());
+    let oracle: Option<OracleSlot> = (opts.teacher_rate > 0.0).then(|| Arc::new(Mutex::new(None)));
+    if let Some(slot) = &oracle {
+        let teacher: Arc<Mutex<dyn Teacher>> = Arc::new(Mutex::new(OracleTeacher::new(
+            opts.run.reward.clone(),
+            slot.clone(),
+        )));
+        q.set_teacher(Some(teacher), opts.teacher_rate);
+    }
     let mut steps = q.info().steps;
     let mut ticks = 0u64;
     let mut agent = Agent {
         policy: Box::new(q),
-        oracle: None,
+        oracle,
         shielded: true,
     };
     for ep in 0..opts.episodes {
@@ -129,6 +146,7 @@ pub fn train(
         });
     }
     let mut q = *agent.policy;
+    q.set_teacher(None, 0.0);
     let previous = q.info().episodes;
     q.set_info(TrainInfo {
         episodes: previous + opts.episodes,

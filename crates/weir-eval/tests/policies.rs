@@ -1,5 +1,7 @@
 //! End-to-end checks of training and the benchmark on the shipped scenario files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use weir_eval::episode::Agent;

@@ -17,7 +17,7 @@ pub mod persist;
 pub mod qlearn;
 mod rules;
 
-pub use qlearn::{ModelError, QConfig, QLearn};
+pub use qlearn::{ModelError, QConfig, QLearn, Teacher};
 pub use rules::{ShunPolicy, StaticPolicy, ThresholdPolicy};
 
 use serde::{Deserialize, Serialize};

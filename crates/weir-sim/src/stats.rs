@@ -114,6 +114,7 @@ impl IntervalStats {
     pub fn outcome(&self, moved_fraction: f64) -> Outcome {
         Outcome {
             stale_fraction: self.stale_fraction(),
+            stale_lag_s: self.mean_staleness_s(),
             failed_fraction: self.failed_fraction(),
             primary_cpu: self.mean_primary_cpu(),
             read_p99_ms: self.mean_read_p99_ms(),

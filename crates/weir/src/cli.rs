@@ -89,7 +89,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "scenarios/train")]
     pub scenarios: PathBuf,
     /// Episodes to run.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 3000)]
     pub episodes: u64,
     /// Master seed (the run is deterministic for a seed).
     #[arg(long, default_value_t = 1)]
@@ -103,8 +103,11 @@ pub struct TrainArgs {
     /// Continue training this model instead of starting from scratch.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Probability that the lookahead oracle picks the exploration action (0 = plain ε-greedy).
+    #[arg(long, default_value_t = 0.3)]
+    pub teacher_rate: f64,
     /// Print progress every N episodes.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 250)]
     pub progress_every: u64,
 }
 

@@ -18,11 +18,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
     let command = format!(
-        "weir train --scenarios {} --episodes {} --seed {} --jitter {} --out {}",
+        "weir train --scenarios {} --episodes {} --seed {} --jitter {} --teacher-rate {} --out {}",
         args.scenarios.display(),
         args.episodes,
         args.seed,
         args.jitter,
+        args.teacher_rate,
         args.out.display()
     );
     let opts = TrainOptions {
@@ -30,6 +31,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         episodes: args.episodes,
         seed: args.seed,
         jitter: args.jitter,
+        teacher_rate: args.teacher_rate,
         command,
         ..TrainOptions::default()
     };

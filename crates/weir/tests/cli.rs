@@ -1,5 +1,7 @@
 //! The `weir` command as a user runs it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -11,6 +11,8 @@
 mod model;
 pub mod state;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use weir_core::{
     ActionValue, DecisionContext, Explanation, Policy, Proposal, Transition, Weights, rng::Rng,
@@ -87,18 +89,32 @@ impl QConfig {
     }
 }
 
+/// Chooses a behaviour action during training (e.g. the lookahead oracle).
+pub trait Teacher: Send {
+    /// Index into `candidates` of the action to take, among the `allowed` ones.
+    fn choose(
+        &mut self,
+        candidates: &[Weights],
+        allowed: &[bool],
+        current: &Weights,
+    ) -> Option<usize>;
+}
+
+/// (worst replica, replica count): the action weights depend on nothing else.
+type CandidateKey = (Option<usize>, usize);
+
 /// What the last decision was, to credit it when its reward arrives.
 #[derive(Debug, Clone)]
 struct Pending {
     state: usize,
     action: Option<usize>,
     /// Key of the candidate set of that decision (to map what was applied back).
-    key: (Option<usize>, usize),
+    key: CandidateKey,
     reward: Option<f64>,
 }
 
 /// The Q-learning policy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QLearn {
     config: QConfig,
     q: Vec<f32>,
@@ -115,8 +131,24 @@ pub struct QLearn {
     info: TrainInfo,
     /// States with at least one visit.
     visited: usize,
+    /// Optional guide for exploration in training.
+    teacher: Option<Arc<std::sync::Mutex<dyn Teacher>>>,
+    /// Probability that the teacher picks the behaviour action.
+    teacher_rate: f64,
     /// Action weights per (worst replica, replica count): they never change.
-    candidate_cache: Vec<((Option<usize>, usize), std::sync::Arc<Vec<Weights>>)>,
+    candidate_cache: Vec<(CandidateKey, Arc<Vec<Weights>>)>,
+}
+
+impl std::fmt::Debug for QLearn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QLearn")
+            .field("config", &self.config)
+            .field("visited_states", &self.visited)
+            .field("epsilon", &self.epsilon)
+            .field("training", &self.training)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl QLearn {
@@ -136,6 +168,8 @@ impl QLearn {
             last: Explanation::default(),
             info: TrainInfo::default(),
             visited: 0,
+            teacher: None,
+            teacher_rate: 0.0,
             candidate_cache: Vec::new(),
         }
     }
@@ -143,6 +177,14 @@ impl QLearn {
     /// The configuration.
     pub fn config(&self) -> &QConfig {
         &self.config
+    }
+
+    /// During training, lets `teacher` choose the behaviour action with probability `rate`.
+    /// Q-learning is off-policy, so the table still learns the value of its own greedy
+    /// policy; the teacher only steers exploration towards states worth knowing.
+    pub fn set_teacher(&mut self, teacher: Option<Arc<std::sync::Mutex<dyn Teacher>>>, rate: f64) {
+        self.teacher = teacher;
+        self.teacher_rate = rate.clamp(0.0, 1.0);
     }
 
     /// Turns on training: ε-greedy exploration with the given rate and seed, and learning.
@@ -189,12 +231,12 @@ impl QLearn {
             .count();
     }
 
-    fn candidates(&mut self, worst: Option<usize>, n: usize) -> std::sync::Arc<Vec<Weights>> {
+    fn candidates(&mut self, worst: Option<usize>, n: usize) -> Arc<Vec<Weights>> {
         let key = (worst, n);
         if let Some((_, c)) = self.candidate_cache.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
-        let c = std::sync::Arc::new(
+        let c = Arc::new(
             (0..self.config.actions())
                 .map(|a| self.action_weights(a, worst, n))
                 .collect::<Vec<_>>(),
@@ -293,11 +335,25 @@ impl Policy for QLearn {
             .map_or("-", |w| ctx.obs.replicas[w].name.as_str())
             .to_string();
         let any_allowed = allowed.iter().any(|&x| x);
+        let taught = match &mut self.teacher {
+            Some(t) if self.training && any_allowed && self.rng.uniform() < self.teacher_rate => t
+                .lock()
+                .ok()
+                .and_then(|mut t| t.choose(&candidates, &allowed, ctx.current))
+                .filter(|&a| a < na && allowed[a]),
+            _ => None,
+        };
         let (action, weights, reason) = if !any_allowed {
             (
                 None,
                 ctx.current.clone(),
                 "no action allowed by the shield: hold".to_string(),
+            )
+        } else if let Some(a) = taught {
+            (
+                Some(a),
+                candidates[a].clone(),
+                format!("teacher: {}", self.label(a, &worst_name)),
             )
         } else if explore {
             let options: Vec<usize> = (0..na).filter(|&a| allowed[a]).collect();

@@ -8,7 +8,7 @@
 use weir_core::{DecisionContext, Observation, Slo, Weights};
 
 /// Number of lag bands (see [`lag_band`]).
-pub const LAG_BANDS: usize = 6;
+pub const LAG_BANDS: usize = 7;
 /// Number of trend values.
 pub const TRENDS: usize = 3;
 /// Number of coarse bands for the second-worst replica.
@@ -39,14 +39,14 @@ pub struct Features {
     pub worst: Option<usize>,
 }
 
-/// Lag band: 0: < 0.3×SLO, 1: < 0.6×, 2: ≤ 1×, 3: ≤ 2×, 4: above, 5: unknown or down.
+/// Lag band: 0: < 0.3×SLO, 1: < 0.6×, 2: ≤ 1×, 3: ≤ 2×, 4: ≤ 4×, 5: above, 6: unknown or down.
 pub fn lag_band(obs: &Observation, i: usize, slo: &Slo) -> usize {
     let r = &obs.replicas[i];
     if r.up == Some(false) {
-        return 5;
+        return 6;
     }
     match r.lag_s.value {
-        None => 5,
+        None => 6,
         Some(l) => {
             let x = l / slo.max_staleness_s;
             if x < 0.3 {
@@ -57,8 +57,10 @@ pub fn lag_band(obs: &Observation, i: usize, slo: &Slo) -> usize {
                 2
             } else if x <= 2.0 {
                 3
-            } else {
+            } else if x <= 4.0 {
                 4
+            } else {
+                5
             }
         }
     }
@@ -222,8 +224,9 @@ impl Features {
 
     /// A short description for explanations.
     pub fn describe(&self, obs: &Observation) -> String {
-        const BANDS: [&str; LAG_BANDS] =
-            ["<0.3slo", "<0.6slo", "<=slo", "<=2slo", ">2slo", "unknown"];
+        const BANDS: [&str; LAG_BANDS] = [
+            "<0.3slo", "<0.6slo", "<=slo", "<=2slo", "<=4slo", ">4slo", "unknown",
+        ];
         const TREND: [&str; TRENDS] = ["falling", "flat", "rising"];
         const CPU: [&str; CPU_BANDS] = ["low", "below-target", "below-max", "at-max"];
         let name = self.worst.map_or("-", |w| obs.replicas[w].name.as_str());

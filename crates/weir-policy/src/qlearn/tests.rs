@@ -160,7 +160,7 @@ fn bad_model_files_give_clear_errors() {
         ModelError::Corrupt { .. }
     ));
 
-    let bad_dims = json.replacen("\"dims\":[6,", "\"dims\":[7,", 1);
+    let bad_dims = json.replacen("\"dims\":[7,", "\"dims\":[8,", 1);
     let err = QLearn::from_json(&bad_dims, p).unwrap_err();
     assert!(err.to_string().contains("dimensions"), "{err}");
 
