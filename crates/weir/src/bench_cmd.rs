@@ -46,7 +46,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         policies,
         seeds: args.seeds.clone(),
         model,
-        run: RunOptions::default(),
+        run: RunOptions {
+            reward: args.reward.config(),
+            ..RunOptions::default()
+        },
         threads: args.threads,
     };
     let report = run_bench(&opts).map_err(anyhow::Error::msg)?;

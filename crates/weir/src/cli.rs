@@ -100,6 +100,10 @@ pub struct TrainArgs {
     /// Output model file (written atomically).
     #[arg(long, default_value = "models/qlearn.json")]
     pub out: PathBuf,
+    /// Reward to train on: `multi` (Weir's multi-objective reward) or `seed` (the seed
+    /// design's 100/(p99+1) − max_lag², to see what it teaches).
+    #[arg(long, value_enum, default_value = "multi")]
+    pub reward: RewardArg,
     /// Continue training this model instead of starting from scratch.
     #[arg(long)]
     pub resume: Option<PathBuf>,
@@ -130,6 +134,9 @@ pub struct BenchArgs {
     /// Q-learning model file.
     #[arg(long, default_value = "models/qlearn.json")]
     pub model: PathBuf,
+    /// Reward used to score the runs (and by the oracle): `multi` or `seed`.
+    #[arg(long, value_enum, default_value = "multi")]
+    pub reward: RewardArg,
     /// Write the full report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -142,6 +149,29 @@ pub struct BenchArgs {
     /// Measure simulator and training throughput instead (wall-clock; not deterministic).
     #[arg(long)]
     pub throughput: bool,
+}
+
+/// Which reward formula.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RewardArg {
+    /// Weir's multi-objective reward (stale and failed reads, primary CPU, p99, jitter).
+    Multi,
+    /// The seed design's `100/(p99+1) − max_lag²`.
+    Seed,
+}
+
+impl RewardArg {
+    /// The reward configuration.
+    pub fn config(self) -> weir_core::RewardConfig {
+        let kind = match self {
+            RewardArg::Multi => weir_core::RewardKind::MultiObjective,
+            RewardArg::Seed => weir_core::RewardKind::Seed,
+        };
+        weir_core::RewardConfig {
+            kind,
+            ..weir_core::RewardConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

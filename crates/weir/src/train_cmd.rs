@@ -18,12 +18,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => None,
     };
     let command = format!(
-        "weir train --scenarios {} --episodes {} --seed {} --jitter {} --teacher-rate {} --out {}",
+        "weir train --scenarios {} --episodes {} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
         args.scenarios.display(),
         args.episodes,
         args.seed,
         args.jitter,
         args.teacher_rate,
+        format!("{:?}", args.reward).to_lowercase(),
         args.out.display()
     );
     let opts = TrainOptions {
@@ -32,6 +33,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         jitter: args.jitter,
         teacher_rate: args.teacher_rate,
+        run: weir_eval::RunOptions {
+            reward: args.reward.config(),
+            ..weir_eval::RunOptions::default()
+        },
         command,
         ..TrainOptions::default()
     };
