@@ -125,22 +125,28 @@ fn run_test(root: &Path) -> Result<()> {
             )
         },
     )?;
+    // Doc tests first, the main test run last: its summary is the run's closing line.
+    let mut passed = 0u64;
     if nextest_available(root) {
-        timed(
-            &mut timings,
-            "cargo nextest run --workspace --locked",
-            || cargo(root, &["nextest", "run", "--workspace", "--locked"]),
-        )?;
         // nextest does not run doc tests.
         timed(
             &mut timings,
             "cargo test --workspace --doc --locked",
             || cargo(root, &["test", "--workspace", "--doc", "--locked"]),
         )?;
+        timed(
+            &mut timings,
+            "cargo nextest run --workspace --locked",
+            || {
+                passed = cargo_counting(root, &["nextest", "run", "--workspace", "--locked"])?;
+                Ok(())
+            },
+        )?;
     } else {
         println!("xtask: cargo-nextest not found, falling back to cargo test");
         timed(&mut timings, "cargo test --workspace --locked", || {
-            cargo(root, &["test", "--workspace", "--locked"])
+            passed = cargo_counting(root, &["test", "--workspace", "--locked"])?;
+            Ok(())
         })?;
     }
 
@@ -152,6 +158,8 @@ fn run_test(root: &Path) -> Result<()> {
         "xtask test: all steps passed in {}",
         fmt_duration(started.elapsed())
     );
+    // The plain closing line CI reads: tests that ran, and that none failed.
+    println!("xtask: {passed} passed, 0 failed");
     Ok(())
 }
 
@@ -225,6 +233,75 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
         Err(StepError(format!(
             "`cargo {}` failed ({code})",
             args.join(" ")
+        )))
+    }
+}
+
+/// Runs `cargo <args>` like [`cargo`], passing its output through while counting the tests
+/// that passed (from nextest's `N tests run: N passed` or libtest's `test result: ok. N passed`).
+fn cargo_counting(root: &Path, args: &[&str]) -> Result<u64> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(cargo_bin())
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| StepError(format!("could not start `cargo {}`: {e}", args.join(" "))))?;
+    let count = |line: &str| -> u64 {
+        let after = |marker: &str| {
+            line.find(marker).and_then(|i| {
+                line[i + marker.len()..]
+                    .trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+        };
+        if line.contains("tests run:") {
+            after("tests run:").unwrap_or(0)
+        } else if line.contains("test result: ok.") {
+            after("test result: ok.").unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let stderr = child.stderr.take();
+    let err_thread = std::thread::spawn(move || {
+        let mut n = 0;
+        if let Some(e) = stderr {
+            for line in BufReader::new(e).lines().map_while(std::result::Result::ok) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+                n += count(&line);
+            }
+        }
+        n
+    });
+    let mut passed = 0;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            println!("{line}");
+            passed += count(&line);
+        }
+    }
+    passed += err_thread.join().unwrap_or(0);
+    let status = child
+        .wait()
+        .map_err(|e| StepError(format!("waiting for `cargo {}`: {e}", args.join(" "))))?;
+    if status.success() {
+        Ok(passed)
+    } else {
+        Err(StepError(format!(
+            "`cargo {}` failed ({})",
+            args.join(" "),
+            status.code().map_or_else(
+                || "killed by a signal".to_owned(),
+                |c| format!("exit code {c}")
+            )
         )))
     }
 }
