@@ -143,3 +143,22 @@ fn shipped_scenarios_validate() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).lines().filter(|l| l.starts_with("ok")).count() >= 13);
 }
+
+#[test]
+fn demo_without_a_model_trains_one_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("fresh.json");
+    let o = weir(&[
+        "demo",
+        "--speed",
+        "0",
+        "--no-serve",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("training a small one"), "{t}");
+    assert!(model.exists());
+    assert!(t.contains("hard-limit violations 0"), "{t}");
+}
