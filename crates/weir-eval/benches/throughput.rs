@@ -42,6 +42,7 @@ fn training(c: &mut Criterion) {
         let opts = TrainOptions {
             scenarios: vec![scn.clone()],
             episodes: 1,
+            members: 1,
             ..TrainOptions::default()
         };
         b.iter(|| train(&opts, None, |_| {}))

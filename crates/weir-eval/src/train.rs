@@ -22,8 +22,12 @@ use crate::oracle::OracleTeacher;
 pub struct TrainOptions {
     /// Scenarios to train on (never the evaluation set).
     pub scenarios: Vec<Scenario>,
-    /// Number of episodes.
+    /// Episodes per ensemble member.
     pub episodes: u64,
+    /// Tables trained with independent seeds and merged (bagging).
+    pub members: u32,
+    /// Worker threads for the members (the result does not depend on it).
+    pub threads: usize,
     /// Master seed.
     pub seed: u64,
     /// Relative parameter jitter per episode (0 = run the files as written).
@@ -48,6 +52,8 @@ impl Default for TrainOptions {
         TrainOptions {
             scenarios: Vec::new(),
             episodes: 3000,
+            members: 6,
+            threads: 2,
             seed: 1,
             jitter: 0.2,
             epsilon_start: 0.3,
@@ -63,6 +69,8 @@ impl Default for TrainOptions {
 /// Reported after each episode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainProgress {
+    /// Ensemble member (0-based).
+    pub member: u32,
     /// Episode just finished (1-based).
     pub episode: u64,
     /// Total episodes.
@@ -85,17 +93,75 @@ pub struct TrainProgress {
     pub ticks: u64,
 }
 
-/// Trains a table from scratch (or continues `start`).
+/// Trains `opts.members` tables with independent seeds (in parallel, `opts.threads` at a time)
+/// and merges them, visit-weighted, into one (bagging: the average of several noisy tables
+/// makes a steadier greedy policy than any one of them). Deterministic for `opts.seed`
+/// whatever the number of threads. `start`, if given, is the starting point of every member.
 pub fn train(
     opts: &TrainOptions,
     start: Option<QLearn>,
-    mut progress: impl FnMut(&TrainProgress),
+    progress: impl FnMut(&TrainProgress) + Send,
 ) -> Result<QLearn, String> {
     if opts.scenarios.is_empty() {
         return Err("no training scenarios".to_string());
     }
     opts.config.validate()?;
-    let mut rng = Rng::new(opts.seed);
+    let members = opts.members.max(1);
+    let progress = Mutex::new(progress);
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let results: Mutex<Vec<Option<(QLearn, u64)>>> = Mutex::new(vec![None; members as usize]);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.threads.clamp(1, members as usize) {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= members {
+                        break;
+                    }
+                    let seed = Rng::new(opts.seed).fork(u64::from(k)).next_u64();
+                    let r = train_member(opts, start.clone(), seed, k, &progress);
+                    if let Ok(mut all) = results.lock() {
+                        all[k as usize] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| "a training worker panicked".to_string())?;
+    let mut merged: Option<QLearn> = None;
+    let mut steps = start.as_ref().map_or(0, |q| q.info().steps);
+    for r in results {
+        let (q, s) = r.ok_or("a training member did not run")?;
+        steps += s;
+        match &mut merged {
+            None => merged = Some(q),
+            Some(m) => m.merge(&q)?,
+        }
+    }
+    let mut q = merged.ok_or("no training member")?;
+    let previous = start.as_ref().map_or(0, |q| q.info().episodes);
+    q.set_info(TrainInfo {
+        episodes: previous + opts.episodes * u64::from(members),
+        steps,
+        seed: opts.seed,
+        scenarios: opts.scenarios.iter().map(|s| s.name.clone()).collect(),
+        command: opts.command.clone(),
+    });
+    q.serve_mode(false);
+    Ok(q)
+}
+
+/// One member: `opts.episodes` episodes from `seed`. Returns the table and its learning steps.
+fn train_member<F: FnMut(&TrainProgress)>(
+    opts: &TrainOptions,
+    start: Option<QLearn>,
+    seed: u64,
+    member: u32,
+    progress: &Mutex<F>,
+) -> (QLearn, u64) {
+    let mut rng = Rng::new(seed);
     let mut q = start.unwrap_or_else(|| QLearn::new(opts.config.clone()));
     q.train_mode(opts.epsilon_start, rng.next_u64());
     let oracle: Option<OracleSlot> = (opts.teacher_rate > 0.0).then(|| Arc::new(Mutex::new(None)));
@@ -106,7 +172,7 @@ pub fn train(
         )));
         q.set_teacher(Some(teacher), opts.teacher_rate);
     }
-    let mut steps = q.info().steps;
+    let mut steps = 0u64;
     let mut ticks = 0u64;
     let mut agent = Agent {
         policy: Box::new(q),
@@ -120,7 +186,7 @@ pub fn train(
         } else {
             base.clone()
         };
-        let seed = rng.next_u64();
+        let episode_seed = rng.next_u64();
         let frac = if opts.episodes > 1 {
             ep as f64 / (opts.episodes - 1) as f64
         } else {
@@ -128,33 +194,27 @@ pub fn train(
         };
         let epsilon = opts.epsilon_start + (opts.epsilon_end - opts.epsilon_start) * frac;
         agent.policy.set_epsilon(epsilon);
-        let (m, back) = run_episode(&scn, seed, agent, &opts.run, None);
+        let (m, back) = run_episode(&scn, episode_seed, agent, &opts.run, None);
         agent = back;
         steps += m.decisions;
         ticks += (scn.duration_s / scn.timing.tick_s).round() as u64;
-        progress(&TrainProgress {
-            episode: ep + 1,
-            episodes: opts.episodes,
-            scenario: base.name.clone(),
-            epsilon,
-            mean_reward: m.mean_reward,
-            stale_read_pct: m.stale_read_pct,
-            failed_read_pct: m.failed_read_pct,
-            visited_states: agent.policy.visited_states(),
-            steps,
-            ticks,
-        });
+        if let Ok(mut report) = progress.lock() {
+            report(&TrainProgress {
+                member,
+                episode: ep + 1,
+                episodes: opts.episodes,
+                scenario: base.name.clone(),
+                epsilon,
+                mean_reward: m.mean_reward,
+                stale_read_pct: m.stale_read_pct,
+                failed_read_pct: m.failed_read_pct,
+                visited_states: agent.policy.visited_states(),
+                steps,
+                ticks,
+            });
+        }
     }
     let mut q = *agent.policy;
     q.set_teacher(None, 0.0);
-    let previous = q.info().episodes;
-    q.set_info(TrainInfo {
-        episodes: previous + opts.episodes,
-        steps,
-        seed: opts.seed,
-        scenarios: opts.scenarios.iter().map(|s| s.name.clone()).collect(),
-        command: opts.command.clone(),
-    });
-    q.serve_mode(false);
-    Ok(q)
+    (q, steps)
 }

@@ -20,10 +20,16 @@ fn scenario(rel: &str) -> Scenario {
 }
 
 fn train_small(episodes: u64, seed: u64) -> QLearn {
+    train_members(episodes, seed, 1, 1)
+}
+
+fn train_members(episodes: u64, seed: u64, members: u32, threads: usize) -> QLearn {
     let opts = TrainOptions {
         scenarios: weir_sim::load_dir(root().join("scenarios/train")).unwrap(),
         episodes,
         seed,
+        members,
+        threads,
         ..TrainOptions::default()
     };
     train(&opts, None, |_| {}).unwrap()
@@ -83,6 +89,12 @@ fn training_is_deterministic_for_a_seed() {
     assert!(a.same_table(&b));
     assert_eq!(a.to_json(), b.to_json());
     assert!(!a.same_table(&c));
+    // An ensemble is the same whatever the number of threads, and differs from one member.
+    let e1 = train_members(10, 5, 3, 1);
+    let e2 = train_members(10, 5, 3, 2);
+    assert!(e1.same_table(&e2));
+    assert!(!e1.same_table(&train_members(10, 5, 1, 1)));
+    assert_eq!(e1.info().episodes, 30);
 }
 
 #[test]

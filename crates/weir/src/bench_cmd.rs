@@ -93,6 +93,7 @@ fn throughput(scenarios: &[Scenario]) -> Result<()> {
     let opts = TrainOptions {
         scenarios: vec![scn.clone()],
         episodes: 20,
+        members: 1,
         ..TrainOptions::default()
     };
     let t0 = Instant::now();

@@ -88,9 +88,15 @@ pub struct TrainArgs {
     /// Directory of training scenarios (never the evaluation set).
     #[arg(long, default_value = "scenarios/train")]
     pub scenarios: PathBuf,
-    /// Episodes to run.
+    /// Episodes per ensemble member.
     #[arg(long, default_value_t = 3000)]
     pub episodes: u64,
+    /// Tables trained with independent seeds and merged, visit-weighted (bagging).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub members: u32,
+    /// Worker threads for the members (the model does not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
     /// Master seed (the run is deterministic for a seed).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -66,14 +66,16 @@ fn train_writes_a_model_that_bench_uses_and_bench_is_reproducible() {
     let o = weir(&[
         "train",
         "--episodes",
-        "12",
+        "6",
+        "--members",
+        "2",
         "--progress-every",
         "6",
         "--out",
         model,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("episode    12/12"));
+    assert!(text(&o).contains("episodes     12/12  (2 members)"), "{}", text(&o));
     let run = |json: &str| {
         let o = weir(&[
             "bench",

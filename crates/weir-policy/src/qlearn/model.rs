@@ -191,6 +191,24 @@ impl QLearn {
         QLearn::from_json(&text, path)
     }
 
+    /// Folds `other` into this table: each value becomes the visit-weighted mean of the two,
+    /// visits add up. Averaging tables trained with different seeds reduces the variance of
+    /// the greedy policy (bagging). Fails when the configurations differ.
+    pub fn merge(&mut self, other: &QLearn) -> Result<(), String> {
+        if self.config != other.config {
+            return Err("cannot merge models with different configurations".to_string());
+        }
+        for i in 0..self.q.len() {
+            let (va, vb) = (self.visits[i] as f64, other.visits[i] as f64);
+            if va + vb > 0.0 {
+                self.q[i] = ((self.q[i] as f64 * va + other.q[i] as f64 * vb) / (va + vb)) as f32;
+            }
+            self.visits[i] = self.visits[i].saturating_add(other.visits[i]);
+        }
+        self.recount_visited();
+        Ok(())
+    }
+
     /// Whether two tables are identical (configuration, values, visits, metadata).
     pub fn same_table(&self, other: &QLearn) -> bool {
         self.config == other.config

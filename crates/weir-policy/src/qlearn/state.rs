@@ -16,7 +16,7 @@ pub const SECOND_BANDS: usize = 3;
 /// Number of primary CPU bands.
 pub const CPU_BANDS: usize = 4;
 /// Number of latency bands.
-pub const LATENCY_BANDS: usize = 2;
+pub const LATENCY_BANDS: usize = 3;
 
 /// The features of one decision, before flattening to an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +164,13 @@ pub fn features(ctx: &DecisionContext<'_>, levels: &[u32], factors: &[f64]) -> F
             p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
         }
     }
-    let latency_band = usize::from(p99 > slo.read_p99_slo_ms);
+    let latency_band = if p99 > slo.read_p99_slo_ms {
+        2
+    } else if p99 > 0.5 * slo.read_p99_slo_ms {
+        1
+    } else {
+        0
+    };
     let _ = levels;
     let level = LEVEL_BUCKETS
         .iter()
@@ -236,7 +242,7 @@ impl Features {
             TREND[self.worst_trend.min(TRENDS - 1)],
             ["ok", "near", "stale"][self.second_band.min(2)],
             CPU[self.cpu_band.min(CPU_BANDS - 1)],
-            if self.latency_band == 1 { "over" } else { "ok" },
+            ["ok", "near", "over"][self.latency_band.min(2)],
             self.level,
             self.demotion
         )
