@@ -75,7 +75,11 @@ fn train_writes_a_model_that_bench_uses_and_bench_is_reproducible() {
         model,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("episodes     12/12  (2 members)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("episodes     12/12  (2 members)"),
+        "{}",
+        text(&o)
+    );
     let run = |json: &str| {
         let o = weir(&[
             "bench",
