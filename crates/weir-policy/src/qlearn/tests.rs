@@ -167,3 +167,35 @@ fn bad_model_files_give_clear_errors() {
     let err = QLearn::load(Path::new("/nonexistent/weir/model.json")).unwrap_err();
     assert!(matches!(err, ModelError::Io { .. }));
 }
+
+#[test]
+fn switching_margin_keeps_a_tried_current_action() {
+    let mut q = trained();
+    q.serve_mode(false);
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let current = Weights::even(2);
+    let allow = weir_core::policy::AllowAll;
+    // Without a margin the learned best action wins.
+    let p = decide(&mut q, &obs, &current, &allow);
+    assert_eq!(
+        p.weights,
+        Weights {
+            primary: 20,
+            replicas: vec![0, 80]
+        }
+    );
+    // With a margin wider than any difference of values, the current (tried) action is kept.
+    let mut config = q.config().clone();
+    config.switch_margin = 100.0;
+    let mut sticky = QLearn::from_json(
+        &q.to_json()
+            .replace("\"switch_margin\":0.0", "\"switch_margin\":100.0"),
+        Path::new("m"),
+    )
+    .unwrap();
+    sticky.serve_mode(false);
+    assert_eq!(sticky.config(), &config);
+    let p = decide(&mut sticky, &obs, &current, &allow);
+    assert_eq!(p.weights, current, "{}", p.reason);
+    assert!(p.reason.starts_with("hold"));
+}
