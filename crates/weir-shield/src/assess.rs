@@ -420,7 +420,15 @@ fn primary_cap(
     }
     match (cfg.primary_read_capacity_qps, cpu, primary_reads, all_reads) {
         (Some(capacity), Some(cpu), Some(pr), Some(all)) if all > 0.0 => {
-            let allowed = pr + (slo.primary_cpu_max - cpu) * capacity;
+            // Headroom is spent only partly per interval: the configured capacity may overstate
+            // a degraded primary, and the observation is a scrape old. Shedding is in full.
+            let headroom = slo.primary_cpu_max - cpu;
+            let factor = if headroom > 0.0 {
+                cfg.headroom_use
+            } else {
+                1.0
+            };
+            let allowed = pr + headroom * capacity * factor;
             let cap = ((allowed / all) * total as f64)
                 .floor()
                 .clamp(0.0, total as f64) as u32;

@@ -38,6 +38,12 @@ pub struct ShieldConfig {
     /// without it the primary share may only grow by `max_step` per interval while CPU is
     /// under the cap, and must shrink by `max_step` while it is over.
     pub primary_read_capacity_qps: Option<f64>,
+    /// Share of the primary's CPU headroom (below `primary_cpu_max`) that one interval may
+    /// fill when the capacity is known (0..=1). Below 1 it converges on the cap from below
+    /// instead of overshooting when the configured capacity overstates the real one. On the
+    /// training files 0.6 cut the seconds over the cap from 21 to 6 per episode but raised
+    /// stale reads from 1.6% to 2.3%; the default, 1.0, fills it at once.
+    pub headroom_use: f64,
     /// Lift the step limit while a replica that has weight is observed over
     /// `max_staleness_s` (users are reading stale data now). The primary cap still holds.
     /// When false, only a hard-limit breach lifts it.
@@ -56,6 +62,7 @@ impl Default for ShieldConfig {
             fail_safe: FailSafe::Baseline,
             baseline: None,
             primary_read_capacity_qps: None,
+            headroom_use: 1.0,
             lift_step_limit_on_slo_breach: true,
             enforce: true,
         }
@@ -83,6 +90,12 @@ impl ShieldConfig {
         {
             return Err(format!(
                 "primary_read_capacity_qps must be a positive number, got {c}"
+            ));
+        }
+        if !(self.headroom_use > 0.0 && self.headroom_use <= 1.0) {
+            return Err(format!(
+                "headroom_use must be within (0, 1], got {}",
+                self.headroom_use
             ));
         }
         if let Some(b) = &self.baseline {

@@ -336,3 +336,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn partial_headroom_use_fills_the_cap_gradually_but_sheds_in_full() {
+    let cfg = ShieldConfig {
+        primary_read_capacity_qps: Some(4000.0),
+        headroom_use: 0.5,
+        ..ShieldConfig::default()
+    };
+    let mut s = Shield::new(cfg, Slo::default(), 2);
+    // headroom (0.85 - 0.7) * 4000 * 0.5 = 300 of 4000 reads/s = 7 points.
+    let obs = ObsBuilder::new(2).primary(0.7, 0.0).build();
+    let d = apply(&mut s, &obs, &w(0, &[50, 50]), w(30, &[35, 35]));
+    assert_eq!(d.weights.primary, 7);
+    // Over the cap the full excess is shed: (0.85 - 0.95) * 4000 = -400 reads/s from the
+    // 1200 the primary serves, of 1200 + 2 * 2000 reads/s in all: 800 / 5200 = 15 points.
+    let obs = ObsBuilder::new(2).primary(0.95, 1200.0).build();
+    let d = apply(&mut s, &obs, &w(30, &[35, 35]), w(30, &[35, 35]));
+    assert_eq!(d.weights.primary, 15);
+    assert!(
+        ShieldConfig {
+            headroom_use: 0.0,
+            ..ShieldConfig::default()
+        }
+        .validate(2)
+        .unwrap_err()
+        .contains("headroom_use")
+    );
+}
