@@ -111,17 +111,24 @@ pub struct Assessment {
     pub emergency: bool,
     /// The replica that takes reads when no healthy one exists: up, lowest lag.
     pub least_bad: Option<usize>,
+    /// The observation's replicas did not match the weights' (so it was treated as stale).
+    pub replica_mismatch: bool,
 }
 
 impl Assessment {
     pub(crate) fn new(obs: &Observation, current: &Weights, cfg: &ShieldConfig, slo: &Slo) -> Self {
         let max_age = cfg.stale_after_s;
         let freshest_age_s = obs.freshest_age_s();
-        let stale = freshest_age_s.is_none_or(|a| a > max_age);
-        let health: Vec<ReplicaHealth> = obs
-            .replicas
-            .iter()
+        // An observation whose replicas do not line up with the weights cannot be acted on:
+        // it is treated as stale (hold), and judged per weight slot so nothing panics.
+        let mismatched = obs.replicas.len() != current.replicas.len();
+        let stale = mismatched || freshest_age_s.is_none_or(|a| a > max_age);
+        let health: Vec<ReplicaHealth> = (0..current.replicas.len())
+            .map(|i| obs.replicas.get(i).filter(|_| !mismatched))
             .map(|r| {
+                let Some(r) = r else {
+                    return ReplicaHealth::LagUnknown;
+                };
                 if r.up == Some(false) {
                     ReplicaHealth::Down
                 } else {
@@ -152,11 +159,18 @@ impl Assessment {
             stale,
             freshest_age_s,
             health,
-            names: obs.replicas.iter().map(|r| r.name.clone()).collect(),
+            names: (0..current.replicas.len())
+                .map(|i| {
+                    obs.replicas
+                        .get(i)
+                        .map_or_else(|| format!("replica #{}", i + 1), |r| r.name.clone())
+                })
+                .collect(),
             primary_cap,
             cap_basis,
             emergency: false,
             least_bad,
+            replica_mismatch: mismatched,
         };
         let mut probe = current.clone();
         let mut why = Notes::count_only();

@@ -208,11 +208,17 @@ impl Shield {
             );
         }
         if a.stale && self.config.enforce {
-            let age = a
-                .freshest_age_s
-                .map_or("no signal at all".to_string(), |s| {
-                    format!("freshest signal {s:.0}s old")
-                });
+            let age = if a.replica_mismatch {
+                format!(
+                    "the observation has not the {} replicas the weights have",
+                    current.replicas.len()
+                )
+            } else {
+                a.freshest_age_s
+                    .map_or("no signal at all".to_string(), |s| {
+                        format!("freshest signal {s:.0}s old")
+                    })
+            };
             if stale_intervals > self.config.fail_safe_after {
                 let w = self.fail_safe_weights(current);
                 return Mode::Fixed(

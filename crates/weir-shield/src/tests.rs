@@ -364,3 +364,15 @@ fn partial_headroom_use_fills_the_cap_gradually_but_sheds_in_full() {
         .contains("headroom_use")
     );
 }
+
+#[test]
+fn an_observation_that_does_not_match_the_weights_is_held_not_a_panic() {
+    let mut s = shield(2);
+    let current = Weights::even(2);
+    for obs in [ObsBuilder::new(3).build(), ObsBuilder::new(1).build()] {
+        assert!(!s.mask(&obs, &current).allows(&w(0, &[0, 100])));
+        let d = apply(&mut s, &obs, &current, w(0, &[0, 100]));
+        assert_eq!(d.weights, current);
+        assert_eq!(rules(&d), vec![Rule::StaleObservation]);
+    }
+}
