@@ -199,3 +199,17 @@ fn switching_margin_keeps_a_tried_current_action() {
     assert_eq!(p.weights, current, "{}", p.reason);
     assert!(p.reason.starts_with("hold"));
 }
+
+#[test]
+fn mismatched_observation_is_held_not_a_panic() {
+    let mut q = trained();
+    q.serve_mode(false);
+    let p = decide(
+        &mut q,
+        &ObsBuilder::new(3).build(),
+        &Weights::even(2),
+        &weir_core::policy::AllowAll,
+    );
+    assert_eq!(p.weights, Weights::even(2));
+    assert!(p.reason.contains("hold"));
+}
