@@ -184,18 +184,92 @@ fn tidy_checks(root: &Path) -> Result<()> {
     )))
 }
 
-/// Installs what the later steps need beyond a Rust toolchain.
-///
-/// This is the one place for system prerequisites. Nothing is needed yet. When a later change
-/// needs Debian packages (for example `mariadb-server`, `prometheus`, `haproxy` for
-/// end-to-end tests) or npm packages (the dashboard), install them here, idempotently: check
-/// first (`dpkg -s`, `command -v`, an up-to-date `node_modules/.package-lock.json`) and only
-/// then run `apt-get install -y --no-install-recommends ...` or `npm ci`, always
-/// non-interactively (`DEBIAN_FRONTEND=noninteractive`, no prompts, stdin closed) so that
-/// `CI=true cargo xtask test` keeps working unattended.
+/// Debian packages the test suite runs for real, with the command each must provide.
+/// Real components, never mocks: the HAProxy actuator talks to a real `haproxy`, the
+/// Prometheus source queries a real `prometheus`.
+const DEBIAN_PACKAGES: [(&str, &str); 2] = [("haproxy", "haproxy"), ("prometheus", "prometheus")];
+
+/// Installs what the later steps need beyond a Rust toolchain, idempotently and without
+/// prompts: a package whose command is already on the PATH (or in /usr/sbin) is skipped, so a
+/// second run installs nothing and needs no network. Only `apt-get` (Debian's registry) is
+/// used; when the machine is not Debian or we are not root, the step fails with the command
+/// to run by hand. The services themselves are started by the tests, on 127.0.0.1 only.
 fn install_prerequisites(_root: &Path) -> Result<()> {
-    println!("prerequisites: nothing to install yet (Rust toolchain only)");
-    Ok(())
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, cmd)| !command_exists(cmd))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        println!(
+            "prerequisites: {} already installed",
+            DEBIAN_PACKAGES.map(|(p, _)| p).join(", ")
+        );
+        return Ok(());
+    }
+    println!(
+        "prerequisites: installing {} (Debian packages)",
+        missing.join(", ")
+    );
+    let run = |args: &[&str]| -> Result<()> {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| {
+                StepError(format!(
+                    "could not run apt-get ({e}); install {} by hand",
+                    missing.join(" ")
+                ))
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StepError(format!(
+                "`apt-get {}` failed; as root run: apt-get update && apt-get install -y {}",
+                args.join(" "),
+                missing.join(" ")
+            )))
+        }
+    };
+    run(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    run(&args)?;
+    // The packages start their own daemons on default ports; the tests run their own
+    // instances on free loopback ports, so the system ones are stopped to keep the machine
+    // quiet (ignored where there is no service manager).
+    for pkg in &missing {
+        let _ = Command::new("service")
+            .args([*pkg, "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let still: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, cmd)| !command_exists(cmd))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError(format!(
+            "installed but not found on the PATH: {}",
+            still.join(", ")
+        )))
+    }
+}
+
+/// Whether `cmd` is an executable on the PATH or in the sbin directories (where Debian puts
+/// `haproxy`, which a non-login PATH may lack).
+fn command_exists(cmd: &str) -> bool {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .any(|dir| dir.join(cmd).is_file())
 }
 
 /// Whether `cargo nextest` is installed.

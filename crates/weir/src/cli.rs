@@ -49,6 +49,28 @@ pub enum Command {
     Bench(BenchArgs),
     /// Validate scenario files and print a one-line summary of each.
     Scenarios(ScenarioArgs),
+    /// Run the controller against a real cluster: Prometheus in, HAProxy or Istio out, as the
+    /// config file says (start in `mode = "shadow"`). Serves the same HTTP API as the demo.
+    Run(RunArgs),
+    /// Validate a config file, run each query once and print what it got per replica, read
+    /// the target's current weights, and print the exact change the current observation
+    /// would produce — without sending it.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (TOML). Every key can be overridden with WEIR__SECTION__KEY=value; see
+    /// deploy/weir.example.toml.
+    #[arg(long, short, env = "WEIR_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (TOML), as for `weir run`.
+    #[arg(long, short, env = "WEIR_CONFIG")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,11 @@
 //! The `weir` command: a thin layer that parses arguments and wires the crates together.
 
 mod bench_cmd;
+mod check;
 mod cli;
 mod demo;
+mod edges;
+mod run;
 mod train_cmd;
 
 use clap::Parser;
@@ -15,6 +18,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Train(args) => train_cmd::run(args),
         cli::Command::Bench(args) => bench_cmd::run(args),
         cli::Command::Scenarios(args) => bench_cmd::check_scenarios(args),
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Check(args) => check::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

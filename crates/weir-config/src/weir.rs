@@ -1,0 +1,301 @@
+//! The settings of `weir run` and `weir check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use weir_core::{RewardConfig, Slo};
+use weir_haproxy::HaproxyConfig;
+use weir_istio::IstioConfig;
+use weir_prom::PromConfig;
+use weir_recorder::Mode;
+use weir_shield::ShieldConfig;
+
+use crate::ConfigError;
+
+/// An example configuration: the file `weir run --help` points to and the tests parse.
+pub const EXAMPLE: &str = include_str!("../../../deploy/weir.example.toml");
+
+/// Everything `weir run` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeirConfig {
+    /// `enforce` applies decisions, `shadow` only records them, `dry-run` logs what it would
+    /// send. Start with `shadow`.
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Seconds between decisions.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: f64,
+    /// Time allowed for one observation or one actuation, seconds.
+    #[serde(default = "default_step_timeout_s")]
+    pub step_timeout_s: f64,
+    /// Address of the HTTP API and metrics (keep it on loopback or behind a proxy).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token that enables pause, resume, override and mode switches over HTTP. Off
+    /// when absent. Prefer `WEIR__API_TOKEN` to writing it here.
+    #[serde(default, skip_serializing)]
+    pub api_token: Option<String>,
+    /// Append one JSON line per decision here (the audit log).
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// Where the policy's learned state is saved (atomically) and restored from.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Where observations come from, and which replicas exist (their order is the order of
+    /// the weights everywhere).
+    pub prometheus: PromConfig,
+    /// Objectives.
+    #[serde(default)]
+    pub slo: Slo,
+    /// Safety shield.
+    #[serde(default)]
+    pub shield: ShieldConfig,
+    /// Reward weights (for online learning and the dashboard).
+    #[serde(default)]
+    pub reward: RewardConfig,
+    /// The decision maker.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Where decisions go.
+    pub actuator: ActuatorConfig,
+}
+
+/// Which policy decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// `qlearn`, `shun`, `threshold` or `static`.
+    pub kind: String,
+    /// Model file for `qlearn` (shipped: `models/qlearn.json`, made by `weir train`).
+    pub model: PathBuf,
+    /// Keep learning from the shielded decisions in service (the table is saved to
+    /// `state_dir` and restored at start).
+    pub online_learning: bool,
+    /// Save learned state every this many decisions (and at shutdown).
+    pub save_every: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            kind: "qlearn".to_string(),
+            model: PathBuf::from("models/qlearn.json"),
+            online_learning: false,
+            save_every: 20,
+        }
+    }
+}
+
+/// The actuator, by `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ActuatorConfig {
+    /// HAProxy's runtime API.
+    Haproxy(HaproxyConfig),
+    /// One route of an Istio VirtualService.
+    Istio(IstioConfig),
+    /// Logs exactly what would be sent; touches nothing.
+    DryRun,
+}
+
+fn default_mode() -> Mode {
+    Mode::Shadow
+}
+
+fn default_interval_s() -> f64 {
+    15.0
+}
+
+fn default_step_timeout_s() -> f64 {
+    10.0
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("weir-state")
+}
+
+impl WeirConfig {
+    /// Reads `path` with overrides from `env` and checks the result as a whole.
+    pub fn load(
+        path: &std::path::Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<WeirConfig, ConfigError> {
+        let cfg: WeirConfig = crate::load(path, env)?;
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Names of the replicas, in weight order.
+    pub fn replica_names(&self) -> Vec<String> {
+        self.prometheus
+            .replicas
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Checks the settings against each other; errors name the field.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let field = |field: &str, message: String| ConfigError::Field {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if !(self.interval_s.is_finite() && self.interval_s >= 1.0) {
+            return Err(field(
+                "interval_s",
+                format!("must be at least 1 second, got {}", self.interval_s),
+            ));
+        }
+        if !(self.step_timeout_s.is_finite() && self.step_timeout_s > 0.0) {
+            return Err(field(
+                "step_timeout_s",
+                format!("must be a positive number, got {}", self.step_timeout_s),
+            ));
+        }
+        if let Err(errors) = self.prometheus.validate() {
+            let first = &errors[0];
+            return Err(field(
+                &format!("prometheus.{}", first.field),
+                first.problem.clone(),
+            ));
+        }
+        let n = self.prometheus.replicas.len();
+        if n == 0 {
+            return Err(field(
+                "prometheus.replicas",
+                "list at least one replica".to_string(),
+            ));
+        }
+        self.slo.validate().map_err(|m| field("slo", m))?;
+        self.shield.validate(n).map_err(|m| field("shield", m))?;
+        if !matches!(
+            self.policy.kind.as_str(),
+            "qlearn" | "shun" | "threshold" | "static"
+        ) {
+            return Err(field(
+                "policy.kind",
+                format!(
+                    "unknown policy {:?}: expected qlearn, shun, threshold or static",
+                    self.policy.kind
+                ),
+            ));
+        }
+        if self.policy.save_every == 0 {
+            return Err(field("policy.save_every", "must be at least 1".to_string()));
+        }
+        match &self.actuator {
+            ActuatorConfig::Haproxy(h) => {
+                h.validate().map_err(|e| field("actuator", e.to_string()))?;
+                if h.replica_servers.len() != n {
+                    return Err(field(
+                        "actuator.replica_servers",
+                        format!(
+                            "lists {} servers for {n} replicas (prometheus.replicas)",
+                            h.replica_servers.len()
+                        ),
+                    ));
+                }
+            }
+            ActuatorConfig::Istio(i) => {
+                if let weir_istio::Layout::PerReplica { replicas, .. } = &i.layout
+                    && replicas.len() != n
+                {
+                    return Err(field(
+                        "actuator.layout.per_replica.replicas",
+                        format!(
+                            "lists {} destinations for {n} replicas (prometheus.replicas)",
+                            replicas.len()
+                        ),
+                    ));
+                }
+            }
+            ActuatorConfig::DryRun => {}
+        }
+        // `mode = "dry-run"` with a real actuator section is allowed on purpose: the binary
+        // logs the exact commands or patch that actuator would send, without sending them.
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::from_toml_str;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_parses_and_validates() {
+        let c: WeirConfig = from_toml_str(EXAMPLE, "weir.example.toml", env(&[])).unwrap();
+        c.validate("weir.example.toml").unwrap();
+        assert_eq!(c.mode, Mode::Shadow);
+        assert_eq!(c.replica_names().len(), 2);
+        assert!(matches!(c.actuator, ActuatorConfig::Haproxy(_)));
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_sections() {
+        let c: WeirConfig = from_toml_str(
+            EXAMPLE,
+            "weir.example.toml",
+            env(&[
+                ("WEIR__MODE", "enforce"),
+                ("WEIR__PROMETHEUS__BEARER_TOKEN", "t0ken"),
+                ("WEIR__SHIELD__MAX_STEP", "10"),
+                ("WEIR__API_TOKEN", "op"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.prometheus.bearer_token.as_deref(), Some("t0ken"));
+        assert_eq!(c.shield.max_step, 10);
+        assert_eq!(c.api_token.as_deref(), Some("op"));
+    }
+
+    #[test]
+    fn mistakes_name_the_field() {
+        let cases = [
+            (
+                EXAMPLE.replace("interval_s = 15", "interval_s = 0.1"),
+                "interval_s",
+            ),
+            (
+                EXAMPLE.replace("mode = \"shadow\"", "mode = \"yolo\""),
+                "mode",
+            ),
+            (
+                EXAMPLE.replace("kind = \"qlearn\"", "kind = \"magic\""),
+                "policy.kind",
+            ),
+            (
+                EXAMPLE.replace(
+                    "replica_servers = [\"replica-1\", \"replica-2\"]",
+                    "replica_servers = [\"replica-1\"]",
+                ),
+                "actuator.replica_servers",
+            ),
+            (EXAMPLE.replace("max_step = 25", "max_step = 0"), "shield"),
+            (EXAMPLE.replace("[slo]", "[slo]\ncolour = 1"), "slo"),
+        ];
+        for (text, want) in cases {
+            let e = from_toml_str::<WeirConfig>(&text, "w.toml", env(&[]))
+                .and_then(|c| c.validate("w.toml").map(|_| c))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(e.starts_with("w.toml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! `weir run`: the real controller against Prometheus and HAProxy or Istio.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+use weir_config::WeirConfig;
+use weir_controller::{
+    Actuator, ControlStep, Controller, ControllerConfig, DryRunActuator, Mode, WallClock,
+};
+use weir_core::{Policy, Weights};
+use weir_policy::QLearn;
+use weir_policy::persist::write_atomic;
+use weir_prom::PromSource;
+use weir_recorder::{Recorder, StepRecord, decision_line, router};
+use weir_shield::Shield;
+
+use crate::cli::RunArgs;
+use crate::edges::{AnyActuator, Real};
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let cfg = WeirConfig::load(&args.config, std::env::vars())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(cfg))
+}
+
+/// The file the learned policy state is kept in.
+pub fn state_file(cfg: &WeirConfig) -> PathBuf {
+    cfg.state_dir.join("policy.json")
+}
+
+/// Builds the configured policy; a Q-learning table is restored from `state_dir` when a saved
+/// state exists, from the model file otherwise.
+pub fn build_policy(cfg: &WeirConfig) -> Result<(Box<dyn Policy>, String)> {
+    if cfg.policy.kind != "qlearn" {
+        let p =
+            weir_eval::episode::build_policy(&cfg.policy.kind, None).map_err(anyhow::Error::msg)?;
+        return Ok((p, format!("{} (rule)", cfg.policy.kind)));
+    }
+    let saved = state_file(cfg);
+    let (path, origin) = if saved.exists() {
+        (saved.clone(), "restored state")
+    } else {
+        (cfg.policy.model.clone(), "model")
+    };
+    let mut q =
+        QLearn::load(&path).with_context(|| format!("policy.model: loading {}", path.display()))?;
+    q.serve_mode(cfg.policy.online_learning);
+    let what = format!(
+        "qlearn from {origin} {} ({} states, online learning {})",
+        path.display(),
+        q.visited_states(),
+        if cfg.policy.online_learning {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    Ok((Box::new(q), what))
+}
+
+fn save_policy(policy: &dyn Policy, path: &Path) {
+    if let Some(json) = policy.snapshot() {
+        match write_atomic(path, json.as_bytes()) {
+            Ok(()) => tracing::info!(path = %path.display(), "policy state saved"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "could not save the policy state")
+            }
+        }
+    }
+}
+
+/// Appends one JSON line per decision; a write error is logged, never fatal.
+fn audit_writer(path: Option<PathBuf>) -> Result<Option<Arc<Mutex<std::fs::File>>>> {
+    let Some(path) = path else { return Ok(None) };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("audit_log: creating {}", dir.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("audit_log: opening {}", path.display()))?;
+    Ok(Some(Arc::new(Mutex::new(f))))
+}
+
+fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, rec: &StepRecord) {
+    let Some(f) = file else { return };
+    let line = match serde_json::to_string(rec) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "audit log: could not serialise a record");
+            return;
+        }
+    };
+    if let Ok(mut f) = f.lock()
+        && let Err(e) = writeln!(f, "{line}")
+    {
+        tracing::error!(error = %e, "audit log: write failed");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run_async(cfg: WeirConfig) -> Result<()> {
+    let names = cfg.replica_names();
+    let n = names.len();
+    let source = PromSource::new(cfg.prometheus.clone()).context("prometheus")?;
+    let real = Real::build(&cfg).await?;
+    let initial = match &real {
+        Some(r) => match r.read_current(n).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not read the current weights; assuming even replica weights");
+                Weights::even(n)
+            }
+        },
+        None => Weights::even(n),
+    };
+    let actuator = match (cfg.mode, real) {
+        (Mode::DryRun, real) => AnyActuator::DryRun(DryRunActuator::new(), real),
+        (_, Some(r)) => AnyActuator::Real(r),
+        (_, None) => AnyActuator::DryRun(DryRunActuator::new(), None),
+    };
+    let (policy, policy_desc) = build_policy(&cfg)?;
+    let shield = Shield::new(cfg.shield.clone(), cfg.slo.clone(), n);
+    let step = ControlStep::new(
+        policy,
+        shield,
+        cfg.slo.clone(),
+        cfg.reward.clone(),
+        initial.clone(),
+        512,
+    );
+    let recorder = Recorder::default();
+    let config = ControllerConfig {
+        step_timeout_s: cfg.step_timeout_s,
+        replica_names: names.clone(),
+        ..ControllerConfig::new(cfg.interval_s, cfg.mode)
+    };
+    let audit_file = audit_writer(cfg.audit_log.clone())?;
+    let (tx, rx) = mpsc::channel(16);
+    let mut controller = Controller::new(
+        step,
+        source,
+        actuator,
+        WallClock::new(),
+        recorder.clone(),
+        config,
+    )?
+    .with_commands(rx)
+    .on_step(move |r| {
+        audit(&audit_file, r);
+        tracing::info!(target: "weir::decision", "{}", decision_line(r));
+    });
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen: binding {}", cfg.listen))?;
+    let token = cfg.api_token.clone().filter(|t| !t.is_empty());
+    let app = router(recorder.clone(), token.map(|t| (tx.clone(), t)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(weir_recorder::serve_listener(listener, app, async move {
+        let _ = http_stop.wait_for(|v| *v).await;
+    }));
+    tracing::info!(
+        mode = cfg.mode.as_str(),
+        replicas = %names.join(","),
+        actuator = controller.actuator().name(),
+        policy = %policy_desc,
+        listen = %cfg.listen,
+        initial = %initial,
+        "weir run: started"
+    );
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let stopping = stopping.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            termination().await;
+            tracing::info!("shutting down: finishing the current decision");
+            stopping.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        });
+    }
+    let state = state_file(&cfg);
+    let save_period = Duration::from_secs_f64(cfg.interval_s * cfg.policy.save_every as f64);
+    loop {
+        let mut stop = stop_rx.clone();
+        let until = async move {
+            tokio::select! {
+                _ = stop.wait_for(|v| *v) => {}
+                _ = tokio::time::sleep(save_period) => {}
+            }
+        };
+        controller.run(until).await?;
+        if cfg.policy.online_learning {
+            save_policy(controller.step().policy(), &state);
+        }
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    recorder.close();
+    let _ = server.await;
+    tracing::info!("weir run: stopped");
+    Ok(())
+}
