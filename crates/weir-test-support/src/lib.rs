@@ -2,7 +2,9 @@
 //!
 //! [`ObsBuilder`] makes a fresh, healthy observation of a primary and N replicas, and lets a
 //! test change one thing at a time (a lagging replica, a down replica, stale metrics, a hot
-//! primary).
+//! primary). [`procs`] starts real Prometheus and HAProxy processes for end-to-end tests.
+
+pub mod procs;
 
 use weir_core::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};
 
