@@ -3,7 +3,8 @@
 //! One test, so the components start once: a `/metrics` endpoint the test controls (two
 //! replicas, one 40 s behind), Prometheus scraping it every second, HAProxy with a read backend
 //! at even weights. `weir run` in enforce mode must take the lagging replica out of HAProxy,
-//! hold when Prometheus dies, say so on its API, and stop cleanly on SIGTERM.
+//! hold when Prometheus dies, count actuation errors and keep running when HAProxy's socket
+//! goes away, say so on its API, and stop cleanly on SIGTERM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -150,6 +151,27 @@ replica_servers = ["replica-1", "replica-2"]
         metrics_text.contains("weir_source_errors_total"),
         "{metrics_text}"
     );
+
+    // HAProxy's socket goes away: every re-apply fails, is counted by kind, and Weir keeps
+    // running (and keeps the weights it knows are in force).
+    let admin = haproxy.admin_port;
+    drop(haproxy);
+    let counted = wait_for(Duration::from_secs(15), || {
+        http_get(listen, "/metrics").filter(|(_, body)| {
+            body.lines().any(|l| {
+                l.starts_with("weir_actuation_errors_total{kind=\"unreachable\"}")
+                    && !l.ends_with(" 0")
+            })
+        })
+    });
+    assert!(
+        counted.is_some(),
+        "no actuation error counted:\n{}",
+        weir_log()
+    );
+    let (_, state) = http_get(listen, "/api/state").unwrap();
+    assert!(state.contains(&format!("127.0.0.1:{admin}")), "{state}");
+    assert!(weir.try_wait().unwrap().is_none(), "weir must keep running");
 
     // SIGTERM: it finishes the decision in flight and exits cleanly.
     let killed = Command::new("kill")
