@@ -68,6 +68,7 @@ fail_safe_after = 1000
 [policy]
 kind = "qlearn"
 model = "{model}"
+online_learning = true
 [actuator]
 kind = "haproxy"
 address = "tcp://127.0.0.1:{admin}"
@@ -185,6 +186,11 @@ replica_servers = ["replica-1", "replica-2"]
         panic!("weir did not stop on SIGTERM:\n{}", weir_log())
     });
     assert!(status.success(), "exit {status}:\n{}", weir_log());
+
+    // The learned state was saved atomically at shutdown and is a loadable model.
+    let saved = dir.path().join("state/policy.json");
+    let q = weir_policy::QLearn::load(&saved).unwrap();
+    assert!(q.visited_states() > 0);
 
     // One JSON line per decision in the audit log.
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
