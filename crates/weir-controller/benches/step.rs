@@ -5,10 +5,13 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use weir_controller::ControlStep;
-use weir_core::{RewardConfig, Slo, Weights};
+use weir_core::{Policy, RewardConfig, Slo, Weights};
 use weir_policy::{QLearn, ShunPolicy};
 use weir_shield::{Shield, ShieldConfig};
 use weir_test_support::ObsBuilder;
+
+/// Builds a fresh policy for one benchmark.
+type MakePolicy<'a> = Box<dyn Fn() -> Box<dyn Policy> + 'a>;
 
 fn shield() -> Shield {
     let cfg = ShieldConfig {
@@ -28,48 +31,33 @@ fn bench_step(c: &mut Criterion) {
     let healthy = ObsBuilder::new(2).build();
     let lagging = ObsBuilder::new(2).lag(0, 12.0).primary(0.5, 800.0).build();
     let mut g = c.benchmark_group("control step (observe → decide → shield)");
-    g.bench_function("qlearn", |b| {
-        let mut step: ControlStep = ControlStep::new(
-            Box::new(model.clone()),
-            shield(),
-            Slo::default(),
-            RewardConfig::default(),
-            Weights::even(2),
-            64,
-        );
-        let mut t = 0.0;
-        b.iter(|| {
-            t += 15.0;
-            let mut obs = if (t as u64 / 15).is_multiple_of(2) {
-                healthy.clone()
-            } else {
-                lagging.clone()
-            };
-            obs.at_s = t;
-            std::hint::black_box(step.step(obs, None));
-        })
-    });
-    g.bench_function("shun", |b| {
-        let mut step: ControlStep = ControlStep::new(
-            Box::new(ShunPolicy::default()),
-            shield(),
-            Slo::default(),
-            RewardConfig::default(),
-            Weights::even(2),
-            64,
-        );
-        let mut t = 0.0;
-        b.iter(|| {
-            t += 15.0;
-            let mut obs = if (t as u64 / 15).is_multiple_of(2) {
-                healthy.clone()
-            } else {
-                lagging.clone()
-            };
-            obs.at_s = t;
-            std::hint::black_box(step.step(obs, None));
-        })
-    });
+    let policies: [(&str, MakePolicy<'_>); 2] = [
+        ("qlearn", Box::new(|| Box::new(model.clone()))),
+        ("shun", Box::new(|| Box::new(ShunPolicy::default()))),
+    ];
+    for (name, make) in &policies {
+        g.bench_function(*name, |b| {
+            let mut step: ControlStep = ControlStep::new(
+                make(),
+                shield(),
+                Slo::default(),
+                RewardConfig::default(),
+                Weights::even(2),
+                64,
+            );
+            let mut t = 0.0;
+            b.iter(|| {
+                t += 15.0;
+                let mut obs = if (t as u64 / 15).is_multiple_of(2) {
+                    healthy.clone()
+                } else {
+                    lagging.clone()
+                };
+                obs.at_s = t;
+                std::hint::black_box(step.step(obs, None));
+            })
+        });
+    }
     g.finish();
 }
 

@@ -262,34 +262,16 @@ impl BenchReport {
         let mut out = String::from(
             "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,score\n",
         );
-        for r in &self.runs {
-            let m = &r.metrics;
+        let mut row = |kind: &str,
+                       scenario: &str,
+                       policy: &str,
+                       seed: String,
+                       runs: usize,
+                       m: &MeanMetrics,
+                       score: Option<f64>| {
             let _ = writeln!(
                 out,
-                "run,{},{},{},1,{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},",
-                r.scenario,
-                r.policy,
-                r.seed,
-                m.stale_read_pct,
-                m.mean_staleness_s,
-                m.failed_read_pct,
-                m.cpu_over_max_s,
-                m.primary_cpu_p95_pct,
-                m.mean_read_p99_ms,
-                m.weight_changes,
-                m.mean_reward,
-                m.shield_interventions,
-                m.hard_limit_violations
-            );
-        }
-        for s in &self.summary {
-            let m = &s.metrics;
-            let _ = writeln!(
-                out,
-                "summary,{},{},,{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
-                s.scenario,
-                s.policy,
-                s.runs,
+                "{kind},{scenario},{policy},{seed},{runs},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},{}",
                 m.stale_read_pct,
                 m.mean_staleness_s,
                 m.failed_read_pct,
@@ -300,7 +282,30 @@ impl BenchReport {
                 m.mean_reward,
                 m.shield_interventions,
                 m.hard_limit_violations,
-                s.score.map_or(String::new(), |x| format!("{x:.6}"))
+                score.map_or(String::new(), |x| format!("{x:.6}"))
+            );
+        };
+        for r in &self.runs {
+            let (m, _) = MeanMetrics::mean(std::iter::once(&r.metrics));
+            row(
+                "run",
+                &r.scenario,
+                &r.policy,
+                r.seed.to_string(),
+                1,
+                &m,
+                None,
+            );
+        }
+        for s in &self.summary {
+            row(
+                "summary",
+                &s.scenario,
+                &s.policy,
+                String::new(),
+                s.runs,
+                &s.metrics,
+                s.score,
             );
         }
         out
