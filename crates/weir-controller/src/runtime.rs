@@ -120,6 +120,9 @@ pub struct RunSummary {
 /// [`weir_recorder::decision_line`] from here).
 pub type StepHook = Box<dyn FnMut(&StepRecord) + Send>;
 
+/// Called every N decisions with the policy, to persist what it learned.
+pub type CheckpointHook = Box<dyn FnMut(&dyn weir_core::Policy) + Send>;
+
 /// The control loop of one managed cluster.
 pub struct Controller<S, A, C> {
     step: ControlStep,
@@ -130,6 +133,7 @@ pub struct Controller<S, A, C> {
     config: ControllerConfig,
     commands: Option<mpsc::Receiver<Command>>,
     on_step: Option<StepHook>,
+    checkpoint: Option<(u64, CheckpointHook)>,
     /// The mode in force (the configured one, or shadow after an operator's switch).
     mode: Mode,
     /// The weights the actuator last accepted (initially the pipeline's initial weights).
@@ -170,6 +174,7 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
             config,
             commands: None,
             on_step: None,
+            checkpoint: None,
             replica_names,
             seq: 0,
             consecutive_failures: 0,
@@ -187,6 +192,17 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
     /// Calls `hook` with every record.
     pub fn on_step(mut self, hook: impl FnMut(&StepRecord) + Send + 'static) -> Self {
         self.on_step = Some(Box::new(hook));
+        self
+    }
+
+    /// Calls `hook` with the policy after every `every` decisions (periodic persistence of
+    /// learned state; the caller saves once more at shutdown).
+    pub fn on_checkpoint(
+        mut self,
+        every: u64,
+        hook: impl FnMut(&dyn weir_core::Policy) + Send + 'static,
+    ) -> Self {
+        self.checkpoint = Some((every.max(1), Box::new(hook)));
         self
     }
 
@@ -345,6 +361,11 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
         self.recorder.record(rec.clone());
         if let Some(hook) = &mut self.on_step {
             hook(&rec);
+        }
+        if let Some((every, hook)) = &mut self.checkpoint
+            && self.seq.is_multiple_of(*every)
+        {
+            hook(self.step.policy());
         }
         rec
     }

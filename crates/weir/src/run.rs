@@ -2,9 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
@@ -205,34 +203,25 @@ async fn run_async(cfg: WeirConfig) -> Result<()> {
         "weir run: started"
     );
 
-    let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let stopping = stopping.clone();
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            termination().await;
-            tracing::info!("shutting down: finishing the current decision");
-            stopping.store(true, Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-        });
-    }
+    tokio::spawn(async move {
+        termination().await;
+        tracing::info!("shutting down: finishing the current decision");
+        let _ = stop_tx.send(true);
+    });
     let state = state_file(&cfg);
-    let save_period = Duration::from_secs_f64(cfg.interval_s * cfg.policy.save_every as f64);
-    loop {
-        let mut stop = stop_rx.clone();
-        let until = async move {
-            tokio::select! {
-                _ = stop.wait_for(|v| *v) => {}
-                _ = tokio::time::sleep(save_period) => {}
-            }
-        };
-        controller.run(until).await?;
-        if cfg.policy.online_learning {
-            save_policy(controller.step().policy(), &state);
-        }
-        if stopping.load(Ordering::SeqCst) {
-            break;
-        }
+    if cfg.policy.online_learning {
+        let path = state.clone();
+        controller =
+            controller.on_checkpoint(cfg.policy.save_every, move |p| save_policy(p, &path));
+    }
+    let mut stop = stop_rx.clone();
+    controller
+        .run(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        })
+        .await?;
+    if cfg.policy.online_learning {
+        save_policy(controller.step().policy(), &state);
     }
     recorder.close();
     let _ = server.await;

@@ -457,3 +457,24 @@ fn bad_configuration_is_refused_with_the_field_named() {
     .unwrap_or_default();
     assert!(err.contains("replica_names"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn checkpoints_hand_over_the_policy_every_n_decisions() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let mut c = controller(
+        FakeSource::default(),
+        FakeActuator::default(),
+        Mode::Enforce,
+    )
+    .on_checkpoint(2, move |p| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(p.name().to_string());
+        }
+    });
+    c.run_steps(5).await.expect("runs");
+    assert_eq!(
+        seen.lock().map(|v| v.clone()).unwrap_or_default(),
+        vec!["propose", "propose"]
+    );
+}
