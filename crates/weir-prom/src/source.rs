@@ -183,11 +183,8 @@ impl PromSource {
         let spec = self.config.queries.get(id);
         let form = [
             ("query", spec.query.clone()),
-            ("timeout", format!("{}s", self.config.timeout_s)),
-            (
-                "lookback_delta",
-                format!("{}s", self.config.max_sample_age_s),
-            ),
+            ("timeout", prom_duration(self.config.timeout_s)),
+            ("lookback_delta", prom_duration(self.config.max_sample_age_s)),
         ];
         let mut request = self.client.post(self.endpoint.clone()).form(&form);
         if let Some(token) = &self.config.bearer_token {
@@ -336,6 +333,12 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Seconds as a Prometheus duration parameter. Prometheus rejects fractional units
+/// (`0.8s` → `bad_data`), so whole milliseconds are sent (`800ms`, at least `1ms`).
+pub(crate) fn prom_duration(seconds: f64) -> String {
+    format!("{}ms", (seconds * 1000.0).round().max(1.0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +353,13 @@ mod tests {
             ],
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn durations_are_whole_milliseconds() {
+        assert_eq!(prom_duration(0.8), "800ms");
+        assert_eq!(prom_duration(60.0), "60000ms");
+        assert_eq!(prom_duration(0.0001), "1ms");
     }
 
     fn vector(body: &str) -> QueryData {

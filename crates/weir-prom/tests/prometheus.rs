@@ -287,7 +287,9 @@ async fn prom_source_against_real_prometheus() {
         r.labels.insert("destination_workload".into(), workload);
     }
     let mut config = PromConfig::new(prom.url(), replicas);
-    config.timeout_s = 2.0;
+    // Fractional seconds on purpose: Prometheus must accept how they are sent.
+    config.timeout_s = 1.5;
+    config.max_sample_age_s = 30.5;
     let mut src = PromSource::new(config).unwrap();
 
     // 1. Both replicas' heartbeat lag, through the default queries. Rates need two scrapes.
