@@ -8,8 +8,9 @@
 //!
 //! - `cargo xtask test` (alias `ci`) is *the* test command: the one the README names and the
 //!   one `.ci/run` executes. It runs, in order and stopping at the first failure: prerequisites,
-//!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, and the test suite
-//!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise).
+//!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, the test suite
+//!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), and the short lab
+//!   experiment on real MariaDB replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
 //!
 //! Every step shares the default `target/` directory, reads nothing from stdin and works with
@@ -150,6 +151,17 @@ fn run_test(root: &Path) -> Result<()> {
         })?;
     }
 
+    // Real MariaDB replication, exporters, Prometheus, HAProxy and `weir run`: the short
+    // experiment, once, after everything else passed. Its table is printed in the log.
+    timed(
+        &mut timings,
+        "weir-lab experiment --short --check (real MariaDB, Prometheus, HAProxy)",
+        || {
+            passed += lab_experiment(root)?;
+            Ok(())
+        },
+    )?;
+
     println!("\n==== summary ====");
     for (name, took) in &timings {
         println!("  ok  {:>8}  {name}", fmt_duration(*took));
@@ -161,6 +173,64 @@ fn run_test(root: &Path) -> Result<()> {
     // The plain closing line CI reads: tests that ran, and that none failed.
     println!("xtask: {passed} passed, 0 failed");
     Ok(())
+}
+
+/// Builds `weir` and `weir-lab` (dev profile, sharing the test build's target directory) and
+/// runs the short lab experiment with `--check`; returns the number of checks that passed.
+fn lab_experiment(root: &Path) -> Result<u64> {
+    cargo(root, &["build", "--locked", "-p", "weir", "-p", "weir-lab"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out_dir = target.join("weir-lab-ci");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| StepError(format!("creating {}: {e}", out_dir.display())))?;
+    let bin = target.join("debug").join("weir-lab");
+    let json = out_dir.join("report.json");
+    let table = out_dir.join("table.md");
+    let mut child = Command::new(&bin)
+        .args(["experiment", "--short", "--check"])
+        .arg("--dir")
+        .arg(target.join("weir-lab-experiment"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&table)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| StepError(format!("could not start {}: {e}", bin.display())))?;
+    let mut passed = 0;
+    echo_lines(child.stdout.take(), |line| {
+        passed += u64::from(line.starts_with("PASS "))
+    });
+    let status = child
+        .wait()
+        .map_err(|e| StepError(format!("waiting for weir-lab: {e}")))?;
+    println!("lab artifacts: {} and {}", json.display(), table.display());
+    if status.success() {
+        Ok(passed)
+    } else {
+        Err(StepError(format!(
+            "weir-lab experiment --short --check failed ({status}); logs under {}",
+            target.join("weir-lab-experiment").display()
+        )))
+    }
+}
+
+/// Prints every line a child writes to `out` as it comes, handing each to `f`.
+fn echo_lines(out: Option<std::process::ChildStdout>, mut f: impl FnMut(&str)) {
+    use std::io::{BufRead, BufReader};
+    if let Some(out) = out {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            println!("{line}");
+            f(&line);
+        }
+    }
 }
 
 /// `cargo xtask tidy`.
@@ -187,7 +257,13 @@ fn tidy_checks(root: &Path) -> Result<()> {
 /// Debian packages the test suite runs for real, with the command each must provide.
 /// Real components, never mocks: the HAProxy actuator talks to a real `haproxy`, the
 /// Prometheus source queries a real `prometheus`.
-const DEBIAN_PACKAGES: [(&str, &str); 2] = [("haproxy", "haproxy"), ("prometheus", "prometheus")];
+/// The lab (`weir-lab experiment`) adds MariaDB and mysqld_exporter.
+const DEBIAN_PACKAGES: [(&str, &str); 4] = [
+    ("haproxy", "haproxy"),
+    ("prometheus", "prometheus"),
+    ("mariadb-server", "mariadbd"),
+    ("prometheus-mysqld-exporter", "prometheus-mysqld-exporter"),
+];
 
 /// Installs what the later steps need beyond a Rust toolchain, idempotently and without
 /// prompts: a package whose command is already on the PATH (or in /usr/sbin) is skipped, so a
@@ -353,15 +429,7 @@ fn cargo_counting(root: &Path, args: &[&str]) -> Result<u64> {
         n
     });
     let mut passed = 0;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out)
-            .lines()
-            .map_while(std::result::Result::ok)
-        {
-            println!("{line}");
-            passed += count(&line);
-        }
-    }
+    echo_lines(child.stdout.take(), |line| passed += count(line));
     passed += err_thread.join().unwrap_or(0);
     let status = child
         .wait()

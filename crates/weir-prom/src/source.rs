@@ -184,7 +184,10 @@ impl PromSource {
         let form = [
             ("query", spec.query.clone()),
             ("timeout", prom_duration(self.config.timeout_s)),
-            ("lookback_delta", prom_duration(self.config.max_sample_age_s)),
+            (
+                "lookback_delta",
+                prom_duration(self.config.max_sample_age_s),
+            ),
         ];
         let mut request = self.client.post(self.endpoint.clone()).form(&form);
         if let Some(token) = &self.config.bearer_token {
