@@ -292,7 +292,17 @@ async fn up(a: UpArgs) -> Result<ExitCode> {
         layout.prometheus_port(),
         layout.haproxy_admin_port()
     );
-    wait_for_signal().await?;
+    // Until Ctrl-C/SIGTERM, or until `weir-lab down` from another terminal removed the state
+    // file (then the children are gone and only need reaping).
+    let state = layout.state_file();
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        _ = async {
+            while state.exists() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        } => println!("the lab was stopped by `weir-lab down`"),
+    }
     let stopped = lab.down()?;
     println!("stopped {} process(es)", stopped.len());
     Ok(ExitCode::SUCCESS)
@@ -440,6 +450,11 @@ async fn fault(f: FaultCmd) -> Result<ExitCode> {
 }
 
 async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
+    for arm in &a.arms {
+        if !["static", "threshold", "shun", "qlearn"].contains(&arm.as_str()) {
+            bail!("--arms: unknown arm `{arm}` (static, threshold, shun, qlearn)");
+        }
+    }
     let layout = Layout::new(&a.dir, a.base_port)?;
     let weir_bin = match a.weir_bin {
         Some(p) => p,
@@ -454,11 +469,6 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
             "--model {}: not found (run from the repository root, or `weir train`)",
             model.display()
         );
-    }
-    for arm in &a.arms {
-        if !["static", "threshold", "shun", "qlearn"].contains(&arm.as_str()) {
-            bail!("--arms: unknown arm `{arm}` (static, threshold, shun, qlearn)");
-        }
     }
     let cfg = ExperimentConfig {
         arms: a.arms,

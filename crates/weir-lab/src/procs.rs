@@ -155,7 +155,8 @@ impl Registry {
 
 /// Stops one recorded process if it is still ours; true if it was running.
 pub fn stop(t: &Tracked, grace: Duration) -> bool {
-    if !is_alive(t) {
+    // A zombie already exited: its parent only has to reap it.
+    if !is_alive(t) || is_zombie(t.pid) {
         return false;
     }
     let pid = Pid::from_raw(t.pid as i32);
