@@ -193,16 +193,12 @@ pub fn crash(pid: u32) -> Result<()> {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).with_context(|| format!("SIGKILL to {pid}"))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+/// Writes `bytes` to `path` atomically (Weir's own helper: temp file named per process,
+/// fsync, rename, directory fsync — so `up` and a concurrent `fault restart` never clobber
+/// each other's temp file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    weir_policy::persist::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Finds `name` on the PATH or in the sbin directories, or fails with the package to install.

@@ -13,11 +13,7 @@ fn lab(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    weir_test_support::procs::output_text(o)
 }
 
 #[test]

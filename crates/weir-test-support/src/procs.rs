@@ -35,6 +35,15 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
         })
 }
 
+/// A finished command's stdout and stderr as one text, for assertions on what a user sees.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A minimal HTTP GET on 127.0.0.1; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

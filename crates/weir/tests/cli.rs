@@ -19,11 +19,7 @@ fn weir(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    weir_test_support::procs::output_text(o)
 }
 
 #[test]
