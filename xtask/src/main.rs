@@ -151,6 +151,17 @@ fn run_test(root: &Path) -> Result<()> {
         })?;
     }
 
+    // The dashboard in real headless Chromium against `weir demo`, plus the page's own unit
+    // tests, with node's test runner.
+    timed(
+        &mut timings,
+        "dashboard: node --test (headless Chromium against weir demo)",
+        || {
+            passed += dashboard_tests(root)?;
+            Ok(())
+        },
+    )?;
+
     // Real MariaDB replication, exporters, Prometheus, HAProxy and `weir run`: the short
     // experiment, once, after everything else passed. Its table is printed in the log.
     timed(
@@ -179,15 +190,7 @@ fn run_test(root: &Path) -> Result<()> {
 /// build just made (their CLI tests build them, with the workspace's features, so nothing is
 /// rebuilt; they are built here only if missing); returns the number of checks that passed.
 fn lab_experiment(root: &Path) -> Result<u64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    if !["weir", "weir-lab"]
-        .iter()
-        .all(|b| target.join("debug").join(b).is_file())
-    {
-        cargo(root, &["build", "--locked", "-p", "weir", "-p", "weir-lab"])?;
-    }
+    let target = debug_binaries(root, &["weir", "weir-lab"])?;
     let out_dir = target.join("weir-lab-ci");
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| StepError(format!("creating {}: {e}", out_dir.display())))?;
@@ -221,6 +224,76 @@ fn lab_experiment(root: &Path) -> Result<u64> {
         Err(StepError(format!(
             "weir-lab experiment --short --check failed ({status}); logs under {}",
             target.join("weir-lab-experiment").display()
+        )))
+    }
+}
+
+/// The target directory, after making sure the debug builds of `packages` (each with a
+/// binary of the same name) exist: the test build normally made them already.
+fn debug_binaries(root: &Path, packages: &[&str]) -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    if !packages
+        .iter()
+        .all(|b| target.join("debug").join(b).is_file())
+    {
+        let mut args = vec!["build", "--locked"];
+        for p in packages {
+            args.extend(["-p", p]);
+        }
+        cargo(root, &args)?;
+    }
+    Ok(target)
+}
+
+/// Runs the dashboard's tests (`crates/weir-dashboard/web/test/`) with node's test runner:
+/// the browser test starts `weir demo` itself from the debug build and saves screenshots
+/// under `target/weir-dashboard-test/`. Installs the npm packages first if the build did not
+/// (it runs `npm ci` for uPlot; playwright-core comes with it). Returns the tests passed.
+fn dashboard_tests(root: &Path) -> Result<u64> {
+    let target = debug_binaries(root, &["weir"])?;
+    let web = root.join("crates/weir-dashboard/web");
+    if !web.join("node_modules/playwright-core").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&web)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| StepError(format!("could not run npm ({e}): install Node.js and npm")))?;
+        if !status.success() {
+            return Err(StepError(format!("`npm ci` in {} failed", web.display())));
+        }
+    }
+    let out = target.join("weir-dashboard-test");
+    let mut child = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "test/"])
+        .current_dir(&web)
+        .env("WEIR_BIN", target.join("debug").join("weir"))
+        .env("WEIR_DASHBOARD_OUT", &out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| StepError(format!("could not start node: {e}")))?;
+    let mut passed = 0;
+    echo_lines(child.stdout.take(), |line| {
+        if let Some(n) = line.trim_start().strip_prefix("ℹ pass ") {
+            passed += n.trim().parse::<u64>().unwrap_or(0);
+        }
+    });
+    let status = child
+        .wait()
+        .map_err(|e| StepError(format!("waiting for node: {e}")))?;
+    println!(
+        "dashboard artifacts (screenshots, weir logs): {}",
+        out.display()
+    );
+    if status.success() && passed > 0 {
+        Ok(passed)
+    } else {
+        Err(StepError(format!(
+            "the dashboard tests failed ({status}); weir's logs and screenshots are under {}",
+            out.display()
         )))
     }
 }
@@ -264,11 +337,13 @@ fn tidy_checks(root: &Path) -> Result<()> {
 /// Real components, never mocks: the HAProxy actuator talks to a real `haproxy`, the
 /// Prometheus source queries a real `prometheus`.
 /// The lab (`weir-lab experiment`) adds MariaDB and mysqld_exporter.
-const DEBIAN_PACKAGES: [(&str, &str); 4] = [
+/// The dashboard's browser test drives Debian's Chromium.
+const DEBIAN_PACKAGES: [(&str, &str); 5] = [
     ("haproxy", "haproxy"),
     ("prometheus", "prometheus"),
     ("mariadb-server", "mariadbd"),
     ("prometheus-mysqld-exporter", "prometheus-mysqld-exporter"),
+    ("chromium", "chromium"),
 ];
 
 /// Installs what the later steps need beyond a Rust toolchain, idempotently and without

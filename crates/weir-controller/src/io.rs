@@ -138,3 +138,42 @@ impl Actuator for DryRunActuator {
         "dry-run"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_has_a_metric_series_from_the_start() {
+        let source = [
+            SourceError::Timeout { after_s: 1.0 },
+            SourceError::Unreachable(String::new()),
+            SourceError::BadResponse(String::new()),
+            SourceError::Other(String::new()),
+        ];
+        for e in &source {
+            assert!(
+                weir_recorder::SOURCE_ERROR_KINDS.contains(&e.kind()),
+                "{}",
+                e.kind()
+            );
+        }
+        let actuator = [
+            ActuatorError::Timeout { after_s: 1.0 },
+            ActuatorError::Unreachable(String::new()),
+            ActuatorError::BadResponse(String::new()),
+            ActuatorError::Conflict(String::new()),
+            ActuatorError::Rejected(String::new()),
+            ActuatorError::Other(String::new()),
+        ];
+        for e in &actuator {
+            assert!(
+                weir_recorder::ACTUATION_ERROR_KINDS.contains(&e.kind()),
+                "{}",
+                e.kind()
+            );
+        }
+        assert_eq!(weir_recorder::SOURCE_ERROR_KINDS.len(), source.len());
+        assert_eq!(weir_recorder::ACTUATION_ERROR_KINDS.len(), actuator.len());
+    }
+}

@@ -347,6 +347,7 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
             decision: out.decision,
             explanation: out.explanation,
             outcome: out.outcome,
+            expected: out.expected,
             reward: out.reward,
             mode: self.mode,
             actuation,

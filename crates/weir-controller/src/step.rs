@@ -17,6 +17,9 @@ pub struct StepOutput {
     pub reward: Option<f64>,
     /// Why the policy proposed what it did.
     pub explanation: Explanation,
+    /// What the controller expects of this decision, judged from the observation it was
+    /// made on (stale reads sent to replicas over the SLO, failed reads to replicas down).
+    pub expected: Outcome,
 }
 
 /// Policy + shield + history: the decision pipeline of one managed cluster. Generic over
@@ -92,6 +95,7 @@ impl<P: Policy + ?Sized> ControlStep<P> {
         };
         let explanation = self.policy.explain();
         let decision = self.shield.apply(&obs, &self.current, proposal);
+        let expected = Outcome::expected(&obs, &decision.weights, &self.current, &self.slo);
         self.before_last = std::mem::replace(&mut self.current, decision.weights.clone());
         self.history.push(Record {
             observation: obs,
@@ -103,6 +107,7 @@ impl<P: Policy + ?Sized> ControlStep<P> {
             outcome,
             reward,
             explanation,
+            expected,
         }
     }
 
@@ -214,6 +219,17 @@ mod tests {
         assert!((o.stale_fraction - 0.75).abs() < 1e-9);
         assert!((o.moved_fraction - 0.25).abs() < 1e-9);
         assert!(out.reward.unwrap() < 0.0);
+        // What is expected of the new decision is judged on the same observation: every
+        // read it sends to replica 1 (lagging 10 s, over the 5-s SLO) counts stale.
+        let sent = out.decision.weights.replica_share(0);
+        assert!(sent > 0.75, "{}", out.decision.weights);
+        assert!((out.expected.stale_fraction - sent).abs() < 1e-9);
+        let before = Weights {
+            primary: 0,
+            replicas: vec![75, 25],
+        };
+        let moved = before.moved_fraction(&out.decision.weights);
+        assert!((out.expected.moved_fraction - moved).abs() < 1e-9);
         assert_eq!(step.history().len(), 2);
         assert_eq!(step.history().last().unwrap().reward, out.reward);
     }

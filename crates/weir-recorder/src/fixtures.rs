@@ -1,6 +1,8 @@
 //! Records for this crate's tests.
 
-use weir_core::{Decision, Explanation, Intervention, Observation, Proposal, Rule, Weights};
+use weir_core::{
+    Decision, Explanation, Intervention, Observation, Outcome, Proposal, Rule, Slo, Weights,
+};
 use weir_shield::ShieldStatus;
 use weir_test_support::ObsBuilder;
 
@@ -14,6 +16,7 @@ pub(crate) fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord
         proposal: Proposal::new(weights.clone(), "test"),
         interventions: Vec::new(),
     };
+    let expected = Outcome::expected(&obs, &weights, &weights, &Slo::default());
     StepRecord {
         seq,
         at_s: obs.at_s,
@@ -21,6 +24,7 @@ pub(crate) fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord
         decision,
         explanation: Explanation::default(),
         outcome: None,
+        expected,
         reward: None,
         mode: Mode::Enforce,
         actuation: Actuation::Applied,

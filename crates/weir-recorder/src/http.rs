@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/state` | latest record, mode, policy, pause/override, last error |
+//! | `GET /api/state` | latest record, mode, policy, pause/override, last error, the run's setup (SLO, interval) |
 //! | `GET /api/history?limit=N` | the last N records, oldest first |
 //! | `GET /api/events` | server-sent events: the latest record, then one `decision` per record |
 //! | `GET /metrics` | OpenMetrics text |
@@ -40,7 +40,7 @@ use tokio::sync::{broadcast, mpsc};
 use weir_core::Weights;
 use weir_shield::Override;
 
-use crate::record::{Command, Mode, StepRecord};
+use crate::record::{Command, Mode, Setup, StepRecord};
 use crate::recorder::{LastError, Recorder};
 
 /// Content type of `/metrics`.
@@ -179,12 +179,14 @@ struct StateView<'a> {
     in_force: Option<Weights>,
     last_error: Option<LastError>,
     controls_enabled: bool,
+    setup: Option<&'a Setup>,
     latest: Option<&'a StepRecord>,
 }
 
 async fn get_state(State(st): State<AppState>) -> Response {
     let latest = st.recorder.latest();
     let l = latest.as_deref();
+    let setup = st.recorder.setup();
     Json(StateView {
         ready: st.recorder.is_ready(),
         decisions: st.recorder.recorded(),
@@ -197,6 +199,7 @@ async fn get_state(State(st): State<AppState>) -> Response {
         in_force: l.map(|r| r.in_force.clone()),
         last_error: st.recorder.last_error(),
         controls_enabled: st.commands.is_some(),
+        setup: setup.as_deref(),
         latest: l,
     })
     .into_response()

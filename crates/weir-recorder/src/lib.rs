@@ -22,5 +22,6 @@ pub use http::{
     OPENMETRICS_CONTENT_TYPE, SHUTDOWN_GRACE, ServeError, router, serve, serve_listener,
 };
 pub use line::decision_line;
-pub use record::{Actuation, Command, ErrorInfo, Mode, StepRecord};
+pub use metrics::{ACTUATION_ERROR_KINDS, SOURCE_ERROR_KINDS};
+pub use record::{Actuation, Command, ErrorInfo, Mode, Setup, StepRecord};
 pub use recorder::{DEFAULT_HISTORY, ErrorOrigin, LastError, Recorder};

@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use weir_core::Rule;
 
-use crate::record::{Actuation, StepRecord};
+use crate::record::{Actuation, Setup, StepRecord};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DestinationLabel {
@@ -87,6 +87,22 @@ impl EncodeMetric for OptionalGauge {
     }
 }
 
+/// Every `kind` label `weir_actuation_errors_total` can carry (the controller's
+/// `ActuatorError::kind`). Each series exists at 0 from the start, so `increase()` sees the
+/// first error of a kind and dashboards show 0 rather than no data.
+pub const ACTUATION_ERROR_KINDS: &[&str] = &[
+    "timeout",
+    "unreachable",
+    "bad_response",
+    "conflict",
+    "rejected",
+    "other",
+];
+
+/// Every `kind` label `weir_source_errors_total` can carry (the controller's
+/// `SourceError::kind`), pre-created at 0 like [`ACTUATION_ERROR_KINDS`].
+pub const SOURCE_ERROR_KINDS: &[&str] = &["timeout", "unreachable", "bad_response", "other"];
+
 /// The metric handles. Registered once in [`Metrics::new`].
 pub(crate) struct Metrics {
     registry: Registry,
@@ -103,6 +119,9 @@ pub(crate) struct Metrics {
     loop_duration: Histogram,
     paused: Gauge,
     fail_safe: Gauge,
+    expected_stale: FloatGauge,
+    slo_staleness: OptionalGauge,
+    slo_cpu_max: OptionalGauge,
     /// The shield's cumulative violation count at the last record, to turn it into increments.
     last_violations: AtomicU64,
 }
@@ -176,6 +195,16 @@ impl Metrics {
             "Failed observations, by error kind",
             source_errors.clone(),
         );
+        for (family, kinds) in [
+            (&actuation_errors, ACTUATION_ERROR_KINDS),
+            (&source_errors, SOURCE_ERROR_KINDS),
+        ] {
+            for kind in kinds {
+                drop(family.get_or_create(&KindLabel {
+                    kind: (*kind).to_string(),
+                }));
+            }
+        }
         let loop_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "weir_loop_duration_seconds",
@@ -194,6 +223,24 @@ impl Metrics {
             "1 while the fail-safe weights are in force because observations are stale",
             fail_safe.clone(),
         );
+        let expected_stale = FloatGauge::default();
+        registry.register(
+            "weir_expected_stale_fraction",
+            "Share of reads the latest decision sends to replicas over the staleness SLO or of unknown lag (0..1)",
+            expected_stale.clone(),
+        );
+        let slo_staleness = OptionalGauge::new();
+        registry.register(
+            "weir_slo_max_staleness_seconds",
+            "Configured staleness SLO: a read from a replica lagging more than this is stale",
+            slo_staleness.clone(),
+        );
+        let slo_cpu_max = OptionalGauge::new();
+        registry.register(
+            "weir_slo_primary_cpu_max_ratio",
+            "Configured primary CPU cap (0..1) the shield never plans to exceed",
+            slo_cpu_max.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -209,6 +256,9 @@ impl Metrics {
             loop_duration,
             paused,
             fail_safe,
+            expected_stale,
+            slo_staleness,
+            slo_cpu_max,
             last_violations: AtomicU64::new(0),
         }
     }
@@ -273,6 +323,13 @@ impl Metrics {
         }
         self.paused.set(i64::from(rec.shield.paused));
         self.fail_safe.set(i64::from(rec.shield.fail_safe_engaged));
+        self.expected_stale.set(rec.expected.stale_fraction);
+    }
+
+    /// Exports the run's objectives.
+    pub(crate) fn describe(&self, setup: &Setup) {
+        self.slo_staleness.set(Some(setup.slo.max_staleness_s));
+        self.slo_cpu_max.set(Some(setup.slo.primary_cpu_max));
     }
 
     /// The OpenMetrics text exposition.

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use weir_core::{Decision, Explanation, Observation, Outcome, Weights};
+use weir_core::{Decision, Explanation, Observation, Outcome, Slo, Weights};
 use weir_shield::ShieldStatus;
 
 /// How the controller treats its decisions.
@@ -107,6 +107,10 @@ pub struct StepRecord {
     pub explanation: Explanation,
     /// Outcome of the previous interval, when known.
     pub outcome: Option<Outcome>,
+    /// What the controller expects of this decision, judged from its observation: the share
+    /// of reads it sends to replicas over the staleness SLO (or of unknown lag), to replicas
+    /// that are down, and the primary CPU it saw.
+    pub expected: Outcome,
     /// Reward of the previous interval, when known.
     pub reward: Option<f64>,
     /// Mode the controller was in.
@@ -144,6 +148,28 @@ impl StepRecord {
         }
         names
     }
+}
+
+/// What a run governs and against which objectives: fixed for the run, set once by whoever
+/// starts the controller, and shown by the dashboard next to every chart (the SLO line, the
+/// CPU cap, how old a signal may get).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// Identifies this controller run; changes when Weir restarts, so that a dashboard
+    /// following the event stream knows to start over (sequence numbers restart at 0).
+    pub run_id: String,
+    /// One line naming the run (`demo: scenario "demo"`, `weir run weir.toml`).
+    pub title: String,
+    /// What is being governed, for people.
+    pub description: String,
+    /// The configured mode: the one `POST /api/mode` can return to from shadow.
+    pub mode: Mode,
+    /// The objectives.
+    pub slo: Slo,
+    /// Seconds between decisions (controller clock).
+    pub interval_s: f64,
+    /// Age (seconds) beyond which the shield treats a signal as stale.
+    pub stale_after_s: f64,
 }
 
 /// An operator's instruction, sent from the HTTP API to the controller, which applies it

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
-use crate::record::{Actuation, ErrorInfo, StepRecord};
+use crate::record::{Actuation, ErrorInfo, Setup, StepRecord};
 
 /// Records kept for `/api/history` unless configured otherwise.
 pub const DEFAULT_HISTORY: usize = 2000;
@@ -46,6 +46,7 @@ struct State {
     capacity: usize,
     last_error: Option<LastError>,
     recorded: u64,
+    setup: Option<Arc<Setup>>,
     /// `None` once closed: live streams end.
     live: Option<broadcast::Sender<Arc<StepRecord>>>,
 }
@@ -93,6 +94,7 @@ impl Recorder {
                     capacity,
                     last_error: None,
                     recorded: 0,
+                    setup: None,
                     live: Some(live),
                 }),
                 metrics: Metrics::new(),
@@ -140,6 +142,18 @@ impl Recorder {
             // No subscriber is not an error.
             let _ = live.send(rec);
         }
+    }
+
+    /// Describes the run (objectives, interval): shown by `/api/state` and exported as
+    /// metrics. Replaces an earlier description.
+    pub fn set_setup(&self, setup: Setup) {
+        self.inner.metrics.describe(&setup);
+        self.lock().setup = Some(Arc::new(setup));
+    }
+
+    /// The run's description, once set.
+    pub fn setup(&self) -> Option<Arc<Setup>> {
+        self.lock().setup.clone()
     }
 
     /// Ends every live stream (and makes new ones end at once), so that an HTTP server can

@@ -10,7 +10,7 @@ use weir_eval::episode::{build_policy, shield_for};
 use weir_eval::live::{SimActuator, SimClock, SimSource};
 use weir_eval::{RunOptions, TrainOptions};
 use weir_policy::QLearn;
-use weir_recorder::{Recorder, decision_line, router};
+use weir_recorder::{Recorder, Setup, decision_line, router};
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::DemoArgs;
@@ -95,6 +95,15 @@ async fn run_async(
         64,
     );
     let recorder = Recorder::default();
+    recorder.set_setup(Setup {
+        run_id: crate::run_id(),
+        title: format!("weir demo: scenario {:?} (simulated)", scenario.name),
+        description: scenario.description.clone(),
+        mode: Mode::Enforce,
+        slo: scenario.slo.clone(),
+        interval_s: scenario.timing.control_interval_s,
+        stale_after_s: step.shield().config().stale_after_s,
+    });
     let interval = scenario.timing.control_interval_s;
     let steps = (scenario.duration_s / interval).ceil() as u64;
     let config = ControllerConfig {
@@ -152,7 +161,8 @@ async fn run_async(
                 .clone()
                 .filter(|t| !t.is_empty())
                 .map(|t| (tx.clone(), t)),
-        );
+        )
+        .merge(weir_dashboard::router());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| {
@@ -161,12 +171,12 @@ async fn run_async(
                     args.listen
                 )
             })?;
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| args.listen.to_string());
         println!(
-            "  serving http://{}/api/state, /api/history, /api/events, /metrics",
-            listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| args.listen.to_string())
+            "  dashboard: http://{addr}/  (API: /api/state, /api/history, /api/events; /metrics)"
         );
         let mut rx = stop_rx.clone();
         Some(tokio::spawn(weir_recorder::serve_listener(

@@ -29,3 +29,12 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// A fresh identifier for this process's controller run (process id and start time): the
+/// dashboard starts over when it changes.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
+}

@@ -14,7 +14,7 @@ use weir_core::{Policy, Weights};
 use weir_policy::QLearn;
 use weir_policy::persist::write_atomic;
 use weir_prom::PromSource;
-use weir_recorder::{Recorder, StepRecord, decision_line, router};
+use weir_recorder::{Recorder, Setup, StepRecord, decision_line, router};
 use weir_shield::Shield;
 
 use crate::cli::RunArgs;
@@ -27,7 +27,21 @@ pub fn run(args: RunArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(cfg))
+    runtime.block_on(run_async(cfg, &args.config))
+}
+
+/// `url` without a `user:password@` part: the setup is shown on an unauthenticated page.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
 }
 
 /// The file the learned policy state is kept in.
@@ -131,7 +145,7 @@ async fn termination() {
     }
 }
 
-async fn run_async(cfg: WeirConfig) -> Result<()> {
+async fn run_async(cfg: WeirConfig, path: &Path) -> Result<()> {
     let names = cfg.replica_names();
     let n = names.len();
     let source = PromSource::new(cfg.prometheus.clone()).context("prometheus")?;
@@ -182,12 +196,31 @@ async fn run_async(cfg: WeirConfig) -> Result<()> {
         audit(&audit_file, r);
         tracing::info!(target: "weir::decision", "{}", decision_line(r));
     });
+    recorder.set_setup(Setup {
+        run_id: crate::run_id(),
+        title: format!("weir run {}", path.display()),
+        description: format!(
+            "{} replica{} ({}) observed through Prometheus {}; weights applied by {} ({} mode), policy {}",
+            n,
+            if n == 1 { "" } else { "s" },
+            names.join(", "),
+            without_credentials(&cfg.prometheus.url),
+            controller.actuator().name(),
+            cfg.mode,
+            policy_desc
+        ),
+        mode: cfg.mode,
+        slo: cfg.slo.clone(),
+        interval_s: cfg.interval_s,
+        stale_after_s: cfg.shield.stale_after_s,
+    });
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listen: binding {}", cfg.listen))?;
     let token = cfg.api_token.clone().filter(|t| !t.is_empty());
-    let app = router(recorder.clone(), token.map(|t| (tx.clone(), t)));
+    let app =
+        router(recorder.clone(), token.map(|t| (tx.clone(), t))).merge(weir_dashboard::router());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(weir_recorder::serve_listener(listener, app, async move {
@@ -227,4 +260,23 @@ async fn run_async(cfg: WeirConfig) -> Result<()> {
     let _ = server.await;
     tracing::info!("weir run: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_never_reach_the_setup_description() {
+        assert_eq!(
+            without_credentials("https://weir:s3cret@prom.example:9090/api"),
+            "https://prom.example:9090/api"
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:9090"),
+            "http://127.0.0.1:9090"
+        );
+        // An @ in the path is not a user part.
+        assert_eq!(without_credentials("http://prom/a@b"), "http://prom/a@b");
+    }
 }

@@ -103,6 +103,48 @@ async fn state_shows_the_latest_record_and_last_error() {
 }
 
 #[tokio::test]
+async fn the_setup_is_shown_and_exported_once_set() {
+    let rec = recorded();
+    let app = router(rec.clone(), None);
+    let (_, _, body) = call(&app, get("/api/state")).await;
+    assert!(json(&body)["setup"].is_null());
+    let (_, _, metrics) = call(&app, get("/metrics")).await;
+    assert!(
+        !metrics.contains("weir_slo_max_staleness_seconds "),
+        "{metrics}"
+    );
+
+    rec.set_setup(Setup {
+        run_id: "run-1".to_string(),
+        title: "weir run weir.toml".to_string(),
+        description: "2 replicas".to_string(),
+        mode: Mode::Shadow,
+        slo: weir_core::Slo {
+            max_staleness_s: 2.0,
+            ..weir_core::Slo::default()
+        },
+        interval_s: 5.0,
+        stale_after_s: 30.0,
+    });
+    let (_, _, body) = call(&app, get("/api/state")).await;
+    let s = json(&body);
+    assert_eq!(s["setup"]["run_id"], "run-1");
+    assert_eq!(s["setup"]["mode"], "shadow");
+    assert_eq!(s["setup"]["slo"]["max_staleness_s"], 2.0);
+    assert_eq!(s["setup"]["interval_s"], 5.0);
+    let (_, _, metrics) = call(&app, get("/metrics")).await;
+    for line in [
+        "weir_slo_max_staleness_seconds 2.0",
+        "weir_slo_primary_cpu_max_ratio 0.85",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn history_is_oldest_first_and_limited() {
     let app = router(recorded(), None);
     let (_, _, body) = call(&app, get("/api/history")).await;
@@ -161,9 +203,13 @@ async fn metrics_are_openmetrics_and_skip_unknowns() {
         "weir_shield_interventions_total{rule=\"fail_safe\"} 0",
         "weir_hard_limit_violations_total 0",
         "weir_source_errors_total{kind=\"timeout\"} 1",
+        "weir_source_errors_total{kind=\"unreachable\"} 0",
+        "weir_actuation_errors_total{kind=\"conflict\"} 0",
         "weir_loop_duration_seconds_count 2",
         "weir_paused 0",
         "weir_fail_safe_engaged 0",
+        // replica-2's lag is unknown and it gets 90 points: counted stale, never fresh.
+        "weir_expected_stale_fraction 0.9",
         "# EOF",
     ] {
         assert!(
