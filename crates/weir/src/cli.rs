@@ -56,6 +56,8 @@ pub enum Command {
     /// the target's current weights, and print the exact change the current observation
     /// would produce — without sending it.
     Check(CheckArgs),
+    /// Print the ReadSplit CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
 }
 
 #[derive(Debug, Args)]

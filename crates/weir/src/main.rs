@@ -20,6 +20,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Scenarios(args) => bench_cmd::check_scenarios(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Check(args) => check::run(args),
+        cli::Command::Crd => weir_operator::crd_yaml()
+            .map(|y| print!("{y}"))
+            .map_err(|e| anyhow::anyhow!("rendering the CRD: {e}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
