@@ -13,7 +13,7 @@ use std::pin::pin;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use weir_core::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown, Weights};
+use weir_core::{Observation, Unknown, Weights};
 use weir_recorder::{Actuation, Command, ErrorInfo, ErrorOrigin, Mode, Recorder, StepRecord};
 
 use crate::clock::Clock;
@@ -438,27 +438,7 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
 
     /// Every signal unknown because of a source error: the shield holds, then fails safe.
     fn blank_observation(&self, now: f64) -> Observation {
-        let u = Signal::unknown(Unknown::SourceError);
-        Observation {
-            at_s: now,
-            primary: PrimaryObs {
-                cpu: u,
-                read_qps: u,
-                write_qps: u,
-                read_p99_ms: u,
-            },
-            replicas: self
-                .replica_names
-                .iter()
-                .map(|name| ReplicaObs {
-                    name: name.clone(),
-                    up: None,
-                    lag_s: u,
-                    read_qps: u,
-                    read_p99_ms: u,
-                })
-                .collect(),
-        }
+        Observation::blank(now, &self.replica_names, Unknown::SourceError)
     }
 
     fn apply_commands(&mut self) {

@@ -121,6 +121,31 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// An observation at `at_s` in which every signal of the primary and of each named
+    /// replica is unknown for `why`: what the controller decides on when the source failed.
+    pub fn blank(at_s: f64, replicas: &[String], why: Unknown) -> Observation {
+        let u = Signal::unknown(why);
+        Observation {
+            at_s,
+            primary: PrimaryObs {
+                cpu: u,
+                read_qps: u,
+                write_qps: u,
+                read_p99_ms: u,
+            },
+            replicas: replicas
+                .iter()
+                .map(|name| ReplicaObs {
+                    name: name.clone(),
+                    up: None,
+                    lag_s: u,
+                    read_qps: u,
+                    read_p99_ms: u,
+                })
+                .collect(),
+        }
+    }
+
     /// The age of the freshest signal in the observation, or `None` when nothing is known.
     /// When even this is old, the observation as a whole is stale.
     pub fn freshest_age_s(&self) -> Option<f64> {

@@ -3,7 +3,7 @@
 //!
 //! Field names follow Kubernetes conventions (camelCase, durations in seconds with a
 //! `Seconds` suffix). Everything the spec says is converted into the same configuration types
-//! `weir run` uses ([`ReadSplitSpec::to_configs`]), so the operator and the single-cluster
+//! `weir run` uses ([`ReadSplitSpec::plan`](crate::spec)), so the operator and the single-cluster
 //! binary share one validation and one meaning for every field.
 
 use std::collections::BTreeMap;

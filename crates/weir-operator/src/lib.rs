@@ -3,10 +3,21 @@
 //! [`crd`] defines the `ReadSplit` custom resource (`weir.dev/v1alpha1`): one database
 //! cluster whose reads Weir governs through one route of an Istio VirtualService. [`crd_yaml`]
 //! renders its CustomResourceDefinition, which `weir crd` prints and `deploy/` ships.
+//! [`spec`] checks a spec and turns it into the configuration `weir run` uses;
+//! [`reconcile`] governs each ReadSplit on its interval (observe, decide, shield, actuate,
+//! status, events); [`state`] keeps what must survive a restart in a ConfigMap owned by the
+//! ReadSplit; [`metrics`] are the operator's own; [`operator`] runs it all: leader election
+//! with a Lease, the kube-runtime controller and `/metrics`, `/healthz`, `/readyz`.
 //!
 //! This crate never picks a Kubernetes version for `k8s-openapi`: the binary does.
 
 pub mod crd;
+pub mod deploy;
+pub mod metrics;
+pub mod operator;
+pub mod reconcile;
+pub mod spec;
+pub mod state;
 
 use kube::CustomResourceExt;
 

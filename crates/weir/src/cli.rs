@@ -58,6 +58,42 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the ReadSplit CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
+    /// Print the operator's plain Kubernetes manifests (default values), or with --write
+    /// regenerate deploy/crd, deploy/manifests and the Helm chart under deploy/helm/weir.
+    Manifests(ManifestsArgs),
+    /// The Kubernetes operator: govern every ReadSplit (in-cluster config or kubeconfig),
+    /// with leader election on a Lease.
+    Operator(OperatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    /// Write every generated deploy file below the current directory (the repository root)
+    /// instead of printing the manifests.
+    #[arg(long)]
+    pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464", env = "WEIR_LISTEN")]
+    pub listen: SocketAddr,
+    /// Watch ReadSplits in this namespace only (default: all namespaces).
+    #[arg(long, env = "WEIR_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "weir-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This instance's identity in the Lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease stays held without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
 }
 
 #[derive(Debug, Args)]

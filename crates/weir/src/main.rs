@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod demo;
 mod edges;
+mod operator_cmd;
 mod run;
 mod train_cmd;
 
@@ -20,6 +21,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Scenarios(args) => bench_cmd::check_scenarios(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Check(args) => check::run(args),
+        cli::Command::Operator(args) => operator_cmd::run(args),
+        cli::Command::Manifests(args) => operator_cmd::manifests(&args),
         cli::Command::Crd => weir_operator::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(|e| anyhow::anyhow!("rendering the CRD: {e}")),

@@ -122,7 +122,7 @@ fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, rec: &StepRecord) {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+pub async fn termination() {
     #[cfg(unix)]
     {
         let mut term =

@@ -1,0 +1,203 @@
+//! `weir operator`: leader election, the kube-runtime controller over ReadSplits, and the
+//! HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), with a graceful shutdown.
+//!
+//! Every replica of the Deployment serves HTTP and competes for one Lease
+//! (kube-lease-manager). Only the leader runs the controller; when it loses the Lease it stops
+//! deciding at once and forgets its in-memory state, so the next leader starts from the state
+//! ConfigMaps. On shutdown the controller finishes the reconciliations in flight, then the
+//! Lease is released so a standby takes over without waiting for it to expire.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures_util::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+
+use crate::crd::ReadSplit;
+use crate::reconcile::{Context, PromSources, error_policy, reconcile};
+
+/// How `weir operator` runs.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// Address for `/metrics`, `/healthz`, `/readyz`.
+    pub listen: SocketAddr,
+    /// Watch ReadSplits in this namespace only (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own).
+    pub lease_namespace: String,
+    /// This instance's identity in the Lease (the pod name).
+    pub identity: String,
+    /// Seconds a Lease is held without renewal before another instance may take it.
+    pub lease_duration_s: u64,
+}
+
+/// Why the operator stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Leader election could not start.
+    #[error("leader election (Lease {namespace}/{name}): {message}")]
+    Lease {
+        /// Lease namespace.
+        namespace: String,
+        /// Lease name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn http_router(ctx: Arc<Context<PromSources>>, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "leader election not started\n",
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let body = ctx.metrics.encode();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS))],
+                        body,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}
+
+/// Runs the operator until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    opts: OperatorOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OperatorError> {
+    let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        PromSources,
+        clock,
+        Some(opts.identity.clone()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| OperatorError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let app = http_router(ctx.clone(), ready.clone());
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|v| *v).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let lease_err = |message: String| OperatorError::Lease {
+        namespace: opts.lease_namespace.clone(),
+        name: opts.lease_name.clone(),
+        message,
+    };
+    let manager = LeaseManagerBuilder::new(client.clone(), &opts.lease_name)
+        .with_namespace(&opts.lease_namespace)
+        .with_identity(&opts.identity)
+        .with_duration(opts.lease_duration_s)
+        .with_grace(opts.lease_duration_s.div_ceil(3).max(1))
+        .build()
+        .await
+        .map_err(|e| lease_err(e.to_string()))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(identity = %opts.identity, lease = %format!("{}/{}", opts.lease_namespace, opts.lease_name), "waiting for leadership");
+
+    let mut stopping = stop_rx.clone();
+    loop {
+        // Wait to lead (or to stop).
+        tokio::select! {
+            r = leader.wait_for(|l| *l) => if r.is_err() { break },
+            _ = stopping.wait_for(|v| *v) => break,
+        }
+        tracing::info!(identity = %opts.identity, "leading: governing ReadSplits");
+        let api: Api<ReadSplit> = match &opts.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let mut lost = leader.clone();
+        let mut stop_ctl = stop_rx.clone();
+        let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .graceful_shutdown_on(async move {
+                tokio::select! {
+                    _ = lost.wait_for(|l| !*l) => {}
+                    _ = stop_ctl.wait_for(|v| *v) => {}
+                }
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "controller event");
+                }
+            });
+        controller.await;
+        // Whoever leads next starts from the ConfigMaps, not from what this instance held.
+        ctx.forget_all();
+        if *stop_rx.borrow() {
+            break;
+        }
+        tracing::warn!(identity = %opts.identity, "lost leadership: stopped governing");
+    }
+    // Dropping the receiver makes the lease task release the Lease.
+    drop(leader);
+    match lease_task.await {
+        Ok(Ok(_)) => tracing::info!("lease released"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
+        Err(e) => tracing::warn!(error = %e, "lease task failed"),
+    }
+    let _ = server.await;
+    Ok(())
+}

@@ -1,0 +1,654 @@
+//! One reconciliation of one `ReadSplit`: observe, decide, shield, actuate, report.
+//!
+//! The kube-runtime `Controller` calls [`reconcile`] for each ReadSplit and requeues it
+//! after its `intervalSeconds`, so every ReadSplit is one control loop. Each has its own
+//! [`ControlStep`] (policy + shield), source and actuator, kept in the [`Context`] between
+//! reconciliations and rebuilt when the spec's generation changes. What must survive a
+//! restart or a new leader — the weights in force, the decision count and a learning
+//! policy's table — is kept in a ConfigMap owned by the ReadSplit ([`crate::state`]).
+//!
+//! Failures never panic and never write a guess: a missing VirtualService or route makes the
+//! ReadSplit `Degraded` with reason `RouteNotFound` and nothing is patched; metrics that
+//! cannot be read make it `Degraded/MetricsUnavailable` while the shield holds the weights
+//! (and, after `failSafeAfter` intervals, applies its fail-safe: `ShieldFailSafe`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use weir_controller::{ControlStep, Source, SourceError};
+use weir_core::{Observation, Policy, RewardConfig, Unknown, Weights};
+use weir_istio::{IstioActuator, IstioError};
+use weir_policy::{QLearn, ShunPolicy, StaticPolicy, ThresholdPolicy};
+use weir_prom::{PromConfig, PromSource};
+use weir_shield::Shield;
+
+use crate::crd::{
+    ModeSpec, ObservationSummary, PolicyKind, QuerySpec, ReadSplit, ReadSplitSpec, ReadSplitStatus,
+};
+use crate::metrics::Metrics;
+use crate::spec::{Plan, SpecError};
+use crate::state::{self, SavedState};
+
+/// The field manager (and event reporter) name.
+pub const MANAGER: &str = "weir-operator";
+
+/// How long after a failed reconciliation the object is tried again.
+const ERROR_REQUEUE: Duration = Duration::from_secs(30);
+
+/// Makes the observation source for one ReadSplit: Prometheus in production, canned
+/// observations in tests.
+pub trait SourceFactory: Send + Sync + 'static {
+    /// The source type.
+    type Source: Source;
+    /// A source for `config` (`key` is `namespace/name`, for messages).
+    fn build(&self, key: &str, config: &PromConfig) -> Result<Self::Source, String>;
+}
+
+/// Real Prometheus, through `weir-prom`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PromSources;
+
+impl SourceFactory for PromSources {
+    type Source = PromSource;
+    fn build(&self, key: &str, config: &PromConfig) -> Result<PromSource, String> {
+        PromSource::new(config.clone()).map_err(|e| format!("{key}: {e}"))
+    }
+}
+
+/// Why a reconciliation failed; [`Error::metric_label`] is its stable metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or could not be reached.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The ReadSplit has no namespace (it is namespaced; this means a malformed object).
+    #[error("ReadSplit {0} has no namespace")]
+    NoNamespace(String),
+}
+
+impl Error {
+    /// Stable snake_case label for `weir_operator_reconcile_errors_total{kind}`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 404 => "not_found",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(_) => "kube",
+            Error::NoNamespace(_) => "malformed",
+        }
+    }
+}
+
+/// One governed ReadSplit between reconciliations.
+struct Governed<S> {
+    generation: Option<i64>,
+    uid: String,
+    plan: Plan,
+    mode: ModeSpec,
+    online_learning: bool,
+    step: ControlStep,
+    source: S,
+    actuator: IstioActuator,
+    in_force: Weights,
+    decisions: u64,
+    /// When the latest decision was made.
+    last_decision: Option<Timestamp>,
+}
+
+/// One governed ReadSplit, locked while it is reconciled.
+type Entry<S> = Arc<tokio::sync::Mutex<Governed<S>>>;
+/// Governed ReadSplits by `namespace/name`.
+type GovernedMap<S> = HashMap<String, Entry<S>>;
+
+/// Shared by every reconciliation: the client, the governed ReadSplits, metrics, the clock.
+pub struct Context<F: SourceFactory = PromSources> {
+    client: Client,
+    sources: F,
+    clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    governed: Mutex<GovernedMap<F::Source>>,
+    recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Metrics,
+    /// Save the state ConfigMap at least every this many decisions (and at every change of
+    /// the weights in force).
+    pub save_every: u64,
+}
+
+impl<F: SourceFactory> Context<F> {
+    /// A context on `client`, making sources with `sources`, reading time from `clock`.
+    pub fn new(
+        client: Client,
+        sources: F,
+        clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sources,
+            clock,
+            governed: Mutex::new(HashMap::new()),
+            metrics: Metrics::new(),
+            save_every: 20,
+        }
+    }
+
+    fn governed_map(&self) -> std::sync::MutexGuard<'_, GovernedMap<F::Source>> {
+        self.governed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many ReadSplits are governed right now.
+    pub fn governed_count(&self) -> usize {
+        self.governed_map().len()
+    }
+
+    /// Stops governing everything (leadership lost): the next leader starts from the state
+    /// ConfigMaps.
+    pub fn forget_all(&self) {
+        let keys: Vec<String> = self.governed_map().keys().cloned().collect();
+        for k in keys {
+            self.forget(&k);
+        }
+    }
+
+    /// Stops governing `key` (`namespace/name`): its state stays in its ConfigMap, which
+    /// Kubernetes deletes with the ReadSplit.
+    fn forget(&self, key: &str) {
+        if self.governed_map().remove(key).is_some() {
+            tracing::info!(readsplit = key, "no longer governed");
+        }
+        self.metrics.forget(key);
+        self.metrics.set_governed(self.governed_count());
+    }
+}
+
+fn key_of(rs: &ReadSplit) -> Result<(String, String, String), Error> {
+    let name = rs.name_any();
+    let ns = rs
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(name.clone()))?;
+    Ok((format!("{ns}/{name}"), ns, name))
+}
+
+/// The kube-runtime reconciler.
+pub async fn reconcile<F: SourceFactory>(
+    rs: Arc<ReadSplit>,
+    ctx: Arc<Context<F>>,
+) -> Result<Action, Error> {
+    let (key, ns, name) = key_of(&rs)?;
+    if rs.meta().deletion_timestamp.is_some() {
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let started = std::time::Instant::now();
+    let result = govern(&rs, &ctx, &key, &ns, &name).await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed().as_secs_f64(), result.is_ok());
+    result
+}
+
+/// The kube-runtime error policy: count it, try again later.
+pub fn error_policy<F: SourceFactory>(
+    rs: Arc<ReadSplit>,
+    error: &Error,
+    ctx: Arc<Context<F>>,
+) -> Action {
+    tracing::warn!(readsplit = %rs.name_any(), kind = error.metric_label(), error = %error, "reconcile failed");
+    ctx.metrics.count_error(error.metric_label());
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// Query overrides from the `queriesFrom` ConfigMap (`queries.json`).
+async fn shared_queries(
+    client: &Client,
+    ns: &str,
+    spec: &ReadSplitSpec,
+) -> Result<BTreeMap<String, QuerySpec>, SpecError> {
+    let Some(cm) = &spec.prometheus.queries_from else {
+        return Ok(BTreeMap::new());
+    };
+    let field = "spec.prometheus.queriesFrom";
+    let text = state::config_map_key(client, ns, cm, "queries.json")
+        .await
+        .map_err(|e| SpecError {
+            field: field.into(),
+            problem: e,
+        })?;
+    serde_json::from_str(&text).map_err(|e| SpecError {
+        field: field.into(),
+        problem: format!("ConfigMap {ns}/{cm} queries.json: {e}"),
+    })
+}
+
+async fn build_policy(
+    client: &Client,
+    ns: &str,
+    spec: &ReadSplitSpec,
+    saved: Option<&SavedState>,
+) -> Result<Box<dyn Policy>, SpecError> {
+    Ok(match spec.policy.kind {
+        PolicyKind::Shun => Box::new(ShunPolicy::default()),
+        PolicyKind::Threshold => Box::new(ThresholdPolicy::default()),
+        PolicyKind::Static => Box::new(StaticPolicy::default()),
+        PolicyKind::Qlearn => {
+            let field = "spec.policy.modelConfigMap";
+            let learned = saved.and_then(|s| s.policy.as_deref());
+            let (text, origin) = match (learned, &spec.policy.model_config_map) {
+                (Some(t), _) if spec.policy.online_learning => {
+                    (t.to_string(), "the learned state".to_string())
+                }
+                (_, Some(cm)) => (
+                    state::config_map_key(client, ns, cm, "model.json")
+                        .await
+                        .map_err(|e| SpecError {
+                            field: field.into(),
+                            problem: e,
+                        })?,
+                    format!("ConfigMap {ns}/{cm} model.json"),
+                ),
+                (_, None) => {
+                    return Err(SpecError {
+                        field: field.into(),
+                        problem: "required for policy kind qlearn".into(),
+                    });
+                }
+            };
+            let mut q =
+                QLearn::from_json(&text, std::path::Path::new(&origin)).map_err(|e| SpecError {
+                    field: field.into(),
+                    problem: e.to_string(),
+                })?;
+            q.serve_mode(spec.policy.online_learning);
+            Box::new(q)
+        }
+    })
+}
+
+/// What went wrong in building a governed ReadSplit.
+enum BuildError {
+    Spec(SpecError),
+    Kube(kube::Error),
+}
+
+async fn build<F: SourceFactory>(
+    rs: &ReadSplit,
+    ctx: &Context<F>,
+    key: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Governed<F::Source>, BuildError> {
+    let spec = &rs.spec;
+    let shared = shared_queries(&ctx.client, ns, spec)
+        .await
+        .map_err(BuildError::Spec)?;
+    let plan = spec.plan(ns, &shared).map_err(BuildError::Spec)?;
+    let saved = state::load(&ctx.client, ns, name)
+        .await
+        .map_err(BuildError::Kube)?;
+    let policy = build_policy(&ctx.client, ns, spec, saved.as_ref())
+        .await
+        .map_err(BuildError::Spec)?;
+    let source = ctx
+        .sources
+        .build(key, &plan.prometheus)
+        .map_err(|problem| {
+            BuildError::Spec(SpecError {
+                field: "spec.prometheus".into(),
+                problem,
+            })
+        })?;
+    let actuator = IstioActuator::new(ctx.client.clone(), plan.istio.clone());
+    let n = plan.replicas.len();
+    let initial = match saved.as_ref().map(|s| &s.in_force) {
+        Some(w) if w.replicas.len() == n => w.clone(),
+        _ => actuator
+            .read_current(n)
+            .await
+            .unwrap_or_else(|_| Weights::even(n)),
+    };
+    let shield = Shield::new(plan.shield.clone(), plan.slo.clone(), n);
+    let step = ControlStep::new(
+        policy,
+        shield,
+        plan.slo.clone(),
+        RewardConfig::default(),
+        initial.clone(),
+        64,
+    );
+    tracing::info!(readsplit = key, weights = %initial, policy = ?spec.policy.kind, mode = ?spec.mode, "governing");
+    Ok(Governed {
+        generation: rs.meta().generation,
+        uid: rs.uid().unwrap_or_default(),
+        plan,
+        mode: spec.mode,
+        online_learning: spec.policy.online_learning,
+        step,
+        source,
+        actuator,
+        in_force: initial,
+        decisions: saved.map_or(0, |s| s.decisions),
+        last_decision: None,
+    })
+}
+
+/// Why the ReadSplit is degraded this interval, if it is.
+struct Degraded {
+    reason: &'static str,
+    message: String,
+}
+
+fn istio_reason(e: &IstioError) -> &'static str {
+    match e {
+        IstioError::VirtualServiceNotFound { .. }
+        | IstioError::RouteNotFound { .. }
+        | IstioError::AmbiguousRoute { .. }
+        | IstioError::UnexpectedLayout { .. } => "RouteNotFound",
+        IstioError::Conflict { .. } => "Conflict",
+        _ => "ActuationFailed",
+    }
+}
+
+async fn govern<F: SourceFactory>(
+    rs: &ReadSplit,
+    ctx: &Context<F>,
+    key: &str,
+    ns: &str,
+    name: &str,
+) -> Result<Action, Error> {
+    let interval = Duration::from_secs(u64::from(rs.spec.interval_seconds.max(1)));
+    let existing = ctx.governed_map().get(key).cloned();
+    let entry = match existing {
+        Some(e)
+            if {
+                let g = e.lock().await;
+                g.generation == rs.meta().generation && Some(g.uid.as_str()) == rs.uid().as_deref()
+            } =>
+        {
+            e
+        }
+        _ => match build(rs, ctx, key, ns, name).await {
+            Ok(g) => {
+                let e = Arc::new(tokio::sync::Mutex::new(g));
+                ctx.governed_map().insert(key.to_string(), e.clone());
+                ctx.metrics.set_governed(ctx.governed_count());
+                e
+            }
+            Err(BuildError::Spec(e)) => {
+                ctx.forget(key);
+                let now = (ctx.clock)();
+                let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
+                patch_status(ctx, ns, name, &status).await?;
+                ctx.metrics.count_error("invalid_spec");
+                // Nothing to do until the spec changes.
+                return Ok(Action::await_change());
+            }
+            Err(BuildError::Kube(e)) => return Err(e.into()),
+        },
+    };
+    let mut g = entry.lock().await;
+    let now = (ctx.clock)();
+    // One decision per interval, whatever triggered this reconciliation: the watch also
+    // reports the operator's own status patches, and those must not become decisions.
+    if let Some(last) = g.last_decision {
+        let elapsed_ms = now.as_millisecond() - last.as_millisecond();
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if (0..interval_ms).contains(&elapsed_ms) {
+            let remaining = u64::try_from(interval_ms - elapsed_ms).unwrap_or(0);
+            return Ok(Action::requeue(Duration::from_millis(remaining)));
+        }
+    }
+    g.last_decision = Some(now);
+    let now_s = now.as_millisecond() as f64 / 1000.0;
+
+    let timeout = g.plan.prometheus.timeout_s.max(0.1) + 1.0;
+    let observed =
+        match tokio::time::timeout(Duration::from_secs_f64(timeout), g.source.observe(now_s)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(SourceError::Timeout { after_s: timeout }),
+        };
+    let (obs, mut degraded) = match observed {
+        Ok(o) => (o, None),
+        Err(e) => (
+            Observation::blank(now_s, &g.plan.replicas, Unknown::SourceError),
+            Some(Degraded {
+                reason: "MetricsUnavailable",
+                message: format!(
+                    "observation failed ({}): {e}; holding the weights",
+                    e.kind()
+                ),
+            }),
+        ),
+    };
+    let out = g.step.step(obs.clone(), None);
+    g.decisions += 1;
+    let weights = out.decision.weights.clone();
+    let before = g.in_force.clone();
+    match g.mode {
+        ModeSpec::Shadow => {}
+        ModeSpec::DryRun => match g.actuator.plan_weights(&weights).await {
+            Ok(plan) if !plan.unchanged => {
+                tracing::info!(readsplit = key, patch = %serde_json::to_string(&plan.patch).unwrap_or_default(), "dry-run: would patch");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                degraded = Some(Degraded {
+                    reason: istio_reason(&e),
+                    message: e.to_string(),
+                });
+            }
+        },
+        ModeSpec::Enforce => match g.actuator.apply_weights(&weights).await {
+            Ok(_) => g.in_force = weights.clone(),
+            Err(e) => {
+                let current = g.in_force.clone();
+                g.step.set_current(current);
+                degraded = Some(Degraded {
+                    reason: istio_reason(&e),
+                    message: e.to_string(),
+                });
+            }
+        },
+    }
+    if degraded.is_none()
+        && out
+            .decision
+            .interventions
+            .iter()
+            .any(|i| i.rule == weir_core::Rule::FailSafe)
+        || g.step.shield().status().fail_safe_engaged && degraded.is_none()
+    {
+        degraded = Some(Degraded {
+            reason: "ShieldFailSafe",
+            message: "observations stale for too long: the fail-safe weights are in force".into(),
+        });
+    }
+
+    let names: Vec<String> = std::iter::once("primary".to_string())
+        .chain(g.plan.replicas.iter().cloned())
+        .collect();
+    ctx.metrics.observe_decision(key, &names, &weights, &obs);
+    if g.in_force != before {
+        let why = out
+            .decision
+            .interventions
+            .iter()
+            .map(|i| i.detail.clone())
+            .chain(std::iter::once(out.decision.proposal.reason.clone()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let note = format!("{before} → {}: {why}", g.in_force);
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "WeightsChanged".into(),
+            note: Some(truncate(&note, 1000)),
+            action: "SetWeights".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &rs.object_ref(&())).await {
+            tracing::warn!(readsplit = key, error = %e, "could not publish the event");
+        }
+    }
+
+    let status = status_for(rs, &g, &obs, now, degraded.as_ref(), &weights);
+    patch_status(ctx, ns, name, &status).await?;
+
+    if g.in_force != before || g.decisions.is_multiple_of(ctx.save_every.max(1)) {
+        let saved = SavedState {
+            decisions: g.decisions,
+            in_force: g.in_force.clone(),
+            policy: if g.online_learning {
+                g.step.policy().snapshot()
+            } else {
+                None
+            },
+        };
+        state::save(&ctx.client, rs, &saved).await?;
+    }
+    Ok(Action::requeue(interval))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn condition(
+    rs: &ReadSplit,
+    now: &Timestamp,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    // The transition time moves only when the status does.
+    let since = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status)
+        .map_or_else(|| Time(*now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: since,
+        observed_generation: rs.meta().generation,
+    }
+}
+
+fn degraded_status(rs: &ReadSplit, now: Timestamp, reason: &str, message: &str) -> ReadSplitStatus {
+    let mut status = rs.status.clone().unwrap_or_default();
+    status.observed_generation = rs.meta().generation;
+    status.conditions = vec![
+        condition(rs, &now, "Ready", false, reason, message),
+        condition(rs, &now, "Degraded", true, reason, message),
+    ];
+    status
+}
+
+fn status_for<S>(
+    rs: &ReadSplit,
+    g: &Governed<S>,
+    obs: &Observation,
+    now: Timestamp,
+    degraded: Option<&Degraded>,
+    decided: &Weights,
+) -> ReadSplitStatus {
+    let slo = g.step.slo();
+    let mut weights = BTreeMap::new();
+    // In shadow and dry-run nothing is applied: report what was decided.
+    let shown = if g.mode == ModeSpec::Enforce {
+        &g.in_force
+    } else {
+        decided
+    };
+    weights.insert("primary".to_string(), shown.primary);
+    for (n, w) in g.plan.replicas.iter().zip(&shown.replicas) {
+        weights.insert(n.clone(), *w);
+    }
+    let mut lag = BTreeMap::new();
+    let mut unhealthy = Vec::new();
+    for r in &obs.replicas {
+        match r.lag_s.value {
+            Some(l) => {
+                lag.insert(r.name.clone(), l);
+                if l > slo.max_staleness_s || r.up == Some(false) {
+                    unhealthy.push(r.name.clone());
+                }
+            }
+            None => unhealthy.push(r.name.clone()),
+        }
+    }
+    let max_lag = obs
+        .max_known_lag_s()
+        .map_or_else(|| "unknown".to_string(), |l| format!("{l:.1}s"));
+    let (ready_reason, ready_msg) = match g.mode {
+        ModeSpec::Enforce => ("Governing", "weights applied every interval"),
+        ModeSpec::DryRun => ("DryRun", "decisions logged as patches, nothing applied"),
+        ModeSpec::Shadow => ("Shadow", "decisions recorded, nothing applied"),
+    };
+    let conditions = match degraded {
+        Some(d) => vec![
+            condition(rs, &now, "Ready", false, d.reason, &d.message),
+            condition(rs, &now, "Degraded", true, d.reason, &d.message),
+        ],
+        None => vec![
+            condition(rs, &now, "Ready", true, ready_reason, ready_msg),
+            condition(rs, &now, "Degraded", false, "AsExpected", "no problems"),
+        ],
+    };
+    ReadSplitStatus {
+        observed_generation: rs.meta().generation,
+        weights_summary: Some(shown.to_string()),
+        weights,
+        last_observation: Some(ObservationSummary {
+            max_lag,
+            lag_seconds: lag,
+            unhealthy,
+            primary_cpu: obs.primary.cpu.value,
+        }),
+        last_decision_time: Some(now.to_string()),
+        conditions,
+    }
+}
+
+async fn patch_status<F: SourceFactory>(
+    ctx: &Context<F>,
+    ns: &str,
+    name: &str,
+    status: &ReadSplitStatus,
+) -> Result<(), Error> {
+    let api: Api<ReadSplit> = Api::namespaced(ctx.client.clone(), ns);
+    let params = PatchParams::apply(MANAGER);
+    let body = json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "ReadSplit",
+        "status": status,
+    });
+    api.patch_status(name, &params, &Patch::Merge(&body))
+        .await?;
+    Ok(())
+}

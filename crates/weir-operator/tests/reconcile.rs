@@ -1,0 +1,488 @@
+//! The reconciler against a fake API server (kube-rs style, `tower_test`): what it writes to
+//! the VirtualService, the ReadSplit's status, the state ConfigMap and events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::Method;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use support::{FakeApiServer, cm_path, rs_path, vs_path};
+use weir_controller::{Source, SourceError};
+use weir_core::Observation;
+use weir_operator::ReadSplit;
+use weir_operator::reconcile::{Context, SourceFactory, reconcile};
+use weir_prom::PromConfig;
+use weir_test_support::ObsBuilder;
+
+/// Lags per ReadSplit key (`ns/name`); `None` makes the source fail.
+#[derive(Clone, Default)]
+struct Canned(Arc<Mutex<HashMap<String, Option<Vec<f64>>>>>);
+
+impl Canned {
+    fn set(&self, key: &str, lags: Option<&[f64]>) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), lags.map(<[f64]>::to_vec));
+    }
+}
+
+struct CannedSource {
+    key: String,
+    table: Canned,
+}
+
+impl Source for CannedSource {
+    async fn observe(&mut self, now_s: f64) -> Result<Observation, SourceError> {
+        let lags = self
+            .table
+            .0
+            .lock()
+            .unwrap()
+            .get(&self.key)
+            .cloned()
+            .flatten();
+        match lags {
+            Some(lags) => {
+                let mut b = ObsBuilder::new(lags.len()).at(now_s);
+                for (i, l) in lags.iter().enumerate() {
+                    b = b.lag(i, *l);
+                }
+                Ok(b.build())
+            }
+            None => Err(SourceError::Unreachable("connection refused".into())),
+        }
+    }
+}
+
+impl SourceFactory for Canned {
+    type Source = CannedSource;
+    fn build(&self, key: &str, _config: &PromConfig) -> Result<CannedSource, String> {
+        Ok(CannedSource {
+            key: key.to_string(),
+            table: self.clone(),
+        })
+    }
+}
+
+/// Controller time: starts at 1 800 000 000 s (2027-01-15T08:00:00Z); tests move it.
+#[derive(Clone, Default)]
+struct Clock(Arc<std::sync::atomic::AtomicI64>);
+
+impl Clock {
+    fn advance(&self, s: i64) {
+        self.0.fetch_add(s, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn func(&self) -> Arc<dyn Fn() -> Timestamp + Send + Sync> {
+        let c = self.0.clone();
+        Arc::new(move || {
+            Timestamp::from_second(1_800_000_000 + c.load(std::sync::atomic::Ordering::SeqCst))
+                .unwrap()
+        })
+    }
+}
+
+/// A per-replica VirtualService: one host, a subset per server, a TCP route on 3306, and
+/// an unrelated HTTP route that must never change.
+fn virtual_service(ns: &str, name: &str) -> Value {
+    let dest = |subset: &str, weight: u32| json!({ "destination": { "host": "mysql", "subset": subset, "port": { "number": 3306 } }, "weight": weight });
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": { "name": name, "namespace": ns, "resourceVersion": "1", "generation": 1 },
+        "spec": {
+            "hosts": ["mysql"],
+            "http": [{ "name": "admin", "route": [{ "destination": { "host": "adminer" } }] }],
+            "tcp": [{ "match": [{ "port": 3306 }], "route": [dest("primary", 0), dest("replica-1", 50), dest("replica-2", 50)] }]
+        }
+    })
+}
+
+fn readsplit_json(ns: &str, name: &str, vs: &str, mode: &str) -> Value {
+    json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "ReadSplit",
+        "metadata": { "name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}"), "generation": 1, "resourceVersion": "1" },
+        "spec": {
+            "virtualService": { "name": vs },
+            "route": { "tcpPort": 3306 },
+            "primary": { "host": "mysql", "subset": "primary" },
+            "replicas": [
+                { "name": "replica-1", "labelValue": "r1:9104", "destination": { "host": "mysql", "subset": "replica-1" } },
+                { "name": "replica-2", "labelValue": "r2:9104", "destination": { "host": "mysql", "subset": "replica-2" } }
+            ],
+            "prometheus": { "url": "http://prometheus.monitoring:9090" },
+            "mode": mode,
+            "intervalSeconds": 15
+        }
+    })
+}
+
+/// Puts the ReadSplit in the fake server and returns it as the controller would see it.
+fn create(api: &FakeApiServer, object: Value) -> Arc<ReadSplit> {
+    let ns = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    api.put(&rs_path(&ns, &name), object);
+    current(api, &ns, &name)
+}
+
+/// The ReadSplit as stored now (status included).
+fn current(api: &FakeApiServer, ns: &str, name: &str) -> Arc<ReadSplit> {
+    Arc::new(serde_json::from_value(api.get(&rs_path(ns, name)).unwrap()).unwrap())
+}
+
+fn route_weights(api: &FakeApiServer, ns: &str, name: &str) -> Vec<u64> {
+    api.get(&vs_path(ns, name)).unwrap()["spec"]["tcp"][0]["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["weight"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+fn condition(api: &FakeApiServer, ns: &str, name: &str, type_: &str) -> (String, String, String) {
+    let rs = api.get(&rs_path(ns, name)).unwrap();
+    let c = rs["status"]["conditions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no conditions in {rs}"))
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {rs}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+        c["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn context(api: &FakeApiServer, canned: &Canned) -> Arc<Context<Canned>> {
+    context_with(api, canned, &Clock::default())
+}
+
+fn context_with(api: &FakeApiServer, canned: &Canned, clock: &Clock) -> Arc<Context<Canned>> {
+    let mut ctx = Context::new(
+        api.client(),
+        canned.clone(),
+        clock.func(),
+        Some("test-pod".into()),
+    );
+    ctx.save_every = 1;
+    Arc::new(ctx)
+}
+
+#[tokio::test]
+async fn a_lagging_replica_is_taken_out_of_the_route_with_status_event_and_state() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let ctx = context(&api, &canned);
+
+    let action = reconcile(rs, ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(15)));
+
+    // replica-1 is past the 30-s hard limit: no reads; only the TCP route changed.
+    let w = route_weights(&api, "shop", "mysql");
+    assert_eq!(w[1], 0, "{w:?}");
+    assert_eq!(w.iter().sum::<u64>(), 100);
+    let vs = api.get(&vs_path("shop", "mysql")).unwrap();
+    assert_eq!(
+        vs["spec"]["http"],
+        virtual_service("shop", "mysql")["spec"]["http"]
+    );
+
+    let rs = api.get(&rs_path("shop", "orders")).unwrap();
+    let st = &rs["status"];
+    assert_eq!(st["observedGeneration"], 1);
+    assert_eq!(st["weights"]["replica-1"], 0);
+    assert_eq!(st["weightsSummary"], format!("P{}/{}/{}", w[0], w[1], w[2]));
+    assert_eq!(st["lastObservation"]["maxLag"], "42.0s");
+    assert_eq!(st["lastObservation"]["unhealthy"], json!(["replica-1"]));
+    assert_eq!(st["lastDecisionTime"], "2027-01-15T08:00:00Z");
+    assert_eq!(condition(&api, "shop", "orders", "Ready").0, "True");
+    assert_eq!(condition(&api, "shop", "orders", "Ready").1, "Governing");
+    assert_eq!(condition(&api, "shop", "orders", "Degraded").0, "False");
+
+    // One event for the change, naming the reason.
+    let events = api.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "WeightsChanged");
+    assert_eq!(events[0]["regarding"]["name"], "orders");
+    assert!(
+        events[0]["note"].as_str().unwrap().contains("replica-1"),
+        "{}",
+        events[0]
+    );
+
+    // The state ConfigMap is owned by the ReadSplit and holds the weights in force.
+    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    assert_eq!(
+        cm["metadata"]["ownerReferences"][0]["uid"],
+        "uid-shop-orders"
+    );
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["controller"], true);
+    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    assert_eq!(state["decisions"], 1);
+    assert_eq!(state["inForce"]["replicas"][0], 0);
+    assert_eq!(ctx.governed_count(), 1);
+    assert!(ctx.metrics.encode().contains(
+        "weir_operator_weight{namespace=\"shop\",readsplit=\"orders\",destination=\"replica-1\"} 0"
+    ));
+}
+
+#[tokio::test]
+async fn a_missing_virtual_service_degrades_with_route_not_found_and_writes_nothing() {
+    let api = FakeApiServer::new();
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[0.2, 0.3]));
+    let ctx = context(&api, &canned);
+    reconcile(rs, ctx).await.unwrap();
+    let (status, reason, message) = condition(&api, "shop", "orders", "Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "RouteNotFound")
+    );
+    assert!(message.contains("shop/mysql"), "{message}");
+    assert_eq!(condition(&api, "shop", "orders", "Ready").0, "False");
+    assert_eq!(api.count(&Method::PATCH, &vs_path("shop", "mysql")), 0);
+}
+
+#[tokio::test]
+async fn a_conflict_is_retried_from_a_fresh_read() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    api.force(&vs_path("shop", "mysql"), &[409]);
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    reconcile(rs, context(&api, &canned)).await.unwrap();
+    assert_eq!(api.count(&Method::PATCH, &vs_path("shop", "mysql")), 2);
+    assert_eq!(route_weights(&api, "shop", "mysql")[1], 0);
+    assert_eq!(condition(&api, "shop", "orders", "Ready").0, "True");
+}
+
+#[tokio::test]
+async fn a_conflict_that_persists_degrades_with_conflict() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    api.force(&vs_path("shop", "mysql"), &[409, 409, 409, 409, 409]);
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    reconcile(rs, context(&api, &canned)).await.unwrap();
+    assert_eq!(condition(&api, "shop", "orders", "Degraded").1, "Conflict");
+    assert_eq!(
+        route_weights(&api, "shop", "mysql"),
+        [0, 50, 50],
+        "unchanged"
+    );
+}
+
+#[tokio::test]
+async fn two_readsplits_stay_independent() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    api.put(
+        &vs_path("billing", "mysql"),
+        virtual_service("billing", "mysql"),
+    );
+    let a = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let b = create(
+        &api,
+        readsplit_json("billing", "ledger", "mysql", "Enforce"),
+    );
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    canned.set("billing/ledger", Some(&[0.2, 45.0]));
+    let ctx = context(&api, &canned);
+    reconcile(a, ctx.clone()).await.unwrap();
+    reconcile(b, ctx.clone()).await.unwrap();
+    assert_eq!(route_weights(&api, "shop", "mysql")[1], 0);
+    assert!(route_weights(&api, "shop", "mysql")[2] > 0);
+    assert_eq!(route_weights(&api, "billing", "mysql")[2], 0);
+    assert!(route_weights(&api, "billing", "mysql")[1] > 0);
+    assert_eq!(ctx.governed_count(), 2);
+    assert!(api.get(&cm_path("shop", "weir-state-orders")).is_some());
+    assert!(api.get(&cm_path("billing", "weir-state-ledger")).is_some());
+}
+
+#[tokio::test]
+async fn a_deleted_readsplit_is_no_longer_governed_and_nothing_is_written() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[0.2, 0.3]));
+    let ctx = context(&api, &canned);
+    reconcile(rs, ctx.clone()).await.unwrap();
+    assert_eq!(ctx.governed_count(), 1);
+
+    let mut deleting = readsplit_json("shop", "orders", "mysql", "Enforce");
+    deleting["metadata"]["deletionTimestamp"] = json!("2027-01-15T08:01:00Z");
+    let deleting = create(&api, deleting);
+    api.clear_requests();
+    let action = reconcile(deleting, ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(ctx.governed_count(), 0);
+    assert!(
+        api.store.lock().unwrap().requests.is_empty(),
+        "no requests while deleting"
+    );
+    assert!(!ctx.metrics.encode().contains("readsplit=\"orders\""));
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_through_the_configmap() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    reconcile(rs.clone(), context(&api, &canned)).await.unwrap();
+    let before = route_weights(&api, "shop", "mysql");
+
+    // A new operator instance (restart or new leader): it starts from the saved weights and
+    // count, not from a fresh read of the route.
+    let restarted = context(&api, &canned);
+    reconcile(current(&api, "shop", "orders"), restarted)
+        .await
+        .unwrap();
+    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    assert_eq!(state["decisions"], 2, "the count continues");
+    assert_eq!(route_weights(&api, "shop", "mysql"), before);
+
+    // A corrupt state is not half-read: the operator starts afresh and overwrites it.
+    let mut cm = cm.clone();
+    cm["data"]["state.json"] = json!("{not json");
+    api.put(&cm_path("shop", "weir-state-orders"), cm);
+    reconcile(current(&api, "shop", "orders"), context(&api, &canned))
+        .await
+        .unwrap();
+    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    assert_eq!(state["decisions"], 1);
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_nothing_else_happens() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let mut bad = readsplit_json("shop", "orders", "mysql", "Enforce");
+    bad["spec"]["route"] = json!({ "tcpPort": 3306, "httpName": "reads" });
+    let rs = create(&api, bad);
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let ctx = context(&api, &canned);
+    let action = reconcile(rs, ctx.clone()).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    let (status, reason, message) = condition(&api, "shop", "orders", "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+    assert!(message.starts_with("spec.route:"), "{message}");
+    assert_eq!(api.count(&Method::GET, &vs_path("shop", "mysql")), 0);
+    assert_eq!(ctx.governed_count(), 0);
+}
+
+#[tokio::test]
+async fn unreadable_metrics_hold_the_weights_and_say_so() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", None);
+    reconcile(rs, context(&api, &canned)).await.unwrap();
+    let (status, reason, message) = condition(&api, "shop", "orders", "Degraded");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "MetricsUnavailable")
+    );
+    assert!(message.contains("connection refused"), "{message}");
+    assert_eq!(route_weights(&api, "shop", "mysql"), [0, 50, 50]);
+    assert_eq!(api.count(&Method::PATCH, &vs_path("shop", "mysql")), 0);
+}
+
+#[tokio::test]
+async fn shadow_mode_decides_and_reports_but_never_patches() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Shadow"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    reconcile(rs, context(&api, &canned)).await.unwrap();
+    assert_eq!(api.count(&Method::PATCH, &vs_path("shop", "mysql")), 0);
+    let rs = api.get(&rs_path("shop", "orders")).unwrap();
+    assert_eq!(
+        rs["status"]["weights"]["replica-1"], 0,
+        "the decision is reported"
+    );
+    assert_eq!(condition(&api, "shop", "orders", "Ready").1, "Shadow");
+}
+
+#[tokio::test]
+async fn one_decision_per_interval_whatever_triggers_the_reconciliation() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[0.2, 0.3]));
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+    reconcile(rs, ctx.clone()).await.unwrap();
+    let status_writes = api.count(
+        &Method::PATCH,
+        &format!("{}/status", rs_path("shop", "orders")),
+    );
+    assert_eq!(status_writes, 1);
+
+    // The watch reports our own status patch 4 s later: no new decision, and the next one is
+    // due when the 15-s interval is up.
+    clock.advance(4);
+    let action = reconcile(current(&api, "shop", "orders"), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
+    assert_eq!(
+        api.count(
+            &Method::PATCH,
+            &format!("{}/status", rs_path("shop", "orders"))
+        ),
+        status_writes
+    );
+
+    clock.advance(11);
+    reconcile(current(&api, "shop", "orders"), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        api.count(
+            &Method::PATCH,
+            &format!("{}/status", rs_path("shop", "orders"))
+        ),
+        status_writes + 1
+    );
+
+    // A spec change (new generation) is acted on at once.
+    let mut changed = api.get(&rs_path("shop", "orders")).unwrap();
+    changed["metadata"]["generation"] = json!(2);
+    changed["spec"]["mode"] = json!("Shadow");
+    api.put(&rs_path("shop", "orders"), changed);
+    clock.advance(1);
+    reconcile(current(&api, "shop", "orders"), ctx)
+        .await
+        .unwrap();
+    assert_eq!(condition(&api, "shop", "orders", "Ready").1, "Shadow");
+    let rs = api.get(&rs_path("shop", "orders")).unwrap();
+    assert_eq!(rs["status"]["observedGeneration"], 2);
+}
