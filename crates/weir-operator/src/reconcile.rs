@@ -464,17 +464,17 @@ async fn govern<F: SourceFactory>(
             }
         },
     }
-    if degraded.is_none()
-        && out
-            .decision
-            .interventions
-            .iter()
-            .any(|i| i.rule == weir_core::Rule::FailSafe)
-        || g.step.shield().status().fail_safe_engaged && degraded.is_none()
-    {
+    // The fail-safe outranks the reason that led to it (usually MetricsUnavailable).
+    if g.step.shield().status().fail_safe_engaged {
+        let cause = degraded
+            .as_ref()
+            .map(|d| format!(" ({})", d.message))
+            .unwrap_or_default();
         degraded = Some(Degraded {
             reason: "ShieldFailSafe",
-            message: "observations stale for too long: the fail-safe weights are in force".into(),
+            message: format!(
+                "observations stale for too long: the fail-safe weights {weights} are in force{cause}"
+            ),
         });
     }
 

@@ -486,3 +486,28 @@ async fn one_decision_per_interval_whatever_triggers_the_reconciliation() {
     let rs = api.get(&rs_path("shop", "orders")).unwrap();
     assert_eq!(rs["status"]["observedGeneration"], 2);
 }
+
+#[tokio::test]
+async fn metrics_gone_for_too_long_engage_the_fail_safe_and_say_so() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", None);
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+    let mut reasons = Vec::new();
+    for _ in 0..6 {
+        reconcile(current(&api, "shop", "orders"), ctx.clone())
+            .await
+            .unwrap();
+        reasons.push(condition(&api, "shop", "orders", "Degraded").1);
+        clock.advance(15);
+    }
+    // Held first (MetricsUnavailable), then, after shield.failSafeAfter (4) stale
+    // intervals, the fail-safe.
+    assert_eq!(reasons[0], "MetricsUnavailable");
+    assert_eq!(reasons.last().unwrap(), "ShieldFailSafe", "{reasons:?}");
+    let (_, _, message) = condition(&api, "shop", "orders", "Degraded");
+    assert!(message.contains("connection refused"), "{message}");
+}

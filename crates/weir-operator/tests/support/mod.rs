@@ -31,6 +31,10 @@ pub struct Store {
     /// Status codes to answer, in order, to the next PATCHes of a path.
     pub forced: BTreeMap<String, VecDeque<u16>>,
     pub events: Vec<Value>,
+    /// Requests (and events) are kept for the tests to look at; the scale bench turns this
+    /// off and only counts.
+    pub forget_requests: bool,
+    pub request_count: usize,
     version: u64,
 }
 
@@ -125,7 +129,12 @@ impl FakeApiServer {
                     },
                 };
                 let reply = answer(&mut store.lock().unwrap(), &seen);
-                store.lock().unwrap().requests.push(seen);
+                let mut s = store.lock().unwrap();
+                s.request_count += 1;
+                if !s.forget_requests {
+                    s.requests.push(seen);
+                }
+                drop(s);
                 respond.send_response(reply);
             }
         });
@@ -157,7 +166,9 @@ fn answer(s: &mut Store, seen: &Seen) -> Response<Body> {
     let path = seen.path.as_str();
     if seen.method == Method::POST && path.starts_with("/apis/events.k8s.io/v1/") {
         let body = seen.body.clone().unwrap();
-        s.events.push(body.clone());
+        if !s.forget_requests {
+            s.events.push(body.clone());
+        }
         return reply(201, &body);
     }
     if seen.method == Method::PATCH && path.starts_with("/apis/events.k8s.io/v1/") {
