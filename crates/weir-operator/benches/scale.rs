@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use serde_json::{Value, json};
-use support::{FakeApiServer, rs_path, vs_path};
+use support::{FakeApiServer, readsplit_json, rs_path, virtual_service, vs_path};
 use weir_controller::{Source, SourceError};
 use weir_core::Observation;
 use weir_operator::ReadSplit;
@@ -67,35 +66,6 @@ impl SourceFactory for Flapping {
     }
 }
 
-fn virtual_service(ns: &str, name: &str) -> Value {
-    let dest = |subset: &str, weight: u32| json!({ "destination": { "host": "mysql", "subset": subset }, "weight": weight });
-    json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": { "name": name, "namespace": ns },
-        "spec": { "hosts": ["mysql"], "tcp": [{ "match": [{ "port": 3306 }],
-            "route": [dest("primary", 0), dest("replica-1", 50), dest("replica-2", 50)] }] }
-    })
-}
-
-fn readsplit(ns: &str, name: &str) -> Value {
-    json!({
-        "apiVersion": "weir.dev/v1alpha1", "kind": "ReadSplit",
-        "metadata": { "name": name, "namespace": ns, "uid": format!("uid-{name}"), "generation": 1 },
-        "spec": {
-            "virtualService": { "name": name },
-            "route": { "tcpPort": 3306 },
-            "primary": { "host": "mysql", "subset": "primary" },
-            "replicas": [
-                { "name": "replica-1", "labelValue": "r1", "destination": { "host": "mysql", "subset": "replica-1" } },
-                { "name": "replica-2", "labelValue": "r2", "destination": { "host": "mysql", "subset": "replica-2" } }
-            ],
-            "prometheus": { "url": "http://prometheus:9090" },
-            "mode": "Enforce",
-            "intervalSeconds": 15
-        }
-    })
-}
-
 /// (user + system CPU seconds, VmRSS kB, VmHWM kB) of this process.
 fn usage() -> (f64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -133,7 +103,7 @@ fn main() {
             let ns = format!("team-{}", i % 50);
             let name = format!("db-{i}");
             api.put(&vs_path(&ns, &name), virtual_service(&ns, &name));
-            api.put(&rs_path(&ns, &name), readsplit(&ns, &name));
+            api.put(&rs_path(&ns, &name), readsplit_json(&ns, &name, &name, "Enforce"));
             objects.push((ns, name));
         }
         api.store.lock().unwrap().forget_requests = true;

@@ -235,6 +235,42 @@ fn reply(code: u16, object: &Value) -> Response<Body> {
         .unwrap()
 }
 
+/// A per-replica VirtualService: one host, a subset per server, a TCP route on 3306, and
+/// an unrelated HTTP route that must never change.
+pub fn virtual_service(ns: &str, name: &str) -> Value {
+    let dest = |subset: &str, weight: u32| json!({ "destination": { "host": "mysql", "subset": subset, "port": { "number": 3306 } }, "weight": weight });
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": { "name": name, "namespace": ns, "resourceVersion": "1", "generation": 1 },
+        "spec": {
+            "hosts": ["mysql"],
+            "http": [{ "name": "admin", "route": [{ "destination": { "host": "adminer" } }] }],
+            "tcp": [{ "match": [{ "port": 3306 }], "route": [dest("primary", 0), dest("replica-1", 50), dest("replica-2", 50)] }]
+        }
+    })
+}
+
+pub fn readsplit_json(ns: &str, name: &str, vs: &str, mode: &str) -> Value {
+    json!({
+        "apiVersion": "weir.dev/v1alpha1",
+        "kind": "ReadSplit",
+        "metadata": { "name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}"), "generation": 1, "resourceVersion": "1" },
+        "spec": {
+            "virtualService": { "name": vs },
+            "route": { "tcpPort": 3306 },
+            "primary": { "host": "mysql", "subset": "primary" },
+            "replicas": [
+                { "name": "replica-1", "labelValue": "r1:9104", "destination": { "host": "mysql", "subset": "replica-1" } },
+                { "name": "replica-2", "labelValue": "r2:9104", "destination": { "host": "mysql", "subset": "replica-2" } }
+            ],
+            "prometheus": { "url": "http://prometheus.monitoring:9090" },
+            "mode": mode,
+            "intervalSeconds": 15
+        }
+    })
+}
+
 /// A `Status` body as the API server writes it.
 pub fn status(code: u16, path: &str) -> Response<Body> {
     let name = path.rsplit('/').next().unwrap_or_default();
