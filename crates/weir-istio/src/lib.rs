@@ -49,7 +49,8 @@
 //! (e.g. `k8s-openapi/latest`). A crate that only needs the config types ([`IstioConfig`]) or
 //! the IO-free planner ([`plan_patch`]) depends on it with `default-features = false` and so
 //! builds and tests without kube. The tests enable `latest` through a dev-dependency and drive
-//! `IstioActuator` against a mocked API server (`tower_test`), so they need no cluster.
+//! `IstioActuator` against the fake API server of `weir-test-support` (a `tower_test` mock),
+//! so they need no cluster.
 
 #[cfg(feature = "client")]
 mod actuator;

@@ -9,14 +9,15 @@ mod fixtures;
 use std::time::Duration;
 
 use fixtures::{
-    FakeApiServer, Transcript, VS_PATH, per_replica, per_replica_config, two_services,
-    two_services_config, unrelated_edit, without_weights,
+    mysql_path, per_replica, per_replica_config, serve, two_services, two_services_config,
+    unrelated_edit, without_weights,
 };
 use http::Method;
 use serde_json::{Value, json};
 use weir_controller::{Actuator, ActuatorError};
 use weir_core::{Decision, Proposal, Weights};
 use weir_istio::{ApplyOutcome, IstioActuator, IstioConfig, IstioError, RouteSelector};
+use weir_test_support::kube_api::{FakeApiServer, Seen};
 
 fn weights(primary: u32, replicas: &[u32]) -> Weights {
     Weights {
@@ -34,33 +35,74 @@ fn decision(w: Weights) -> Decision {
     }
 }
 
-/// Runs `apply_weights` against a fake server and returns the result with the transcript.
+/// Runs `apply_weights` against `server` and checks what it sent (see
+/// [`assert_requests_well_formed`]).
 async fn apply(
-    server: FakeApiServer,
+    server: &FakeApiServer,
     config: IstioConfig,
     w: &Weights,
-) -> (Result<ApplyOutcome, IstioError>, Transcript) {
-    let (client, task) = server.start();
-    let actuator = IstioActuator::new(client, config);
+) -> Result<ApplyOutcome, IstioError> {
+    let actuator = IstioActuator::new(server.client(), config);
     let result = tokio::time::timeout(Duration::from_secs(10), actuator.apply_weights(w))
         .await
         .expect("actuator hung");
-    drop(actuator);
-    let transcript = tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("fake API server hung")
-        .unwrap();
-    (result, transcript)
+    assert_requests_well_formed(server);
+    result
 }
 
-/// Checks the request sequence (GET/PATCH), every PATCH's headers and query.
-fn assert_sequence(t: &Transcript, methods: &[Method]) {
-    let seen: Vec<&Method> = t.requests.iter().map(|r| &r.method).collect();
-    assert_eq!(seen, methods.iter().collect::<Vec<_>>(), "request sequence");
-    for r in &t.requests {
-        assert_eq!(r.path, VS_PATH);
+/// The actuator only ever talks about the fixtures' VirtualService, only GETs and PATCHes it,
+/// and every PATCH is a JSON Patch.
+fn assert_requests_well_formed(server: &FakeApiServer) {
+    for r in server.requests() {
+        assert_eq!(r.path, mysql_path(), "request to an unexpected path: {r:?}");
+        assert!(
+            r.method == Method::GET || r.method == Method::PATCH,
+            "unexpected method: {r:?}"
+        );
+        if r.method == Method::PATCH {
+            assert_eq!(
+                r.content_type.as_deref(),
+                Some("application/json-patch+json"),
+                "{r:?}"
+            );
+            let body = r.body.clone().expect("PATCH without a JSON body");
+            serde_json::from_value::<json_patch::Patch>(body).expect("not a JSON Patch");
+        }
     }
-    for p in t.patches() {
+}
+
+/// The PATCH requests the server saw, in order.
+fn patches(server: &FakeApiServer) -> Vec<Seen> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == Method::PATCH)
+        .collect()
+}
+
+/// The VirtualService as the server holds it now.
+fn stored(server: &FakeApiServer) -> Value {
+    server.get(&mysql_path()).expect("VirtualService gone")
+}
+
+/// The `resourceVersion` a PATCH tests (its first op).
+fn tested_version(patch: &Seen) -> Value {
+    let op = &patch.body.as_ref().unwrap()[0];
+    assert_eq!(op["op"], "test");
+    assert_eq!(op["path"], "/metadata/resourceVersion");
+    op["value"].clone()
+}
+
+/// Checks the request sequence (GET/PATCH), every request's path, every PATCH's headers and
+/// query.
+fn assert_sequence(server: &FakeApiServer, methods: &[Method]) {
+    let requests = server.requests();
+    let seen: Vec<&Method> = requests.iter().map(|r| &r.method).collect();
+    assert_eq!(seen, methods.iter().collect::<Vec<_>>(), "request sequence");
+    for r in &requests {
+        assert_eq!(r.path, mysql_path());
+    }
+    for p in patches(server) {
         assert_eq!(
             p.content_type.as_deref(),
             Some("application/json-patch+json")
@@ -99,19 +141,17 @@ fn assert_only_weights_change(before: &Value, patch: &Value, route_path: &str, e
 #[tokio::test]
 async fn http_route_by_name_two_services_sends_the_exact_patch() {
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let (result, t) = apply(
-        FakeApiServer::with(two_services()),
-        config,
-        &weights(30, &[40, 30]),
-    )
-    .await;
+    let server = serve(two_services());
+    let before = stored(&server);
+    let rv = before["metadata"]["resourceVersion"].clone();
+    let result = apply(&server, config, &weights(30, &[40, 30])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 1 });
-    assert_sequence(&t, &[Method::GET, Method::PATCH]);
-    let body = t.patches()[0].body.clone().unwrap();
+    assert_sequence(&server, &[Method::GET, Method::PATCH]);
+    let body = patches(&server)[0].body.clone().unwrap();
     assert_eq!(
         body,
         json!([
-            { "op": "test", "path": "/metadata/resourceVersion", "value": "48213" },
+            { "op": "test", "path": "/metadata/resourceVersion", "value": rv },
             { "op": "test", "path": "/spec/http/0/name", "value": "reads" },
             { "op": "test", "path": "/spec/http/0/route/0/destination",
               "value": { "host": "mysql-primary", "port": { "number": 8080 } } },
@@ -121,9 +161,9 @@ async fn http_route_by_name_two_services_sends_the_exact_patch() {
             { "op": "replace", "path": "/spec/http/0/route/1/weight", "value": 70 }
         ])
     );
-    assert_only_weights_change(&two_services(), &body, "/spec/http/0", &[30, 70]);
+    assert_only_weights_change(&before, &body, "/spec/http/0", &[30, 70]);
     // The server's copy: the write route, the catch-all and the TCP routes are untouched.
-    let stored = t.object.unwrap();
+    let stored = stored(&server);
     assert_eq!(stored["spec"]["http"][1], two_services()["spec"]["http"][1]);
     assert_eq!(stored["spec"]["http"][2], two_services()["spec"]["http"][2]);
     assert_eq!(stored["spec"]["tcp"], two_services()["spec"]["tcp"]);
@@ -132,19 +172,17 @@ async fn http_route_by_name_two_services_sends_the_exact_patch() {
 #[tokio::test]
 async fn tcp_route_by_port_two_services_sends_the_exact_patch() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let (result, t) = apply(
-        FakeApiServer::with(two_services()),
-        config,
-        &weights(25, &[50, 25]),
-    )
-    .await;
+    let server = serve(two_services());
+    let before = stored(&server);
+    let rv = before["metadata"]["resourceVersion"].clone();
+    let result = apply(&server, config, &weights(25, &[50, 25])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 1 });
-    assert_sequence(&t, &[Method::GET, Method::PATCH]);
-    let body = t.patches()[0].body.clone().unwrap();
+    assert_sequence(&server, &[Method::GET, Method::PATCH]);
+    let body = patches(&server)[0].body.clone().unwrap();
     assert_eq!(
         body,
         json!([
-            { "op": "test", "path": "/metadata/resourceVersion", "value": "48213" },
+            { "op": "test", "path": "/metadata/resourceVersion", "value": rv },
             { "op": "test", "path": "/spec/tcp/0/match", "value": [{ "port": 3306 }] },
             { "op": "test", "path": "/spec/tcp/0/route/0/destination",
               "value": { "host": "mysql-primary", "port": { "number": 3306 } } },
@@ -154,26 +192,24 @@ async fn tcp_route_by_port_two_services_sends_the_exact_patch() {
             { "op": "replace", "path": "/spec/tcp/0/route/1/weight", "value": 75 }
         ])
     );
-    assert_only_weights_change(&two_services(), &body, "/spec/tcp/0", &[25, 75]);
+    assert_only_weights_change(&before, &body, "/spec/tcp/0", &[25, 75]);
 }
 
 #[tokio::test]
 async fn http_route_by_name_per_replica_sends_the_exact_patch() {
     let config = per_replica_config(RouteSelector::HttpName("reads".into()));
-    let (result, t) = apply(
-        FakeApiServer::with(per_replica()),
-        config,
-        &weights(10, &[60, 30]),
-    )
-    .await;
+    let server = serve(per_replica());
+    let before = stored(&server);
+    let rv = before["metadata"]["resourceVersion"].clone();
+    let result = apply(&server, config, &weights(10, &[60, 30])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 1 });
-    assert_sequence(&t, &[Method::GET, Method::PATCH]);
-    let body = t.patches()[0].body.clone().unwrap();
+    assert_sequence(&server, &[Method::GET, Method::PATCH]);
+    let body = patches(&server)[0].body.clone().unwrap();
     let host = "mysql.db.svc.cluster.local";
     assert_eq!(
         body,
         json!([
-            { "op": "test", "path": "/metadata/resourceVersion", "value": "91377" },
+            { "op": "test", "path": "/metadata/resourceVersion", "value": rv },
             { "op": "test", "path": "/spec/http/0/name", "value": "reads" },
             { "op": "test", "path": "/spec/http/0/route/0/destination",
               "value": { "host": host, "subset": "primary" } },
@@ -186,26 +222,24 @@ async fn http_route_by_name_per_replica_sends_the_exact_patch() {
             { "op": "replace", "path": "/spec/http/0/route/2/weight", "value": 30 }
         ])
     );
-    assert_only_weights_change(&per_replica(), &body, "/spec/http/0", &[10, 60, 30]);
+    assert_only_weights_change(&before, &body, "/spec/http/0", &[10, 60, 30]);
 }
 
 #[tokio::test]
 async fn tcp_route_by_port_per_replica_adds_a_missing_weight() {
     let config = per_replica_config(RouteSelector::TcpPort(3306));
-    let (result, t) = apply(
-        FakeApiServer::with(per_replica()),
-        config,
-        &weights(0, &[50, 50]),
-    )
-    .await;
+    let server = serve(per_replica());
+    let before = stored(&server);
+    let rv = before["metadata"]["resourceVersion"].clone();
+    let result = apply(&server, config, &weights(0, &[50, 50])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 1 });
-    assert_sequence(&t, &[Method::GET, Method::PATCH]);
-    let body = t.patches()[0].body.clone().unwrap();
+    assert_sequence(&server, &[Method::GET, Method::PATCH]);
+    let body = patches(&server)[0].body.clone().unwrap();
     let dest = |subset: &str| json!({ "host": "mysql.db.svc.cluster.local", "port": { "number": 3306 }, "subset": subset });
     assert_eq!(
         body,
         json!([
-            { "op": "test", "path": "/metadata/resourceVersion", "value": "91377" },
+            { "op": "test", "path": "/metadata/resourceVersion", "value": rv },
             { "op": "test", "path": "/spec/tcp/0/match",
               "value": [{ "port": 3306, "sourceLabels": { "app": "shop" } }] },
             { "op": "test", "path": "/spec/tcp/0/route/0/destination", "value": dest("primary") },
@@ -216,33 +250,30 @@ async fn tcp_route_by_port_per_replica_adds_a_missing_weight() {
             { "op": "add", "path": "/spec/tcp/0/route/2/weight", "value": 50 }
         ])
     );
-    assert_only_weights_change(&per_replica(), &body, "/spec/tcp/0", &[0, 50, 50]);
+    assert_only_weights_change(&before, &body, "/spec/tcp/0", &[0, 50, 50]);
 }
 
 #[tokio::test]
 async fn weights_already_in_place_send_nothing() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let (result, t) = apply(
-        FakeApiServer::with(two_services()),
-        config,
-        &weights(10, &[45, 45]),
-    )
-    .await;
+    let server = serve(two_services());
+    let result = apply(&server, config, &weights(10, &[45, 45])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Unchanged);
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 }
 
 #[tokio::test]
 async fn conflict_409_rereads_and_succeeds_on_the_second_attempt() {
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let server = FakeApiServer::with(two_services()).force_patch_status(0, 409);
-    let (result, t) = apply(server, config, &weights(30, &[35, 35])).await;
+    let server = serve(two_services());
+    server.force_nth_patch(&mysql_path(), 0, 409);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 2 });
     assert_sequence(
-        &t,
+        &server,
         &[Method::GET, Method::PATCH, Method::GET, Method::PATCH],
     );
-    let stored = t.object.unwrap();
+    let stored = stored(&server);
     assert_eq!(stored["spec"]["http"][0]["route"][0]["weight"], 30);
     assert_eq!(stored["spec"]["http"][0]["route"][1]["weight"], 70);
 }
@@ -250,18 +281,24 @@ async fn conflict_409_rereads_and_succeeds_on_the_second_attempt() {
 #[tokio::test]
 async fn failed_test_422_after_a_concurrent_write_rereads_and_keeps_the_other_edit() {
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let server = FakeApiServer::with(two_services()).interfere_before_patch(0, unrelated_edit);
-    let (result, t) = apply(server, config, &weights(30, &[35, 35])).await;
+    let server = serve(two_services());
+    let first_read = stored(&server)["metadata"]["resourceVersion"].clone();
+    server.interfere_before_patch(&mysql_path(), 0, unrelated_edit);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 2 });
     assert_sequence(
-        &t,
+        &server,
         &[Method::GET, Method::PATCH, Method::GET, Method::PATCH],
     );
-    let patches = t.patches();
-    assert_eq!(patches[0].body.as_ref().unwrap()[0]["value"], "48213");
-    // The retry tests the version the concurrent writer produced.
-    assert_eq!(patches[1].body.as_ref().unwrap()[0]["value"], "48214");
-    let stored = t.object.unwrap();
+    let patches = patches(&server);
+    assert_eq!(tested_version(&patches[0]), first_read);
+    // The retry tests the version the concurrent writer produced: not the one first read, and
+    // not the one our own write produced. The server held only these three, and it applied the
+    // retry, so the version it tested was the current one then.
+    let stored = stored(&server);
+    let retry = tested_version(&patches[1]);
+    assert_ne!(retry, first_read);
+    assert_ne!(retry, stored["metadata"]["resourceVersion"]);
     assert_eq!(stored["spec"]["http"][1]["timeout"], "31s");
     assert_eq!(stored["spec"]["http"][0]["route"][0]["weight"], 30);
 }
@@ -269,21 +306,22 @@ async fn failed_test_422_after_a_concurrent_write_rereads_and_keeps_the_other_ed
 #[tokio::test]
 async fn a_route_moved_by_another_writer_is_found_again_at_its_new_index() {
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let server = FakeApiServer::with(two_services()).interfere_before_patch(0, |vs| {
+    let server = serve(two_services());
+    server.interfere_before_patch(&mysql_path(), 0, |vs| {
         let routes = vs["spec"]["http"].as_array_mut().unwrap();
         routes.insert(
             0,
             json!({ "name": "canary", "route": [{ "destination": { "host": "mysql-canary" } }] }),
         );
     });
-    let (result, t) = apply(server, config, &weights(50, &[25, 25])).await;
+    let result = apply(&server, config, &weights(50, &[25, 25])).await;
     assert_eq!(result.unwrap(), ApplyOutcome::Patched { attempts: 2 });
-    let retry = t.patches()[1].body.clone().unwrap();
+    let retry = patches(&server)[1].body.clone().unwrap();
     assert_eq!(
         retry[1],
         json!({ "op": "test", "path": "/spec/http/1/name", "value": "reads" })
     );
-    let stored = t.object.unwrap();
+    let stored = stored(&server);
     assert_eq!(stored["spec"]["http"][0]["name"], "canary");
     assert!(
         stored["spec"]["http"][0]["route"][0]
@@ -298,56 +336,59 @@ async fn a_route_moved_by_another_writer_is_found_again_at_its_new_index() {
 async fn persistent_conflict_gives_up_after_max_retries() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
     assert_eq!(config.max_retries, 3);
-    let server = (0..4).fold(FakeApiServer::with(two_services()), |s, n| {
-        s.force_patch_status(n, 409)
-    });
-    let (client, task) = server.start();
-    let mut actuator = IstioActuator::new(client, config);
+    let server = serve(two_services());
+    let before = stored(&server);
+    for n in 0..4 {
+        server.force_nth_patch(&mysql_path(), n, 409);
+    }
+    let mut actuator = IstioActuator::new(server.client(), config);
     let err = actuator
         .apply(&decision(weights(30, &[35, 35])))
         .await
         .unwrap_err();
-    drop(actuator);
-    let t = task.await.unwrap();
+    assert_requests_well_formed(&server);
     assert!(matches!(err, ActuatorError::Conflict(_)), "{err:?}");
     assert_eq!(err.kind(), "conflict");
-    assert_eq!(t.patches().len(), 4, "one attempt plus max_retries");
-    assert_eq!(t.requests.len(), 8);
-    assert_eq!(t.object.unwrap(), two_services());
+    assert_eq!(patches(&server).len(), 4, "one attempt plus max_retries");
+    assert_eq!(server.requests().len(), 8);
+    assert_eq!(stored(&server), before);
 }
 
 #[tokio::test]
 async fn a_422_on_an_unchanged_object_is_a_refusal_not_a_race() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let server = FakeApiServer::with(two_services()).force_patch_status(0, 422);
-    let (result, t) = apply(server, config, &weights(30, &[35, 35])).await;
+    let server = serve(two_services());
+    server.force_nth_patch(&mysql_path(), 0, 422);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert!(
         matches!(err, IstioError::Refused { code: 422, .. }),
         "{err:?}"
     );
     assert_eq!(ActuatorError::from(err).kind(), "rejected");
-    assert_eq!(t.patches().len(), 1);
+    assert_eq!(patches(&server).len(), 1);
 }
 
 #[tokio::test]
 async fn forbidden_is_rejected_without_retry() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let server = FakeApiServer::with(two_services()).force_patch_status(0, 403);
-    let (result, t) = apply(server, config, &weights(30, &[35, 35])).await;
+    let server = serve(two_services());
+    server.force_nth_patch(&mysql_path(), 0, 403);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert!(
         matches!(err, IstioError::Refused { code: 403, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("cannot patch"), "{err}");
-    assert_sequence(&t, &[Method::GET, Method::PATCH]);
+    assert_sequence(&server, &[Method::GET, Method::PATCH]);
 }
 
 #[tokio::test]
 async fn missing_virtual_service_is_an_error_and_nothing_is_patched() {
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let (result, t) = apply(FakeApiServer::empty(), config, &weights(30, &[35, 35])).await;
+    let server = FakeApiServer::new();
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert_eq!(
         err,
@@ -358,7 +399,7 @@ async fn missing_virtual_service_is_an_error_and_nothing_is_patched() {
     );
     assert_eq!(err.to_string(), "VirtualService db/mysql not found");
     assert_eq!(ActuatorError::from(err).kind(), "rejected");
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 }
 
 #[tokio::test]
@@ -369,19 +410,15 @@ async fn route_not_found_names_the_selector_and_patches_nothing() {
         RouteSelector::Hosts(vec!["postgres".into()]),
     ] {
         let config = two_services_config(selector.clone());
-        let (result, t) = apply(
-            FakeApiServer::with(two_services()),
-            config,
-            &weights(30, &[35, 35]),
-        )
-        .await;
+        let server = serve(two_services());
+        let result = apply(&server, config, &weights(30, &[35, 35])).await;
         let err = result.unwrap_err();
         assert!(matches!(err, IstioError::RouteNotFound { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains(&selector.to_string()), "{text}");
         assert!(text.contains("\"reads\", \"writes\", <unnamed>"), "{text}");
         assert!(text.contains("port 3306, port 3307"), "{text}");
-        assert_sequence(&t, &[Method::GET]);
+        assert_sequence(&server, &[Method::GET]);
     }
 }
 
@@ -392,12 +429,8 @@ async fn ambiguous_route_is_an_error_and_patches_nothing() {
         "mysql-replicas".into(),
         "mysql-primary".into(),
     ]));
-    let (result, t) = apply(
-        FakeApiServer::with(two_services()),
-        config,
-        &weights(30, &[35, 35]),
-    )
-    .await;
+    let server = serve(two_services());
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert!(
         matches!(err, IstioError::AmbiguousRoute { count: 2, .. }),
@@ -407,15 +440,16 @@ async fn ambiguous_route_is_an_error_and_patches_nothing() {
         err.to_string().contains("/spec/http/0, /spec/tcp/0"),
         "{err}"
     );
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 
     // Two HTTP routes with the same name: Istio allows it, Weir will not guess.
     let mut vs = two_services();
     vs["spec"]["http"][1]["name"] = json!("reads");
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let (result, t) = apply(FakeApiServer::with(vs), config, &weights(30, &[35, 35])).await;
+    let server = serve(vs);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     assert!(matches!(result, Err(IstioError::AmbiguousRoute { .. })));
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 }
 
 #[tokio::test]
@@ -426,7 +460,8 @@ async fn unexpected_layout_is_an_error_and_patches_nothing() {
         .unwrap()
         .push(json!({ "destination": { "host": "mysql-analytics" }, "weight": 0 }));
     let config = two_services_config(RouteSelector::TcpPort(3306));
-    let (result, t) = apply(FakeApiServer::with(vs), config, &weights(30, &[35, 35])).await;
+    let server = serve(vs);
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert!(
         matches!(err, IstioError::UnexpectedLayout { .. }),
@@ -437,20 +472,21 @@ async fn unexpected_layout_is_an_error_and_patches_nothing() {
         "unexpected layout at /spec/tcp/0: expected destinations [mysql-primary (primary), \
          mysql-replicas (replicas)], found [mysql-primary, mysql-replicas, mysql-analytics]"
     );
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 
     // A per-replica route whose subsets are not the configured ones.
     let mut vs = per_replica();
     vs["spec"]["http"][0]["route"][2]["destination"]["subset"] = json!("replica-2");
     let config = per_replica_config(RouteSelector::HttpName("reads".into()));
-    let (result, t) = apply(FakeApiServer::with(vs), config, &weights(10, &[45, 45])).await;
+    let server = serve(vs);
+    let result = apply(&server, config, &weights(10, &[45, 45])).await;
     let err = result.unwrap_err();
     assert!(
         err.to_string()
             .contains("mysql.db.svc.cluster.local/replica-2"),
         "{err}"
     );
-    assert_sequence(&t, &[Method::GET]);
+    assert_sequence(&server, &[Method::GET]);
 }
 
 #[tokio::test]
@@ -483,17 +519,21 @@ async fn invalid_weights_are_never_sent() {
         ),
     ];
     for (config, vs, w) in cases {
-        let (result, t) = apply(FakeApiServer::with(vs), config, &w).await;
+        let server = serve(vs);
+        let result = apply(&server, config, &w).await;
         let err = result.unwrap_err();
         assert!(matches!(err, IstioError::InvalidWeights(_)), "{w}: {err:?}");
-        assert!(t.patches().is_empty(), "{w} was sent");
+        assert!(patches(&server).is_empty(), "{w} was sent");
     }
 }
 
 #[tokio::test]
 async fn plan_shows_the_patch_without_writing() {
-    let (client, task) = FakeApiServer::with(per_replica()).start();
-    let actuator = IstioActuator::new(client, per_replica_config(RouteSelector::TcpPort(3306)));
+    let server = serve(per_replica());
+    let actuator = IstioActuator::new(
+        server.client(),
+        per_replica_config(RouteSelector::TcpPort(3306)),
+    );
     let d = decision(weights(20, &[40, 40]));
     let patch = actuator.plan(&d).await.unwrap();
     let as_json = actuator.plan_json(&d).await.unwrap();
@@ -503,41 +543,44 @@ async fn plan_shows_the_patch_without_writing() {
         as_json[7],
         json!({ "op": "add", "path": "/spec/tcp/0/route/2/weight", "value": 40 })
     );
-    drop(actuator);
-    let t = task.await.unwrap();
-    assert_sequence(&t, &[Method::GET, Method::GET]);
+    assert_requests_well_formed(&server);
+    assert_sequence(&server, &[Method::GET, Method::GET]);
 }
 
 #[tokio::test]
 async fn read_current_normalises_to_weir_weights() {
-    let (client, task) = FakeApiServer::with(two_services()).start();
-    let two = IstioActuator::new(client, two_services_config(RouteSelector::TcpPort(3306)));
+    let server = serve(two_services());
+    let two = IstioActuator::new(
+        server.client(),
+        two_services_config(RouteSelector::TcpPort(3306)),
+    );
     // 10 / 90 on the two services: the reader's 90 is split evenly over two replicas.
     assert_eq!(two.read_current(2).await.unwrap(), weights(10, &[45, 45]));
     assert_eq!(
         two.read_current(3).await.unwrap(),
         weights(10, &[30, 30, 30])
     );
-    drop(two);
-    task.await.unwrap();
+    assert_requests_well_formed(&server);
 
-    let (client, task) = FakeApiServer::with(per_replica()).start();
-    let per = IstioActuator::new(client, per_replica_config(RouteSelector::TcpPort(3306)));
+    let server = serve(per_replica());
+    let per = IstioActuator::new(
+        server.client(),
+        per_replica_config(RouteSelector::TcpPort(3306)),
+    );
     // 0 / 100 / (absent) per subset.
     assert_eq!(per.read_current(2).await.unwrap(), weights(0, &[100, 0]));
     assert!(matches!(
         per.read_current(3).await,
         Err(IstioError::InvalidWeights(_))
     ));
-    drop(per);
-    task.await.unwrap();
+    assert_requests_well_formed(&server);
 }
 
 #[tokio::test]
 async fn actuator_trait_applies_and_names_itself() {
-    let (client, task) = FakeApiServer::with(two_services()).start();
+    let server = serve(two_services());
     let mut actuator = IstioActuator::new(
-        client,
+        server.client(),
         two_services_config(RouteSelector::HttpName("reads".into())),
     );
     assert_eq!(actuator.name(), "istio");
@@ -550,10 +593,9 @@ async fn actuator_trait_applies_and_names_itself() {
         .apply(&decision(weights(100, &[0, 0])))
         .await
         .unwrap();
-    drop(actuator);
-    let t = task.await.unwrap();
-    assert_sequence(&t, &[Method::GET, Method::PATCH, Method::GET]);
-    let stored = t.object.unwrap();
+    assert_requests_well_formed(&server);
+    assert_sequence(&server, &[Method::GET, Method::PATCH, Method::GET]);
+    let stored = stored(&server);
     assert_eq!(stored["spec"]["http"][0]["route"][0]["weight"], 100);
     assert_eq!(stored["spec"]["http"][0]["route"][1]["weight"], 0);
 }
@@ -561,18 +603,32 @@ async fn actuator_trait_applies_and_names_itself() {
 #[tokio::test]
 async fn a_writer_that_always_gets_in_first_ends_in_conflict() {
     let config = two_services_config(RouteSelector::HttpName("reads".into()));
-    let server = (0..4).fold(FakeApiServer::with(two_services()), |s, n| {
-        s.interfere_before_patch(n, unrelated_edit)
-    });
-    let (result, t) = apply(server, config, &weights(30, &[35, 35])).await;
+    let server = serve(two_services());
+    let first_read = stored(&server)["metadata"]["resourceVersion"].clone();
+    for n in 0..4 {
+        server.interfere_before_patch(&mysql_path(), n, unrelated_edit);
+    }
+    let result = apply(&server, config, &weights(30, &[35, 35])).await;
     let err = result.unwrap_err();
     assert!(
         matches!(err, IstioError::Conflict { attempts: 4, .. }),
         "{err:?}"
     );
-    assert_eq!(t.patches().len(), 4);
-    // Every failed test was followed by a fresh read; no weight was ever written.
-    let stored = t.object.unwrap();
+    let patches = patches(&server);
+    assert_eq!(patches.len(), 4);
+    // Every failed test was followed by a fresh read: each attempt tested a version no earlier
+    // attempt had seen, the first the original one, and the writer's fourth edit came after
+    // the last read. No weight was ever written.
+    let stored = stored(&server);
+    let mut versions: Vec<Value> = patches.iter().map(tested_version).collect();
+    assert_eq!(versions[0], first_read);
+    versions.push(stored["metadata"]["resourceVersion"].clone());
+    for (i, v) in versions.iter().enumerate() {
+        assert!(
+            !versions[..i].contains(v),
+            "version {v} seen twice: {versions:?}"
+        );
+    }
     assert_eq!(stored["spec"]["http"][0], two_services()["spec"]["http"][0]);
-    assert_eq!(stored["metadata"]["resourceVersion"], "48217");
+    assert_eq!(stored["spec"]["http"][1]["timeout"], "31s");
 }

@@ -106,7 +106,7 @@ fn main() {
             api.put(&rs_path(&ns, &name), readsplit_json(&ns, &name, &name, "Enforce"));
             objects.push((ns, name));
         }
-        api.store.lock().unwrap().forget_requests = true;
+        api.only_count();
         // The fake cluster's objects live in this process too: measure them first.
         let (_, rss_cluster, _) = usage();
         let tick = Arc::new(AtomicU64::new(0));
@@ -144,7 +144,7 @@ fn main() {
         };
         // Warm-up round: builds every governed ReadSplit (first reads, first state saves).
         reconcile_all(0).await;
-        api.store.lock().unwrap().request_count = 0;
+        api.take_request_count();
         let (cpu0, _, _) = usage();
         let t0 = Instant::now();
         let rounds = seconds.div_ceil(15).max(1);
@@ -154,7 +154,7 @@ fn main() {
         }
         let wall = t0.elapsed().as_secs_f64();
         let (cpu1, rss, hwm) = usage();
-        let requests = api.store.lock().unwrap().request_count;
+        let requests = api.take_request_count();
         println!(
             "readsplits {n}, interval 15 s, {rounds} rounds in {wall:.1} s on one core: CPU {:.1}% of a core ({:.2} s, operator + fake API server); RSS {:.1} MB (peak {:.1} MB), of which the fake cluster's objects {:.1} MB before governing, so governing {n} ReadSplits added {:.1} MB; governed {}, API requests {requests} ({:.0}/s)",
             100.0 * (cpu1 - cpu0) / wall,

@@ -45,6 +45,8 @@ pub const ERROR_KINDS: &[&str] = &[
     "kube",
     "malformed",
     "invalid_spec",
+    // Not a failure: the state was saved, but without the learned policy (too large).
+    "state_too_large",
 ];
 
 /// The label sets one ReadSplit has created, so they can be removed with it.
@@ -57,6 +59,8 @@ pub struct Metrics {
     errors: Family<KindLabel, Counter>,
     duration: Histogram,
     governed: Gauge,
+    leader: Gauge,
+    leader_changes: Counter,
     weight: Family<WeightLabel, Gauge>,
     lag: Family<LagLabel, Gauge<f64, AtomicU64>>,
     /// Series per ReadSplit, to remove them when it goes.
@@ -102,6 +106,18 @@ impl Metrics {
             "ReadSplits governed by this instance",
             governed.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "weir_operator_leader",
+            "1 while this instance holds the Lease and governs, else 0",
+            leader.clone(),
+        );
+        let leader_changes = Counter::default();
+        registry.register(
+            "weir_operator_leadership_changes",
+            "Times this instance became or stopped being the leader",
+            leader_changes.clone(),
+        );
         let weight = Family::<WeightLabel, Gauge>::default();
         registry.register(
             "weir_operator_weight",
@@ -120,6 +136,8 @@ impl Metrics {
             errors,
             duration,
             governed,
+            leader,
+            leader_changes,
             weight,
             lag,
             series: Mutex::new(HashMap::new()),
@@ -141,6 +159,12 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// Records whether this instance leads.
+    pub(crate) fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        self.leader_changes.inc();
     }
 
     pub(crate) fn set_governed(&self, n: usize) {

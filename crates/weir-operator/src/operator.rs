@@ -23,7 +23,7 @@ use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::crd::ReadSplit;
-use crate::reconcile::{Context, PromSources, error_policy, reconcile};
+use crate::reconcile::{Context, PromSources, SourceFactory, error_policy, reconcile};
 
 /// How `weir operator` runs.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub enum OperatorError {
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn http_router(ctx: Arc<Context<PromSources>>, ready: Arc<AtomicBool>) -> Router {
+fn http_router<F: SourceFactory>(ctx: Arc<Context<F>>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -101,26 +101,40 @@ fn http_router(ctx: Arc<Context<PromSources>>, ready: Arc<AtomicBool>) -> Router
         )
 }
 
-/// Runs the operator until `shutdown` completes.
+/// Runs the operator until `shutdown` completes: binds `opts.listen`, reads metrics from
+/// Prometheus and time from the system clock.
 pub async fn run(
     client: Client,
     opts: OperatorOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
-    let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        PromSources,
-        clock,
-        Some(opts.identity.clone()),
-    ));
-    let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| OperatorError::Bind {
             addr: opts.listen,
             source,
         })?;
+    let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
+    serve(client, listener, PromSources, clock, opts, shutdown).await
+}
+
+/// [`run`] with its parts supplied: the HTTP listener (already bound), where metrics come
+/// from, and the clock the reconciler decides by. Tests use it with a fake API server.
+pub async fn serve<F: SourceFactory>(
+    client: Client,
+    listener: tokio::net::TcpListener,
+    sources: F,
+    clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    opts: OperatorOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OperatorError> {
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        sources,
+        clock,
+        Some(opts.identity.clone()),
+    ));
+    let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let app = http_router(ctx.clone(), ready.clone());
@@ -164,6 +178,7 @@ pub async fn run(
             _ = stopping.wait_for(|v| *v) => break,
         }
         tracing::info!(identity = %opts.identity, "leading: governing ReadSplits");
+        ctx.metrics.set_leader(true);
         let api: Api<ReadSplit> = match &opts.namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
@@ -186,6 +201,7 @@ pub async fn run(
         controller.await;
         // Whoever leads next starts from the ConfigMaps, not from what this instance held.
         ctx.forget_all();
+        ctx.metrics.set_leader(false);
         if *stop_rx.borrow() {
             break;
         }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -101,6 +102,8 @@ struct Governed<S> {
     decisions: u64,
     /// When the latest decision was made.
     last_decision: Option<Timestamp>,
+    /// The shared queries it uses, if any.
+    shared: Option<SharedQueries>,
 }
 
 /// One governed ReadSplit, locked while it is reconciled.
@@ -212,26 +215,52 @@ pub fn error_policy<F: SourceFactory>(
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// Query overrides from the `queriesFrom` ConfigMap (`queries.json`).
+/// How often a `queriesFrom` ConfigMap is read again, so edits to shared queries reach
+/// every ReadSplit that uses them (and a missing one is looked for again).
+pub const SHARED_QUERIES_RECHECK: Duration = Duration::from_secs(60);
+
+/// The `queriesFrom` ConfigMap a governed ReadSplit was built with.
+struct SharedQueries {
+    /// Its `resourceVersion` when read.
+    version: Option<String>,
+    /// When it was last read.
+    checked: Timestamp,
+}
+
+/// Query overrides from the `queriesFrom` ConfigMap (`queries.json`), with the ConfigMap's
+/// `resourceVersion` (`None` when the spec names no ConfigMap).
 async fn shared_queries(
     client: &Client,
     ns: &str,
     spec: &ReadSplitSpec,
-) -> Result<BTreeMap<String, QuerySpec>, SpecError> {
+) -> Result<(BTreeMap<String, QuerySpec>, Option<String>), SpecError> {
     let Some(cm) = &spec.prometheus.queries_from else {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), None));
     };
-    let field = "spec.prometheus.queriesFrom";
-    let text = state::config_map_key(client, ns, cm, "queries.json")
+    let invalid = |problem: String| SpecError {
+        field: "spec.prometheus.queriesFrom".into(),
+        problem,
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let found = api
+        .get_opt(cm)
         .await
-        .map_err(|e| SpecError {
-            field: field.into(),
-            problem: e,
-        })?;
-    serde_json::from_str(&text).map_err(|e| SpecError {
-        field: field.into(),
-        problem: format!("ConfigMap {ns}/{cm} queries.json: {e}"),
-    })
+        .map_err(|e| invalid(format!("reading ConfigMap {ns}/{cm}: {e}")))?
+        .ok_or_else(|| invalid(format!("ConfigMap {ns}/{cm} not found")))?;
+    let text = found
+        .data
+        .as_ref()
+        .and_then(|d| d.get("queries.json"))
+        .ok_or_else(|| invalid(format!("ConfigMap {ns}/{cm} has no key \"queries.json\"")))?;
+    let queries = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("ConfigMap {ns}/{cm} queries.json: {e}")))?;
+    Ok((queries, found.metadata.resource_version))
+}
+
+/// Whether an invalid spec may mend itself without a new generation: the shared-queries
+/// ConfigMap can be created or fixed at any time.
+fn outside_spec(e: &SpecError) -> bool {
+    e.field.starts_with("spec.prometheus.queriesFrom")
 }
 
 async fn build_policy(
@@ -292,7 +321,7 @@ async fn build<F: SourceFactory>(
     name: &str,
 ) -> Result<Governed<F::Source>, BuildError> {
     let spec = &rs.spec;
-    let shared = shared_queries(&ctx.client, ns, spec)
+    let (shared, shared_version) = shared_queries(&ctx.client, ns, spec)
         .await
         .map_err(BuildError::Spec)?;
     let plan = spec.plan(ns, &shared).map_err(BuildError::Spec)?;
@@ -342,6 +371,14 @@ async fn build<F: SourceFactory>(
         in_force: initial,
         decisions: saved.map_or(0, |s| s.decisions),
         last_decision: None,
+        shared: spec
+            .prometheus
+            .queries_from
+            .as_ref()
+            .map(|_| SharedQueries {
+                version: shared_version,
+                checked: (ctx.clock)(),
+            }),
     })
 }
 
@@ -360,6 +397,47 @@ fn istio_reason(e: &IstioError) -> &'static str {
         IstioError::Conflict { .. } => "Conflict",
         _ => "ActuationFailed",
     }
+}
+
+/// Reads the `queriesFrom` ConfigMap again when [`SHARED_QUERIES_RECHECK`] has passed; when
+/// it changed, the source is rebuilt with the new queries (the policy, its learning and the
+/// weights in force carry on).
+async fn refresh_shared_queries<F: SourceFactory>(
+    rs: &ReadSplit,
+    ctx: &Context<F>,
+    g: &mut Governed<F::Source>,
+    key: &str,
+    ns: &str,
+    now: Timestamp,
+) -> Result<(), SpecError> {
+    let Some(shared) = &g.shared else {
+        return Ok(());
+    };
+    let due = i64::try_from(SHARED_QUERIES_RECHECK.as_millis()).unwrap_or(i64::MAX);
+    if now.as_millisecond() - shared.checked.as_millisecond() < due {
+        return Ok(());
+    }
+    let (queries, version) = shared_queries(&ctx.client, ns, &rs.spec).await?;
+    if version != shared.version {
+        let plan = rs.spec.plan(ns, &queries)?;
+        g.source = ctx
+            .sources
+            .build(key, &plan.prometheus)
+            .map_err(|problem| SpecError {
+                field: "spec.prometheus".into(),
+                problem,
+            })?;
+        tracing::info!(
+            readsplit = key,
+            "shared queries changed: new metrics source"
+        );
+        g.plan = plan;
+    }
+    g.shared = Some(SharedQueries {
+        version,
+        checked: now,
+    });
+    Ok(())
 }
 
 async fn govern<F: SourceFactory>(
@@ -393,8 +471,12 @@ async fn govern<F: SourceFactory>(
                 let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
                 patch_status(ctx, ns, name, &status).await?;
                 ctx.metrics.count_error("invalid_spec");
-                // Nothing to do until the spec changes.
-                return Ok(Action::await_change());
+                // Nothing to do until the spec changes, or the shared queries do.
+                return Ok(if outside_spec(&e) {
+                    Action::requeue(SHARED_QUERIES_RECHECK)
+                } else {
+                    Action::await_change()
+                });
             }
             Err(BuildError::Kube(e)) => return Err(e.into()),
         },
@@ -412,6 +494,14 @@ async fn govern<F: SourceFactory>(
         }
     }
     g.last_decision = Some(now);
+    if let Err(e) = refresh_shared_queries(rs, ctx, &mut g, key, ns, now).await {
+        drop(g);
+        ctx.forget(key);
+        let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
+        patch_status(ctx, ns, name, &status).await?;
+        ctx.metrics.count_error("invalid_spec");
+        return Ok(Action::requeue(SHARED_QUERIES_RECHECK));
+    }
     let now_s = now.as_millisecond() as f64 / 1000.0;
 
     let timeout = g.plan.prometheus.timeout_s.max(0.1) + 1.0;
@@ -517,7 +607,11 @@ async fn govern<F: SourceFactory>(
                 None
             },
         };
-        state::save(&ctx.client, rs, &saved).await?;
+        if let state::SaveOutcome::PolicyTooLarge { .. } =
+            state::save(&ctx.client, rs, &saved).await?
+        {
+            ctx.metrics.count_error("state_too_large");
+        }
     }
     Ok(Action::requeue(interval))
 }

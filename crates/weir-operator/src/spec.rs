@@ -55,6 +55,40 @@ const QUERY_NAMES: [(&str, &str); 8] = [
     ("primaryReadP99Ms", "primary_read_p99_ms"),
 ];
 
+/// A field of `PromConfig` named as the ReadSplit's user wrote it: weir-prom's
+/// `queries.replica_lag_s.replica_label` is `spec.prometheus.queries.replicaLagSeconds.replicaLabel`
+/// (or `queriesFrom` when that is where the query came from).
+fn crd_field(
+    field: &str,
+    shared: &BTreeMap<String, QuerySpec>,
+    own: &BTreeMap<String, QuerySpec>,
+) -> String {
+    let mut parts = field.split('.');
+    let (Some("queries"), Some(key)) = (parts.next(), parts.next()) else {
+        return format!("spec.prometheus ({field})");
+    };
+    let Some((name, _)) = QUERY_NAMES.iter().find(|(_, k)| *k == key) else {
+        return format!("spec.prometheus ({field})");
+    };
+    let source = if !own.contains_key(*name) && shared.contains_key(*name) {
+        "queriesFrom"
+    } else {
+        "queries"
+    };
+    let rest: Vec<String> = parts
+        .map(|p| match p {
+            "replica_label" => "replicaLabel".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let mut out = format!("spec.prometheus.{source}.{name}");
+    for p in rest {
+        out.push('.');
+        out.push_str(&p);
+    }
+    out
+}
+
 fn destination(d: &DestinationSpec) -> Destination {
     Destination {
         host: d.host.clone(),
@@ -193,7 +227,10 @@ impl ReadSplitSpec {
         prometheus.queries = queries(shared_queries, &self.prometheus.queries)?;
         prometheus.validate().map_err(|errors| {
             let e = &errors[0];
-            err(format!("spec.prometheus ({})", e.field), e.problem.clone())
+            err(
+                crd_field(&e.field, shared_queries, &self.prometheus.queries),
+                e.problem.clone(),
+            )
         })?;
 
         let d = Slo::default();

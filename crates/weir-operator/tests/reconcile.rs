@@ -5,71 +5,17 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::Method;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use support::{FakeApiServer, cm_path, readsplit_json, rs_path, virtual_service, vs_path};
-use weir_controller::{Source, SourceError};
-use weir_core::Observation;
+use support::{
+    Canned, FakeApiServer, cm_path, readsplit_json, rs_path, saved_state, virtual_service, vs_path,
+};
 use weir_operator::ReadSplit;
-use weir_operator::reconcile::{Context, SourceFactory, reconcile};
-use weir_prom::PromConfig;
-use weir_test_support::ObsBuilder;
-
-/// Lags per ReadSplit key (`ns/name`); `None` makes the source fail.
-#[derive(Clone, Default)]
-struct Canned(Arc<Mutex<HashMap<String, Option<Vec<f64>>>>>);
-
-impl Canned {
-    fn set(&self, key: &str, lags: Option<&[f64]>) {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), lags.map(<[f64]>::to_vec));
-    }
-}
-
-struct CannedSource {
-    key: String,
-    table: Canned,
-}
-
-impl Source for CannedSource {
-    async fn observe(&mut self, now_s: f64) -> Result<Observation, SourceError> {
-        let lags = self
-            .table
-            .0
-            .lock()
-            .unwrap()
-            .get(&self.key)
-            .cloned()
-            .flatten();
-        match lags {
-            Some(lags) => {
-                let mut b = ObsBuilder::new(lags.len()).at(now_s);
-                for (i, l) in lags.iter().enumerate() {
-                    b = b.lag(i, *l);
-                }
-                Ok(b.build())
-            }
-            None => Err(SourceError::Unreachable("connection refused".into())),
-        }
-    }
-}
-
-impl SourceFactory for Canned {
-    type Source = CannedSource;
-    fn build(&self, key: &str, _config: &PromConfig) -> Result<CannedSource, String> {
-        Ok(CannedSource {
-            key: key.to_string(),
-            table: self.clone(),
-        })
-    }
-}
+use weir_operator::reconcile::{Context, reconcile};
 
 /// Controller time: starts at 1 800 000 000 s (2027-01-15T08:00:00Z); tests move it.
 #[derive(Clone, Default)]
@@ -196,7 +142,7 @@ async fn a_lagging_replica_is_taken_out_of_the_route_with_status_event_and_state
         "uid-shop-orders"
     );
     assert_eq!(cm["metadata"]["ownerReferences"][0]["controller"], true);
-    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    let state = saved_state(&api, "shop", "orders").unwrap();
     assert_eq!(state["decisions"], 1);
     assert_eq!(state["inForce"]["replicas"][0], 0);
     assert_eq!(ctx.governed_count(), 1);
@@ -300,10 +246,7 @@ async fn a_deleted_readsplit_is_no_longer_governed_and_nothing_is_written() {
     let action = reconcile(deleting, ctx.clone()).await.unwrap();
     assert_eq!(action, Action::await_change());
     assert_eq!(ctx.governed_count(), 0);
-    assert!(
-        api.store.lock().unwrap().requests.is_empty(),
-        "no requests while deleting"
-    );
+    assert!(api.requests().is_empty(), "no requests while deleting");
     assert!(!ctx.metrics.encode().contains("readsplit=\"orders\""));
 }
 
@@ -324,7 +267,7 @@ async fn state_survives_a_restart_through_the_configmap() {
         .await
         .unwrap();
     let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
-    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    let state = saved_state(&api, "shop", "orders").unwrap();
     assert_eq!(state["decisions"], 2, "the count continues");
     assert_eq!(route_weights(&api, "shop", "mysql"), before);
 
@@ -335,8 +278,7 @@ async fn state_survives_a_restart_through_the_configmap() {
     reconcile(current(&api, "shop", "orders"), context(&api, &canned))
         .await
         .unwrap();
-    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
-    let state: Value = serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap();
+    let state = saved_state(&api, "shop", "orders").unwrap();
     assert_eq!(state["decisions"], 1);
 }
 
@@ -474,4 +416,211 @@ async fn metrics_gone_for_too_long_engage_the_fail_safe_and_say_so() {
     assert_eq!(reasons.last().unwrap(), "ShieldFailSafe", "{reasons:?}");
     let (_, _, message) = condition(&api, "shop", "orders", "Degraded");
     assert!(message.contains("connection refused"), "{message}");
+}
+
+fn queries_config_map(ns: &str, queries: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "weir-queries", "namespace": ns },
+        "data": { "queries.json": queries }
+    })
+}
+
+#[tokio::test]
+async fn shared_queries_come_from_the_queries_from_configmap_and_follow_its_edits() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    api.put(
+        &cm_path("shop", "weir-queries"),
+        queries_config_map(
+            "shop",
+            r#"{"replicaLagSeconds": {"query": "max by (pod) (shared_lag_seconds)", "replicaLabel": "pod"},
+                "primaryCpu": {"query": "shared_cpu"}}"#,
+        ),
+    );
+    let mut object = readsplit_json("shop", "orders", "mysql", "Enforce");
+    object["spec"]["prometheus"]["queriesFrom"] = json!("weir-queries");
+    object["spec"]["prometheus"]["queries"] = json!({ "primaryCpu": { "query": "own_cpu" } });
+    let rs = create(&api, object);
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+
+    reconcile(rs.clone(), ctx.clone()).await.unwrap();
+    let config = canned.config("shop/orders").unwrap();
+    assert_eq!(
+        config.queries.replica_lag_s.query,
+        "max by (pod) (shared_lag_seconds)"
+    );
+    assert_eq!(
+        config.queries.replica_lag_s.replica_label.as_deref(),
+        Some("pod")
+    );
+    // The ReadSplit's own query wins over the shared one; the rest are Weir's defaults.
+    assert_eq!(config.queries.primary_cpu.query, "own_cpu");
+    let defaults = weir_prom::Queries::default();
+    assert_eq!(config.queries.replica_up, defaults.replica_up);
+    assert_eq!(route_weights(&api, "shop", "mysql")[1], 0);
+
+    // An edit to the shared queries reaches the ReadSplit at the next check, without
+    // starting it over.
+    api.put(
+        &cm_path("shop", "weir-queries"),
+        queries_config_map(
+            "shop",
+            r#"{"replicaLagSeconds": {"query": "v2_lag", "replicaLabel": "pod"}}"#,
+        ),
+    );
+    clock.advance(15);
+    reconcile(rs.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(
+        canned.lag_query("shop/orders"),
+        "max by (pod) (shared_lag_seconds)",
+        "read again before the check was due"
+    );
+    clock.advance(60);
+    reconcile(rs.clone(), ctx.clone()).await.unwrap();
+    let config = canned.config("shop/orders").unwrap();
+    assert_eq!(config.queries.replica_lag_s.query, "v2_lag");
+    assert_eq!(config.queries.primary_cpu.query, "own_cpu");
+    let state = saved_state(&api, "shop", "orders").unwrap();
+    assert_eq!(state["decisions"], 3, "the ReadSplit was started over");
+    let (status, ..) = condition(&api, "shop", "orders", "Ready");
+    assert_eq!(status, "True");
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_queries_from_configmap_is_reported_and_looked_for_again() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let mut object = readsplit_json("shop", "orders", "mysql", "Enforce");
+    object["spec"]["prometheus"]["queriesFrom"] = json!("weir-queries");
+    let rs = create(&api, object);
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let ctx = context(&api, &canned);
+    let recheck = Action::requeue(weir_operator::reconcile::SHARED_QUERIES_RECHECK);
+
+    let cases = [
+        (
+            None,
+            "spec.prometheus.queriesFrom: ConfigMap shop/weir-queries not found",
+        ),
+        (
+            Some("{ not json"),
+            "spec.prometheus.queriesFrom: ConfigMap shop/weir-queries queries.json: ",
+        ),
+        (
+            Some(r#"{"replicaLagg": {"query": "x"}}"#),
+            "spec.prometheus.queriesFrom.replicaLagg: unknown signal",
+        ),
+    ];
+    for (queries, expected) in cases {
+        if let Some(q) = queries {
+            api.put(
+                &cm_path("shop", "weir-queries"),
+                queries_config_map("shop", q),
+            );
+        }
+        assert_eq!(reconcile(rs.clone(), ctx.clone()).await.unwrap(), recheck);
+        let (status, reason, message) = condition(&api, "shop", "orders", "Degraded");
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+        assert!(message.starts_with(expected), "{message}");
+        assert_eq!(api.count(&Method::PATCH, &vs_path("shop", "mysql")), 0);
+        assert_eq!(ctx.governed_count(), 0);
+    }
+
+    // Fixed: it governs, with no change to the ReadSplit.
+    api.put(
+        &cm_path("shop", "weir-queries"),
+        queries_config_map("shop", r#"{"replicaLagSeconds": {"query": "fixed_lag"}}"#),
+    );
+    // A per-replica query without its label is named as the user wrote it.
+    api.put(
+        &cm_path("shop", "weir-queries"),
+        queries_config_map("shop", r#"{"replicaLagSeconds": {"query": "fixed_lag"}}"#),
+    );
+    reconcile(rs.clone(), ctx.clone()).await.unwrap();
+    let (_, _, message) = condition(&api, "shop", "orders", "Degraded");
+    assert!(
+        message.starts_with("spec.prometheus.queriesFrom.replicaLagSeconds.replicaLabel: "),
+        "{message}"
+    );
+    api.put(
+        &cm_path("shop", "weir-queries"),
+        queries_config_map(
+            "shop",
+            r#"{"replicaLagSeconds": {"query": "fixed_lag", "replicaLabel": "pod"}}"#,
+        ),
+    );
+    reconcile(rs, ctx.clone()).await.unwrap();
+    assert_eq!(canned.lag_query("shop/orders"), "fixed_lag");
+    assert_eq!(route_weights(&api, "shop", "mysql")[1], 0);
+    let (status, reason, _) = condition(&api, "shop", "orders", "Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "AsExpected"));
+}
+
+#[tokio::test]
+async fn an_online_learned_table_is_saved_compressed_and_a_restart_learns_on_from_it() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    let model = include_str!("../../../models/qlearn.json");
+    api.put(
+        &cm_path("shop", "weir-model"),
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "weir-model", "namespace": "shop" },
+            "data": { "model.json": model }
+        }),
+    );
+    let mut object = readsplit_json("shop", "orders", "mysql", "Enforce");
+    object["spec"]["policy"] =
+        json!({ "kind": "qlearn", "modelConfigMap": "weir-model", "onlineLearning": true });
+    let rs = create(&api, object);
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+    for _ in 0..3 {
+        reconcile(rs.clone(), ctx.clone()).await.unwrap();
+        clock.advance(15);
+    }
+
+    let stored = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    assert!(stored["data"].get("policy.json").is_none(), "{stored}");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(stored).unwrap();
+    let gz = &cm.binary_data.unwrap()["policy.json.gz"].0;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    let table: Value = serde_json::from_str(&text).unwrap();
+    assert!(table.is_object());
+    assert!(
+        gz.len() * 2 < text.len(),
+        "{} bytes compressed to {}",
+        text.len(),
+        gz.len()
+    );
+
+    // A new leader starts from the learned table, not from the model (which is gone).
+    api.remove(&cm_path("shop", "weir-model"));
+    let restarted = context_with(&api, &canned, &clock);
+    reconcile(current(&api, "shop", "orders"), restarted.clone())
+        .await
+        .unwrap();
+    assert_eq!(restarted.governed_count(), 1);
+    let (status, reason, _) = condition(&api, "shop", "orders", "Ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Governing"));
+    // Without online learning, the model is required again.
+    let mut object = api.get(&rs_path("shop", "orders")).unwrap();
+    object["spec"]["policy"]["onlineLearning"] = json!(false);
+    object["metadata"]["generation"] = json!(2);
+    api.put(&rs_path("shop", "orders"), object);
+    reconcile(current(&api, "shop", "orders"), restarted)
+        .await
+        .unwrap();
+    let (_, reason, message) = condition(&api, "shop", "orders", "Degraded");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("weir-model not found"), "{message}");
 }

@@ -3,7 +3,10 @@
 //! [`ObsBuilder`] makes a fresh, healthy observation of a primary and N replicas, and lets a
 //! test change one thing at a time (a lagging replica, a down replica, stale metrics, a hot
 //! primary). [`procs`] starts real Prometheus and HAProxy processes for end-to-end tests.
+//! With the `kube` feature, [`kube_api`] is a fake Kubernetes API server for kube clients.
 
+#[cfg(feature = "kube")]
+pub mod kube_api;
 pub mod procs;
 
 use weir_core::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};

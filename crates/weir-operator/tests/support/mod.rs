@@ -1,238 +1,24 @@
-//! A fake Kubernetes API server for the operator's tests, behind `tower_test::mock`, that
-//! behaves like the real one for what the operator does: GET (404 when missing), JSON Patch
-//! (422 when a `test` fails, 409 when forced), merge patch of `/status`, server-side apply of
-//! ConfigMaps (create or update), event creation; a new `resourceVersion` on every write.
-//! Tests share its store to set up objects and look at them afterwards.
+//! Shared by the operator's tests and its scale benchmark: the fake API server (from
+//! `weir-test-support`), realistic VirtualService and ReadSplit objects, and a canned metrics
+//! source.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use http::{Method, Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
 use serde_json::{Value, json};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: Method,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub body: Option<Value>,
-}
-
-/// Objects by API path, the requests seen, and answers to force.
-#[derive(Default)]
-pub struct Store {
-    pub objects: BTreeMap<String, Value>,
-    pub requests: Vec<Seen>,
-    /// Status codes to answer, in order, to the next PATCHes of a path.
-    pub forced: BTreeMap<String, VecDeque<u16>>,
-    pub events: Vec<Value>,
-    /// Requests (and events) are kept for the tests to look at; the scale bench turns this
-    /// off and only counts.
-    pub forget_requests: bool,
-    pub request_count: usize,
-    version: u64,
-}
-
-impl Store {
-    pub fn requests_to(&self, method: &Method, path: &str) -> usize {
-        self.requests
-            .iter()
-            .filter(|r| r.method == *method && r.path == path)
-            .count()
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct FakeApiServer {
-    pub store: Arc<Mutex<Store>>,
-}
-
-pub fn vs_path(ns: &str, name: &str) -> String {
-    format!("/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/{name}")
-}
-
-pub fn cm_path(ns: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{ns}/configmaps/{name}")
-}
+use weir_controller::{Source, SourceError};
+use weir_core::Observation;
+use weir_operator::reconcile::SourceFactory;
+use weir_prom::PromConfig;
+use weir_test_support::ObsBuilder;
+pub use weir_test_support::kube_api::{
+    FakeApiServer, Seen, cm_path, lease_path, object_path, vs_path,
+};
 
 pub fn rs_path(ns: &str, name: &str) -> String {
-    format!("/apis/weir.dev/v1alpha1/namespaces/{ns}/readsplits/{name}")
-}
-
-impl FakeApiServer {
-    pub fn new() -> Self {
-        FakeApiServer::default()
-    }
-
-    pub fn put(&self, path: &str, mut object: Value) {
-        let mut s = self.store.lock().unwrap();
-        s.version += 1;
-        object["metadata"]["resourceVersion"] = Value::String(s.version.to_string());
-        s.objects.insert(path.to_string(), object);
-    }
-
-    pub fn get(&self, path: &str) -> Option<Value> {
-        self.store.lock().unwrap().objects.get(path).cloned()
-    }
-
-    pub fn remove(&self, path: &str) {
-        self.store.lock().unwrap().objects.remove(path);
-    }
-
-    pub fn force(&self, path: &str, codes: &[u16]) {
-        self.store
-            .lock()
-            .unwrap()
-            .forced
-            .entry(path.to_string())
-            .or_default()
-            .extend(codes);
-    }
-
-    pub fn count(&self, method: &Method, path: &str) -> usize {
-        self.store.lock().unwrap().requests_to(method, path)
-    }
-
-    pub fn events(&self) -> Vec<Value> {
-        self.store.lock().unwrap().events.clone()
-    }
-
-    pub fn clear_requests(&self) {
-        self.store.lock().unwrap().requests.clear();
-    }
-
-    /// A client whose requests this server answers (until the client is dropped).
-    pub fn client(&self) -> Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let (parts, body) = request.into_parts();
-                let bytes = body.collect_bytes().await.unwrap();
-                let seen = Seen {
-                    method: parts.method.clone(),
-                    path: parts.uri.path().to_owned(),
-                    content_type: parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .map(|v| v.to_str().unwrap().to_owned()),
-                    body: if bytes.is_empty() {
-                        None
-                    } else {
-                        // Server-side apply bodies are YAML; JSON is YAML.
-                        Some(serde_json::from_slice(&bytes).unwrap())
-                    },
-                };
-                let reply = answer(&mut store.lock().unwrap(), &seen);
-                let mut s = store.lock().unwrap();
-                s.request_count += 1;
-                if !s.forget_requests {
-                    s.requests.push(seen);
-                }
-                drop(s);
-                respond.send_response(reply);
-            }
-        });
-        Client::new(service, "default")
-    }
-}
-
-fn bump(s: &mut Store, object: &mut Value) {
-    s.version += 1;
-    object["metadata"]["resourceVersion"] = Value::String(s.version.to_string());
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-fn answer(s: &mut Store, seen: &Seen) -> Response<Body> {
-    let path = seen.path.as_str();
-    if seen.method == Method::POST && path.starts_with("/apis/events.k8s.io/v1/") {
-        let body = seen.body.clone().unwrap();
-        if !s.forget_requests {
-            s.events.push(body.clone());
-        }
-        return reply(201, &body);
-    }
-    if seen.method == Method::PATCH && path.starts_with("/apis/events.k8s.io/v1/") {
-        return reply(200, seen.body.as_ref().unwrap());
-    }
-    let (object_path, status_sub) = match path.strip_suffix("/status") {
-        Some(p) => (p, true),
-        None => (path, false),
-    };
-    match seen.method {
-        Method::GET => match s.objects.get(object_path) {
-            Some(o) => reply(200, o),
-            None => status(404, object_path),
-        },
-        Method::PATCH => {
-            if let Some(code) = s.forced.get_mut(object_path).and_then(VecDeque::pop_front) {
-                return status(code, object_path);
-            }
-            let ct = seen.content_type.as_deref().unwrap_or_default();
-            let body = seen.body.clone().unwrap();
-            if ct.starts_with("application/apply-patch") {
-                // Server-side apply: create, or take the applied fields.
-                let mut object = s
-                    .objects
-                    .get(object_path)
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
-                merge(&mut object, &body);
-                bump(s, &mut object);
-                s.objects.insert(object_path.to_string(), object.clone());
-                return reply(200, &object);
-            }
-            let Some(mut object) = s.objects.get(object_path).cloned() else {
-                return status(404, object_path);
-            };
-            if ct == "application/json-patch+json" {
-                let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
-                if json_patch::patch(&mut object, &patch).is_err() {
-                    return status(422, object_path);
-                }
-            } else if ct == "application/merge-patch+json" {
-                if status_sub {
-                    // Only the status subresource changes through /status.
-                    merge(&mut object["status"], &body["status"]);
-                } else {
-                    merge(&mut object, &body);
-                }
-            } else {
-                panic!("unexpected content type {ct} for {path}");
-            }
-            bump(s, &mut object);
-            s.objects.insert(object_path.to_string(), object.clone());
-            reply(200, &object)
-        }
-        ref other => panic!("unexpected {other} {path}"),
-    }
-}
-
-fn reply(code: u16, object: &Value) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(object).unwrap()))
-        .unwrap()
+    object_path("weir.dev/v1alpha1", ns, "readsplits", name)
 }
 
 /// A per-replica VirtualService: one host, a subset per server, a TCP route on 3306, and
@@ -271,25 +57,77 @@ pub fn readsplit_json(ns: &str, name: &str, vs: &str, mode: &str) -> Value {
     })
 }
 
-/// A `Status` body as the API server writes it.
-pub fn status(code: u16, path: &str) -> Response<Body> {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    let reason = match code {
-        404 => "NotFound",
-        409 => "Conflict",
-        422 => "Invalid",
-        403 => "Forbidden",
-        _ => "InternalError",
-    };
-    let body = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": format!("{reason}: {name}"),
-        "reason": reason,
-        "details": { "name": name },
-        "code": code,
-    });
-    reply(code, &body)
+/// `state.json` of ReadSplit `ns/name`'s state ConfigMap, if there is one.
+pub fn saved_state(api: &FakeApiServer, ns: &str, name: &str) -> Option<Value> {
+    let cm = api.get(&cm_path(ns, &format!("weir-state-{name}")))?;
+    serde_json::from_str(cm["data"]["state.json"].as_str()?).ok()
+}
+
+/// Lags per ReadSplit key (`ns/name`); `None` (or no entry) makes the source fail. Keeps the
+/// Prometheus config each source was built with.
+#[derive(Clone, Default)]
+pub struct Canned {
+    lags: Arc<Mutex<HashMap<String, Option<Vec<f64>>>>>,
+    configs: Arc<Mutex<HashMap<String, PromConfig>>>,
+}
+
+impl Canned {
+    pub fn set(&self, key: &str, lags: Option<&[f64]>) {
+        self.lags
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), lags.map(<[f64]>::to_vec));
+    }
+
+    /// The config the latest source for `key` was built with.
+    pub fn config(&self, key: &str) -> Option<PromConfig> {
+        self.configs.lock().unwrap().get(key).cloned()
+    }
+
+    /// The replica-lag query the latest source for `key` was built with.
+    pub fn lag_query(&self, key: &str) -> String {
+        self.config(key).unwrap().queries.replica_lag_s.query
+    }
+}
+
+pub struct CannedSource {
+    key: String,
+    table: Canned,
+}
+
+impl Source for CannedSource {
+    async fn observe(&mut self, now_s: f64) -> Result<Observation, SourceError> {
+        let lags = self
+            .table
+            .lags
+            .lock()
+            .unwrap()
+            .get(&self.key)
+            .cloned()
+            .flatten();
+        match lags {
+            Some(lags) => {
+                let mut b = ObsBuilder::new(lags.len()).at(now_s);
+                for (i, l) in lags.iter().enumerate() {
+                    b = b.lag(i, *l);
+                }
+                Ok(b.build())
+            }
+            None => Err(SourceError::Unreachable("connection refused".into())),
+        }
+    }
+}
+
+impl SourceFactory for Canned {
+    type Source = CannedSource;
+    fn build(&self, key: &str, config: &PromConfig) -> Result<CannedSource, String> {
+        self.configs
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), config.clone());
+        Ok(CannedSource {
+            key: key.to_string(),
+            table: self.clone(),
+        })
+    }
 }
