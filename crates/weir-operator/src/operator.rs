@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures_util::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, controller, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 
@@ -40,6 +40,10 @@ pub struct OperatorOptions {
     pub identity: String,
     /// Seconds a Lease is held without renewal before another instance may take it.
     pub lease_duration_s: u64,
+    /// Most reconciliations running at once (0: no limit). Each decision sends eight
+    /// Prometheus queries; without a limit, a thousand ReadSplits coming due together (as at
+    /// start-up) would open thousands of connections to Prometheus at once.
+    pub concurrency: u16,
 }
 
 /// Why the operator stopped with an error.
@@ -53,6 +57,9 @@ pub enum OperatorError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The Prometheus HTTP client could not be built.
+    #[error("Prometheus client: {0}")]
+    Prometheus(String),
     /// Leader election could not start.
     #[error("leader election (Lease {namespace}/{name}): {message}")]
     Lease {
@@ -115,7 +122,8 @@ pub async fn run(
             source,
         })?;
     let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
-    serve(client, listener, PromSources, clock, opts, shutdown).await
+    let sources = PromSources::new().map_err(|e| OperatorError::Prometheus(e.to_string()))?;
+    serve(client, listener, sources, clock, opts, shutdown).await
 }
 
 /// [`run`] with its parts supplied: the HTTP listener (already bound), where metrics come
@@ -186,6 +194,7 @@ pub async fn serve<F: SourceFactory>(
         let mut lost = leader.clone();
         let mut stop_ctl = stop_rx.clone();
         let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(controller::Config::default().concurrency(opts.concurrency))
             .graceful_shutdown_on(async move {
                 tokio::select! {
                     _ = lost.wait_for(|l| !*l) => {}

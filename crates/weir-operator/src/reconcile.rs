@@ -28,7 +28,7 @@ use weir_controller::{ControlStep, Source, SourceError};
 use weir_core::{Observation, Policy, RewardConfig, Unknown, Weights};
 use weir_istio::{IstioActuator, IstioError};
 use weir_policy::{QLearn, ShunPolicy, StaticPolicy, ThresholdPolicy};
-use weir_prom::{PromConfig, PromSource};
+use weir_prom::{HttpClient, PromConfig, PromSource};
 use weir_shield::Shield;
 
 use crate::crd::{
@@ -53,14 +53,28 @@ pub trait SourceFactory: Send + Sync + 'static {
     fn build(&self, key: &str, config: &PromConfig) -> Result<Self::Source, String>;
 }
 
-/// Real Prometheus, through `weir-prom`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PromSources;
+/// Real Prometheus, through `weir-prom`: every source shares one HTTP client and its
+/// connection pool (a client per ReadSplit would keep thousands of idle connections open to
+/// the same Prometheus).
+#[derive(Debug, Clone)]
+pub struct PromSources {
+    client: HttpClient,
+}
+
+impl PromSources {
+    /// Builds the shared HTTP client.
+    pub fn new() -> Result<Self, weir_prom::PromError> {
+        Ok(PromSources {
+            client: PromSource::http_client()?,
+        })
+    }
+}
 
 impl SourceFactory for PromSources {
     type Source = PromSource;
     fn build(&self, key: &str, config: &PromConfig) -> Result<PromSource, String> {
-        PromSource::new(config.clone()).map_err(|e| format!("{key}: {e}"))
+        PromSource::with_client(config.clone(), self.client.clone())
+            .map_err(|e| format!("{key}: {e}"))
     }
 }
 
@@ -215,6 +229,11 @@ pub fn error_policy<F: SourceFactory>(
     Action::requeue(ERROR_REQUEUE)
 }
 
+/// Decisions kept per ReadSplit. The policies and the shield look only at the latest one;
+/// the status and the events report what matters, and each record holds a whole observation
+/// (about a kilobyte), so a long history would cost megabytes per thousand ReadSplits.
+const HISTORY_LEN: usize = 4;
+
 /// How often a `queriesFrom` ConfigMap is read again, so edits to shared queries reach
 /// every ReadSplit that uses them (and a missing one is looked for again).
 pub const SHARED_QUERIES_RECHECK: Duration = Duration::from_secs(60);
@@ -356,7 +375,7 @@ async fn build<F: SourceFactory>(
         plan.slo.clone(),
         RewardConfig::default(),
         initial.clone(),
-        64,
+        HISTORY_LEN,
     );
     tracing::info!(readsplit = key, weights = %initial, policy = ?spec.policy.kind, mode = ?spec.mode, "governing");
     Ok(Governed {

@@ -53,6 +53,7 @@ impl Instance {
             lease_namespace: LEASE_NS.into(),
             identity: identity.into(),
             lease_duration_s: 2,
+            concurrency: 16,
         };
         let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
         let task = tokio::spawn(serve(

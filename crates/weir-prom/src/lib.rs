@@ -105,7 +105,7 @@ pub use response::{
     QueryData, QueryError, ReplicaMatch, Series, parse_response, parse_value, primary_signal,
     replica_signals,
 };
-pub use source::{ProbeValues, PromError, PromSource, QueryFailure, QueryReport};
+pub use source::{HttpClient, ProbeValues, PromError, PromSource, QueryFailure, QueryReport};
 
 #[doc(no_inline)]
 pub use weir_core::Unknown;

@@ -7,9 +7,13 @@ use weir_controller::{Source, SourceError};
 use weir_core::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};
 
 use crate::config::{ConfigError, PromConfig, SignalId};
+
 use crate::response::{
     QueryData, QueryError, ReplicaMatch, parse_response, primary_signal, replica_signals,
 };
+/// The HTTP client a [`PromSource`] queries through (`reqwest`'s, re-exported so callers need
+/// not depend on it).
+pub use reqwest::Client as HttpClient;
 
 /// Why a [`PromSource`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +103,28 @@ pub struct PromSource {
 }
 
 impl PromSource {
-    /// Validates the configuration and builds the HTTP client.
+    /// Validates the configuration and builds its own HTTP client.
     pub fn new(config: PromConfig) -> Result<Self, PromError> {
+        PromSource::with_client(config, PromSource::http_client()?)
+    }
+
+    /// An HTTP client for [`PromSource::with_client`]: many sources (one per governed
+    /// database cluster, in the operator) share it and its connection pool.
+    pub fn http_client() -> Result<HttpClient, PromError> {
+        reqwest::Client::builder()
+            .user_agent(concat!("weir-prom/", env!("CARGO_PKG_VERSION")))
+            // Idle connections kept per Prometheus: enough for the queries in flight at once,
+            // not one per query ever sent concurrently.
+            .pool_max_idle_per_host(128)
+            .build()
+            .map_err(|e| PromError::Client(chain(&e.without_url())))
+    }
+
+    /// Validates the configuration; queries go through `client` (each request with this
+    /// configuration's timeout).
+    pub fn with_client(config: PromConfig, client: HttpClient) -> Result<Self, PromError> {
         config.validate().map_err(PromError::Config)?;
         let endpoint = endpoint(&config.url).map_err(|e| PromError::Config(vec![e]))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(config.timeout_s))
-            .connect_timeout(Duration::from_secs_f64(config.timeout_s))
-            .user_agent(concat!("weir-prom/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PromError::Client(chain(&e.without_url())))?;
         Ok(PromSource {
             config,
             client,
@@ -189,7 +205,11 @@ impl PromSource {
                 prom_duration(self.config.max_sample_age_s),
             ),
         ];
-        let mut request = self.client.post(self.endpoint.clone()).form(&form);
+        let mut request = self
+            .client
+            .post(self.endpoint.clone())
+            .timeout(Duration::from_secs_f64(self.config.timeout_s))
+            .form(&form);
         if let Some(token) = &self.config.bearer_token {
             request = request.bearer_auth(token);
         }

@@ -94,6 +94,10 @@ pub struct OperatorArgs {
     /// Seconds a Lease stays held without renewal.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// Most ReadSplits reconciled at once (each sends eight Prometheus queries): bounds the
+    /// load on Prometheus and the API server when many come due together, as at start-up.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Args)]

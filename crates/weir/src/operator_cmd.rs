@@ -38,6 +38,7 @@ pub fn run(args: OperatorArgs) -> Result<()> {
             lease_namespace,
             identity,
             lease_duration_s: args.lease_duration.max(2),
+            concurrency: args.concurrency,
         };
         tracing::info!(listen = %opts.listen, namespace = ?opts.namespace, identity = %opts.identity, "weir operator: starting");
         run_operator(client, opts, crate::run::termination()).await?;
