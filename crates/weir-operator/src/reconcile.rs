@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -260,20 +259,12 @@ async fn shared_queries(
         field: "spec.prometheus.queriesFrom".into(),
         problem,
     };
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let found = api
-        .get_opt(cm)
+    let (text, version) = state::config_map_entry(client, ns, cm, "queries.json")
         .await
-        .map_err(|e| invalid(format!("reading ConfigMap {ns}/{cm}: {e}")))?
-        .ok_or_else(|| invalid(format!("ConfigMap {ns}/{cm} not found")))?;
-    let text = found
-        .data
-        .as_ref()
-        .and_then(|d| d.get("queries.json"))
-        .ok_or_else(|| invalid(format!("ConfigMap {ns}/{cm} has no key \"queries.json\"")))?;
-    let queries = serde_json::from_str(text)
+        .map_err(invalid)?;
+    let queries = serde_json::from_str(&text)
         .map_err(|e| invalid(format!("ConfigMap {ns}/{cm} queries.json: {e}")))?;
-    Ok((queries, found.metadata.resource_version))
+    Ok((queries, version))
 }
 
 /// Whether an invalid spec may mend itself without a new generation: the shared-queries
@@ -326,6 +317,36 @@ async fn build_policy(
     })
 }
 
+/// The metrics source for `plan`.
+fn source_for<F: SourceFactory>(
+    ctx: &Context<F>,
+    key: &str,
+    plan: &Plan,
+) -> Result<F::Source, SpecError> {
+    ctx.sources
+        .build(key, &plan.prometheus)
+        .map_err(|problem| SpecError {
+            field: "spec.prometheus".into(),
+            problem,
+        })
+}
+
+/// Stops governing `key` and says why: `Degraded/InvalidSpec` naming the field, and the
+/// `invalid_spec` error metric.
+async fn report_invalid_spec<F: SourceFactory>(
+    rs: &ReadSplit,
+    ctx: &Context<F>,
+    (key, ns, name): (&str, &str, &str),
+    now: Timestamp,
+    e: &SpecError,
+) -> Result<(), Error> {
+    ctx.forget(key);
+    let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
+    patch_status(ctx, ns, name, &status).await?;
+    ctx.metrics.count_error("invalid_spec");
+    Ok(())
+}
+
 /// What went wrong in building a governed ReadSplit.
 enum BuildError {
     Spec(SpecError),
@@ -350,15 +371,7 @@ async fn build<F: SourceFactory>(
     let policy = build_policy(&ctx.client, ns, spec, saved.as_ref())
         .await
         .map_err(BuildError::Spec)?;
-    let source = ctx
-        .sources
-        .build(key, &plan.prometheus)
-        .map_err(|problem| {
-            BuildError::Spec(SpecError {
-                field: "spec.prometheus".into(),
-                problem,
-            })
-        })?;
+    let source = source_for(ctx, key, &plan).map_err(BuildError::Spec)?;
     let actuator = IstioActuator::new(ctx.client.clone(), plan.istio.clone());
     let n = plan.replicas.len();
     let initial = match saved.as_ref().map(|s| &s.in_force) {
@@ -439,13 +452,7 @@ async fn refresh_shared_queries<F: SourceFactory>(
     let (queries, version) = shared_queries(&ctx.client, ns, &rs.spec).await?;
     if version != shared.version {
         let plan = rs.spec.plan(ns, &queries)?;
-        g.source = ctx
-            .sources
-            .build(key, &plan.prometheus)
-            .map_err(|problem| SpecError {
-                field: "spec.prometheus".into(),
-                problem,
-            })?;
+        g.source = source_for(ctx, key, &plan)?;
         tracing::info!(
             readsplit = key,
             "shared queries changed: new metrics source"
@@ -485,11 +492,7 @@ async fn govern<F: SourceFactory>(
                 e
             }
             Err(BuildError::Spec(e)) => {
-                ctx.forget(key);
-                let now = (ctx.clock)();
-                let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
-                patch_status(ctx, ns, name, &status).await?;
-                ctx.metrics.count_error("invalid_spec");
+                report_invalid_spec(rs, ctx, (key, ns, name), (ctx.clock)(), &e).await?;
                 // Nothing to do until the spec changes, or the shared queries do.
                 return Ok(if outside_spec(&e) {
                     Action::requeue(SHARED_QUERIES_RECHECK)
@@ -515,10 +518,7 @@ async fn govern<F: SourceFactory>(
     g.last_decision = Some(now);
     if let Err(e) = refresh_shared_queries(rs, ctx, &mut g, key, ns, now).await {
         drop(g);
-        ctx.forget(key);
-        let status = degraded_status(rs, now, "InvalidSpec", &e.to_string());
-        patch_status(ctx, ns, name, &status).await?;
-        ctx.metrics.count_error("invalid_spec");
+        report_invalid_spec(rs, ctx, (key, ns, name), now, &e).await?;
         return Ok(Action::requeue(SHARED_QUERIES_RECHECK));
     }
     let now_s = now.as_millisecond() as f64 / 1000.0;

@@ -321,12 +321,27 @@ pub async fn config_map_key(
     name: &str,
     key: &str,
 ) -> Result<String, String> {
+    config_map_entry(client, ns, name, key)
+        .await
+        .map(|(text, _)| text)
+}
+
+/// [`config_map_key`] with the ConfigMap's `resourceVersion`, to tell when it changes.
+pub async fn config_map_entry(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<(String, Option<String>), String> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await {
-        Ok(Some(cm)) => cm
-            .data
-            .and_then(|d| d.get(key).cloned())
-            .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key:?}")),
+        Ok(Some(cm)) => {
+            let version = cm.metadata.resource_version;
+            cm.data
+                .and_then(|d| d.get(key).cloned())
+                .map(|text| (text, version))
+                .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key:?}"))
+        }
         Ok(None) => Err(format!("ConfigMap {ns}/{name} not found")),
         Err(e) => Err(format!("reading ConfigMap {ns}/{name}: {e}")),
     }

@@ -139,17 +139,8 @@ impl FakeApiServer {
 
     /// Stores `object` at `path` as-is (plus a new `resourceVersion`), as if another client
     /// wrote it without a field manager; watchers see it.
-    pub fn put(&self, path: &str, mut object: Value) {
-        let mut s = self.lock();
-        let existed = s.objects.contains_key(path);
-        bump(&mut s, &mut object);
-        s.objects.insert(path.to_string(), object.clone());
-        notify(
-            &mut s,
-            path,
-            if existed { "MODIFIED" } else { "ADDED" },
-            &object,
-        );
+    pub fn put(&self, path: &str, object: Value) {
+        write(&mut self.lock(), path, object);
     }
 
     /// The object at `path`.
@@ -159,12 +150,7 @@ impl FakeApiServer {
 
     /// Deletes the object at `path`; watchers see `DELETED`.
     pub fn remove(&self, path: &str) {
-        let mut s = self.lock();
-        if let Some(mut object) = s.objects.remove(path) {
-            s.owners.remove(path);
-            bump(&mut s, &mut object);
-            notify(&mut s, path, "DELETED", &object);
-        }
+        delete(&mut self.lock(), path);
     }
 
     /// Merge-patches the object at `path` as field manager `manager` (another client's update:
@@ -174,9 +160,7 @@ impl FakeApiServer {
         let mut object = s.objects.get(path).cloned().unwrap_or_else(|| json!({}));
         merge(&mut object, patch);
         own(&mut s, path, manager, patch);
-        bump(&mut s, &mut object);
-        s.objects.insert(path.to_string(), object.clone());
-        notify(&mut s, path, "MODIFIED", &object);
+        write(&mut s, path, object);
     }
 
     /// Answers the next PATCHes of `path` with these status codes, in order, instead of
@@ -283,6 +267,29 @@ impl FakeApiServer {
         });
         Client::new(service, "default")
     }
+}
+
+/// Stores `object` at `path` with a new `resourceVersion` and tells the watchers (`ADDED` or
+/// `MODIFIED`); returns what was stored.
+fn write(s: &mut Store, path: &str, mut object: Value) -> Value {
+    let kind = if s.objects.contains_key(path) {
+        "MODIFIED"
+    } else {
+        "ADDED"
+    };
+    bump(s, &mut object);
+    s.objects.insert(path.to_string(), object.clone());
+    notify(s, path, kind, &object);
+    object
+}
+
+/// Removes the object at `path` and tells the watchers; returns it.
+fn delete(s: &mut Store, path: &str) -> Option<Value> {
+    let mut object = s.objects.remove(path)?;
+    s.owners.remove(path);
+    bump(s, &mut object);
+    notify(s, path, "DELETED", &object);
+    Some(object)
 }
 
 fn bump(s: &mut Store, object: &mut Value) {
@@ -471,16 +478,10 @@ fn answer(s: &mut Store, seen: &Seen) -> Response<FakeBody> {
         (Some(Target::Object { path, subresource }), &Method::PATCH) => {
             patch(s, &path, subresource.as_deref(), seen)
         }
-        (Some(Target::Object { path, .. }), &Method::DELETE) => {
-            if let Some(mut object) = s.objects.remove(&path) {
-                s.owners.remove(&path);
-                bump(s, &mut object);
-                notify(s, &path, "DELETED", &object);
-                reply(200, &object)
-            } else {
-                status(404, &path)
-            }
-        }
+        (Some(Target::Object { path, .. }), &Method::DELETE) => match delete(s, &path) {
+            Some(object) => reply(200, &object),
+            None => status(404, &path),
+        },
         _ => status(405, path),
     }
 }
@@ -546,10 +547,7 @@ fn create(s: &mut Store, c: &Collection, seen: &Seen) -> Response<FakeBody> {
     if let Some(manager) = seen.param("fieldManager") {
         own(s, &path, manager, &object);
     }
-    bump(s, &mut object);
-    s.objects.insert(path.clone(), object.clone());
-    notify(s, &path, "ADDED", &object);
-    reply(201, &object)
+    reply(201, &write(s, &path, object))
 }
 
 fn patch(s: &mut Store, path: &str, subresource: Option<&str>, seen: &Seen) -> Response<FakeBody> {
@@ -558,13 +556,11 @@ fn patch(s: &mut Store, path: &str, subresource: Option<&str>, seen: &Seen) -> R
         *count += 1;
         *count - 1
     };
-    if let Some(write) = s.interference.remove(&(path.to_string(), n))
+    if let Some(write_by_other) = s.interference.remove(&(path.to_string(), n))
         && let Some(mut object) = s.objects.get(path).cloned()
     {
-        write(&mut object);
-        bump(s, &mut object);
-        s.objects.insert(path.to_string(), object.clone());
-        notify(s, path, "MODIFIED", &object);
+        write_by_other(&mut object);
+        write(s, path, object);
     }
     if let Some(code) = s.forced.get_mut(path).and_then(VecDeque::pop_front) {
         return status(code, path);
@@ -577,7 +573,6 @@ fn patch(s: &mut Store, path: &str, subresource: Option<&str>, seen: &Seen) -> R
         return status(400, path);
     };
     let manager = seen.param("fieldManager").unwrap_or("unknown").to_string();
-    let existed = s.objects.contains_key(path);
     if ct.starts_with("application/apply-patch") {
         let force = matches!(seen.param("force"), Some("true"));
         if !force && let Some(owners) = s.owners.get(path) {
@@ -602,10 +597,7 @@ fn patch(s: &mut Store, path: &str, subresource: Option<&str>, seen: &Seen) -> R
         let mut object = s.objects.get(path).cloned().unwrap_or_else(|| json!({}));
         merge(&mut object, &body);
         own(s, path, &manager, &body);
-        bump(s, &mut object);
-        s.objects.insert(path.to_string(), object.clone());
-        notify(s, path, if existed { "MODIFIED" } else { "ADDED" }, &object);
-        return reply(200, &object);
+        return reply(200, &write(s, path, object));
     }
     let Some(mut object) = s.objects.get(path).cloned() else {
         return status(404, path);
@@ -635,10 +627,7 @@ fn patch(s: &mut Store, path: &str, subresource: Option<&str>, seen: &Seen) -> R
     } else {
         return status(415, path);
     }
-    bump(s, &mut object);
-    s.objects.insert(path.to_string(), object.clone());
-    notify(s, path, "MODIFIED", &object);
-    reply(200, &object)
+    reply(200, &write(s, path, object))
 }
 
 fn empty() -> FakeBody {
