@@ -36,7 +36,9 @@ COMMANDS:
              nextest is installed, cargo test otherwise). Stops at the first failure.
     ci       Alias for `test`.
     tidy     Only the repository hygiene checks: crate docs, no leftover debugging
-             macros, no huge or generated tracked files, every crate in ARCHITECTURE.md.
+             macros, no huge or generated tracked files, every crate in ARCHITECTURE.md,
+             and each code map section's `Depends on:` / `Tests use:` lines matching the
+             crate's [dependencies] / [dev-dependencies] in Cargo.toml.
     help     Print this message (also -h, --help).
 ";
 

@@ -87,15 +87,29 @@ pub fn from_toml_str<T: DeserializeOwned>(
         let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
         format!("{origin} (with {})", names.join(", "))
     };
+    deserialize(value, &origin_with_env, "")
+}
+
+/// Deserialises one section (or the whole file, with an empty `prefix`) from a value already
+/// read and overridden, naming the field as `prefix` + its path within the value. This is how
+/// a component that owns its settings (an actuator's `[actuator]` section) reads them with the
+/// same errors as the rest of the file.
+pub fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    origin: &str,
+    prefix: &str,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
+        let inner = e.path().to_string();
+        let field = match (prefix, inner.as_str()) {
+            ("", ".") => "(top level)".to_string(),
+            (p, ".") => p.to_string(),
+            ("", f) => f.to_string(),
+            (p, f) => format!("{p}.{f}"),
+        };
         ConfigError::Field {
-            origin: origin_with_env,
-            field: if field == "." {
-                "(top level)".to_string()
-            } else {
-                field
-            },
+            origin: origin.to_string(),
+            field,
             message: e.into_inner().to_string(),
         }
     })

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use weir_core::{RewardConfig, Slo};
-use weir_haproxy::HaproxyConfig;
-use weir_istio::IstioConfig;
+use weir_edge::Mode;
+use weir_policy::PolicyKind;
 use weir_prom::PromConfig;
-use weir_recorder::Mode;
 use weir_shield::ShieldConfig;
 
 use crate::ConfigError;
@@ -58,8 +58,9 @@ pub struct WeirConfig {
     /// The decision maker.
     #[serde(default)]
     pub policy: PolicyConfig,
-    /// Where decisions go.
-    pub actuator: ActuatorConfig,
+    /// Where decisions go: a `kind` and that kind's settings, which the actuator registry
+    /// (`weir-actuators`) reads and checks.
+    pub actuator: ActuatorSection,
 }
 
 /// Which policy decides.
@@ -67,7 +68,7 @@ pub struct WeirConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// `qlearn`, `shun`, `threshold` or `static`.
-    pub kind: String,
+    pub kind: PolicyKind,
     /// Model file for `qlearn` (shipped: `models/qlearn.json`, made by `weir train`).
     pub model: PathBuf,
     /// Keep learning from the shielded decisions in service (the table is saved to
@@ -80,7 +81,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            kind: "qlearn".to_string(),
+            kind: PolicyKind::Qlearn,
             model: PathBuf::from("models/qlearn.json"),
             online_learning: false,
             save_every: 20,
@@ -88,16 +89,39 @@ impl Default for PolicyConfig {
     }
 }
 
-/// The actuator, by `kind`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ActuatorConfig {
-    /// HAProxy's runtime API.
-    Haproxy(HaproxyConfig),
-    /// One route of an Istio VirtualService.
-    Istio(IstioConfig),
-    /// Logs exactly what would be sent; touches nothing.
-    DryRun,
+/// The `[actuator]` section as written: its `kind` and the rest of its settings, left for the
+/// actuator of that kind to read (each component owns its configuration; this crate does not
+/// know every actuator's settings). Environment overrides are already applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActuatorSection {
+    /// `haproxy`, `istio`, `dry-run`, ...
+    pub kind: String,
+    /// Everything else in the section.
+    pub settings: toml::Table,
+}
+
+impl<'de> Deserialize<'de> for ActuatorSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut settings = toml::Table::deserialize(d)?;
+        let kind = match settings.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`kind` must be a string, got {other}"
+                )));
+            }
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        Ok(ActuatorSection { kind, settings })
+    }
+}
+
+impl Serialize for ActuatorSection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut table = self.settings.clone();
+        table.insert("kind".to_string(), toml::Value::String(self.kind.clone()));
+        table.serialize(s)
+    }
 }
 
 fn default_mode() -> Mode {
@@ -140,7 +164,9 @@ impl WeirConfig {
             .collect()
     }
 
-    /// Checks the settings against each other; errors name the field.
+    /// Checks the settings against each other; errors name the field. The `[actuator]`
+    /// section's own settings are checked by the actuator registry (`weir-actuators`), which
+    /// knows each kind.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let field = |field: &str, message: String| ConfigError::Field {
             origin: origin.to_string(),
@@ -173,50 +199,14 @@ impl WeirConfig {
                 "list at least one replica".to_string(),
             ));
         }
-        self.slo.validate().map_err(|m| field("slo", m))?;
-        self.shield.validate(n).map_err(|m| field("shield", m))?;
-        if !matches!(
-            self.policy.kind.as_str(),
-            "qlearn" | "shun" | "threshold" | "static"
-        ) {
-            return Err(field(
-                "policy.kind",
-                format!(
-                    "unknown policy {:?}: expected qlearn, shun, threshold or static",
-                    self.policy.kind
-                ),
-            ));
-        }
+        self.slo
+            .validate()
+            .map_err(|e| field("slo", e.to_string()))?;
+        self.shield
+            .validate(n)
+            .map_err(|e| field("shield", e.to_string()))?;
         if self.policy.save_every == 0 {
             return Err(field("policy.save_every", "must be at least 1".to_string()));
-        }
-        match &self.actuator {
-            ActuatorConfig::Haproxy(h) => {
-                h.validate().map_err(|e| field("actuator", e.to_string()))?;
-                if h.replica_servers.len() != n {
-                    return Err(field(
-                        "actuator.replica_servers",
-                        format!(
-                            "lists {} servers for {n} replicas (prometheus.replicas)",
-                            h.replica_servers.len()
-                        ),
-                    ));
-                }
-            }
-            ActuatorConfig::Istio(i) => {
-                if let weir_istio::Layout::PerReplica { replicas, .. } = &i.layout
-                    && replicas.len() != n
-                {
-                    return Err(field(
-                        "actuator.layout.per_replica.replicas",
-                        format!(
-                            "lists {} destinations for {n} replicas (prometheus.replicas)",
-                            replicas.len()
-                        ),
-                    ));
-                }
-            }
-            ActuatorConfig::DryRun => {}
         }
         // `mode = "dry-run"` with a real actuator section is allowed on purpose: the binary
         // logs the exact commands or patch that actuator would send, without sending them.
@@ -242,7 +232,8 @@ mod tests {
         c.validate("weir.example.toml").unwrap();
         assert_eq!(c.mode, Mode::Shadow);
         assert_eq!(c.replica_names().len(), 2);
-        assert!(matches!(c.actuator, ActuatorConfig::Haproxy(_)));
+        assert_eq!(c.actuator.kind, "haproxy");
+        assert_eq!(c.policy.kind, PolicyKind::Qlearn);
     }
 
     #[test]
@@ -278,13 +269,6 @@ mod tests {
             (
                 EXAMPLE.replace("kind = \"qlearn\"", "kind = \"magic\""),
                 "policy.kind",
-            ),
-            (
-                EXAMPLE.replace(
-                    "replica_servers = [\"replica-1\", \"replica-2\"]",
-                    "replica_servers = [\"replica-1\"]",
-                ),
-                "actuator.replica_servers",
             ),
             (EXAMPLE.replace("max_step = 25", "max_step = 0"), "shield"),
             (EXAMPLE.replace("[slo]", "[slo]\ncolour = 1"), "slo"),

@@ -5,13 +5,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use weir_controller::ControlStep;
-use weir_core::{Policy, RewardConfig, Slo, Weights};
-use weir_policy::{QLearn, ShunPolicy};
+use weir_core::{RewardConfig, Slo, Weights};
+use weir_policy::{Model, PolicyKind};
 use weir_shield::{Shield, ShieldConfig};
 use weir_test_support::ObsBuilder;
-
-/// Builds a fresh policy for one benchmark.
-type MakePolicy<'a> = Box<dyn Fn() -> Box<dyn Policy> + 'a>;
 
 fn shield() -> Shield {
     let cfg = ShieldConfig {
@@ -23,7 +20,7 @@ fn shield() -> Shield {
 
 fn bench_step(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/qlearn.json");
-    let model = match QLearn::load(std::path::Path::new(path)) {
+    let model = match Model::load(PolicyKind::Qlearn, std::path::Path::new(path)) {
         Ok(m) => m,
         Err(e) => panic!("{e}"),
     };
@@ -31,14 +28,14 @@ fn bench_step(c: &mut Criterion) {
     let healthy = ObsBuilder::new(2).build();
     let lagging = ObsBuilder::new(2).lag(0, 12.0).primary(0.5, 800.0).build();
     let mut g = c.benchmark_group("control step (observe → decide → shield)");
-    let policies: [(&str, MakePolicy<'_>); 2] = [
-        ("qlearn", Box::new(|| Box::new(model.clone()))),
-        ("shun", Box::new(|| Box::new(ShunPolicy::default()))),
-    ];
-    for (name, make) in &policies {
-        g.bench_function(*name, |b| {
+    for kind in [PolicyKind::Qlearn, PolicyKind::Shun] {
+        g.bench_function(kind.as_str(), |b| {
+            let policy = match kind.build(Some(&model), false) {
+                Ok(p) => p,
+                Err(e) => panic!("{e}"),
+            };
             let mut step: ControlStep = ControlStep::new(
-                make(),
+                policy,
                 shield(),
                 Slo::default(),
                 RewardConfig::default(),

@@ -20,5 +20,5 @@ pub use history::{History, Record};
 pub use observation::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};
 pub use policy::{ActionValue, DecisionContext, Explanation, Mask, Policy, Transition};
 pub use reward::{Outcome, RewardConfig, RewardKind};
-pub use slo::Slo;
+pub use slo::{InvalidSlo, Slo};
 pub use weights::{Weights, WeightsError};

@@ -90,9 +90,10 @@ pub trait Policy: Send {
     /// Starts a new episode (forget per-episode memory, keep what was learned).
     fn reset(&mut self) {}
 
-    /// What the policy has learned, serialised (its model file's contents), or `None` for
-    /// policies without learned state. The controller persists it atomically.
-    fn snapshot(&self) -> Option<String> {
+    /// What the policy has learned, serialised (its model file's contents: text for a table,
+    /// binary weights for a network), or `None` for policies without learned state. The
+    /// controller persists it atomically.
+    fn snapshot(&self) -> Option<Vec<u8>> {
         None
     }
 }

@@ -53,38 +53,54 @@ impl Default for Slo {
     }
 }
 
+/// An SLO setting out of range, or two that contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidSlo {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
 impl Slo {
-    /// Checks internal consistency; the message names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
-        let pos = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{name} must be a positive number, got {v}"))
+    /// Checks internal consistency; the error names the offending field.
+    pub fn validate(&self) -> Result<(), InvalidSlo> {
+        let bad = |field, message| Err(InvalidSlo { field, message });
+        for (name, v) in [
+            ("max_staleness_s", self.max_staleness_s),
+            ("hard_staleness_s", self.hard_staleness_s),
+            ("read_p99_slo_ms", self.read_p99_slo_ms),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(name, format!("{name} must be a positive number, got {v}"));
             }
-        };
-        pos("max_staleness_s", self.max_staleness_s)?;
-        pos("hard_staleness_s", self.hard_staleness_s)?;
-        pos("read_p99_slo_ms", self.read_p99_slo_ms)?;
+        }
         if self.hard_staleness_s < self.max_staleness_s {
-            return Err(format!(
-                "hard_staleness_s ({}) must be >= max_staleness_s ({})",
-                self.hard_staleness_s, self.max_staleness_s
-            ));
+            return bad(
+                "hard_staleness_s",
+                format!(
+                    "hard_staleness_s ({}) must be >= max_staleness_s ({})",
+                    self.hard_staleness_s, self.max_staleness_s
+                ),
+            );
         }
         for (name, v) in [
             ("primary_cpu_target", self.primary_cpu_target),
             ("primary_cpu_max", self.primary_cpu_max),
         ] {
             if !(v.is_finite() && v > 0.0 && v <= 1.0) {
-                return Err(format!("{name} must be in (0, 1], got {v}"));
+                return bad(name, format!("{name} must be in (0, 1], got {v}"));
             }
         }
         if self.primary_cpu_max < self.primary_cpu_target {
-            return Err(format!(
-                "primary_cpu_max ({}) must be >= primary_cpu_target ({})",
-                self.primary_cpu_max, self.primary_cpu_target
-            ));
+            return bad(
+                "primary_cpu_max",
+                format!(
+                    "primary_cpu_max ({}) must be >= primary_cpu_target ({})",
+                    self.primary_cpu_max, self.primary_cpu_target
+                ),
+            );
         }
         Ok(())
     }

@@ -8,10 +8,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
-use weir_policy::QLearn;
+use weir_policy::{Model, PolicyError, PolicyKind};
 use weir_sim::Scenario;
 
+use crate::EvalError;
 use crate::episode::{Agent, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+use crate::oracle::LOOKAHEAD;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -22,8 +24,8 @@ pub struct BenchOptions {
     pub policies: Vec<PolicySpec>,
     /// Seeds; each scenario runs once per seed, every policy with the same seeds.
     pub seeds: Vec<u64>,
-    /// The Q-learning model (needed when `qlearn` is among the policies).
-    pub model: Option<QLearn>,
+    /// The trained model (needed when a learned policy is among the policies).
+    pub model: Option<Model>,
     /// Reward and shield settings.
     pub run: RunOptions,
     /// Worker threads.
@@ -145,17 +147,18 @@ pub fn episode_seed(scn: &Scenario, seed: u64) -> u64 {
 }
 
 /// Runs the benchmark.
-pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
     if opts.scenarios.is_empty() || opts.policies.is_empty() || opts.seeds.is_empty() {
-        return Err(
-            "the benchmark needs at least one scenario, one policy and one seed".to_string(),
-        );
+        return Err(EvalError::Nothing(
+            "the benchmark needs at least one scenario, one policy and one seed",
+        ));
     }
     for p in &opts.policies {
-        if p.name == "qlearn" && opts.model.is_none() {
-            return Err(
-                "policy qlearn needs a model: pass --model or run `weir train`".to_string(),
-            );
+        if let crate::Entrant::Policy(kind) = p.entrant
+            && kind.needs_model()
+            && opts.model.is_none()
+        {
+            return Err(PolicyError::NeedsModel(kind).into());
         }
     }
     let jobs: Vec<(usize, usize, usize)> = (0..opts.scenarios.len())
@@ -164,7 +167,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
                 .flat_map(move |p| (0..opts.seeds.len()).map(move |k| (s, p, k)))
         })
         .collect();
-    let results: Mutex<Vec<Option<Result<Run, String>>>> = Mutex::new(vec![None; jobs.len()]);
+    let results: Mutex<Vec<Option<Result<Run, EvalError>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let threads = opts.threads.clamp(1, 64);
     std::thread::scope(|scope| {
@@ -195,10 +199,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
     });
     let results = results
         .into_inner()
-        .map_err(|_| "a benchmark worker panicked".to_string())?;
+        .map_err(|_| EvalError::Worker("a benchmark worker panicked"))?;
     let mut runs = Vec::with_capacity(results.len());
     for r in results {
-        runs.push(r.ok_or("a benchmark job did not run")??);
+        runs.push(r.ok_or(EvalError::Worker("a benchmark job did not run"))??);
     }
     let policies: Vec<String> = opts.policies.iter().map(PolicySpec::label).collect();
     let scenarios: Vec<String> = opts.scenarios.iter().map(|s| s.name.clone()).collect();
@@ -230,7 +234,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
                 .find(|r| r.policy == label)
                 .map(|r| r.metrics.mean_reward)
         };
-        let (r_static, r_oracle) = (reward_of("static"), reward_of("lookahead"));
+        let (r_static, r_oracle) = (reward_of(PolicyKind::Static.as_str()), reward_of(LOOKAHEAD));
         for mut row in rows.clone() {
             if let (Some(s), Some(o)) = (r_static, r_oracle)
                 && (o - s).abs() > 1e-9

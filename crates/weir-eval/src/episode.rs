@@ -5,25 +5,37 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use weir_controller::ControlStep;
 use weir_core::{Policy, RewardConfig, Weights};
-use weir_policy::{PolicyKind, QLearn, ShunPolicy, StaticPolicy, ThresholdPolicy};
+use weir_policy::{Model, PolicyKind};
 use weir_shield::{Shield, ShieldConfig};
 use weir_sim::{IntervalStats, Scenario, Simulator, TickStats};
 
-use crate::oracle::Lookahead;
+use crate::EvalError;
+use crate::oracle::{LOOKAHEAD, Lookahead, OracleSlot};
+
+/// What runs in an episode: a product policy from the registry, or the lookahead oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entrant {
+    /// A product policy.
+    Policy(PolicyKind),
+    /// The lookahead oracle (sees the simulator's true state).
+    Lookahead,
+}
 
 /// A policy as named on the command line, and whether the shield enforces on it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PolicySpec {
-    /// `static`, `threshold`, `shun`, `qlearn` or `lookahead`.
-    pub name: String,
+    /// The policy or the oracle.
+    pub entrant: Entrant,
     /// Whether the shield enforces (the bare baselines run watch-only by default, as they do
     /// in the wild; Weir's own policies and the oracle run shielded).
     pub shielded: bool,
 }
 
 impl PolicySpec {
-    /// Parses `name` or `name+shield` / `name-bare`.
-    pub fn parse(s: &str) -> Result<PolicySpec, String> {
+    /// Parses `name` or `name+shield` / `name-bare`, where `name` is a product policy
+    /// (`PolicyKind`) or `lookahead`.
+    pub fn parse(s: &str) -> Result<PolicySpec, EvalError> {
         let (name, shielded) = if let Some(n) = s.strip_suffix("+shield") {
             (n, Some(true))
         } else if let Some(n) = s.strip_suffix("-bare") {
@@ -31,28 +43,52 @@ impl PolicySpec {
         } else {
             (s, None)
         };
-        let default_shielded = match name {
-            "static" | "threshold" | "shun" => false,
-            "qlearn" | "lookahead" => true,
-            other => {
-                return Err(format!(
-                    "unknown policy {other:?}: expected static, threshold, shun, qlearn or lookahead (optionally with +shield or -bare)"
-                ));
-            }
+        let entrant = if name == LOOKAHEAD {
+            Entrant::Lookahead
+        } else {
+            Entrant::Policy(
+                PolicyKind::parse(name).map_err(|e| EvalError::UnknownPolicy {
+                    name: e.name,
+                    expected: format!(
+                        "{}, or {LOOKAHEAD} (optionally with +shield or -bare)",
+                        PolicyKind::names()
+                    ),
+                })?,
+            )
+        };
+        let spec = PolicySpec {
+            entrant,
+            shielded: false,
         };
         Ok(PolicySpec {
-            name: name.to_string(),
-            shielded: shielded.unwrap_or(default_shielded),
+            shielded: shielded.unwrap_or(spec.shielded_by_default()),
+            entrant,
         })
+    }
+
+    /// The name: a policy's, or `lookahead`.
+    pub fn name(&self) -> &'static str {
+        match self.entrant {
+            Entrant::Policy(k) => k.as_str(),
+            Entrant::Lookahead => LOOKAHEAD,
+        }
+    }
+
+    /// Whether this entrant runs shielded unless told otherwise: Weir's learned policies and
+    /// the oracle do, the rules people run without a shield do not.
+    fn shielded_by_default(&self) -> bool {
+        match self.entrant {
+            Entrant::Policy(k) => k.needs_model(),
+            Entrant::Lookahead => true,
+        }
     }
 
     /// The label used in reports: the name, with `+shield`/`-bare` when not the default.
     pub fn label(&self) -> String {
-        let default = matches!(self.name.as_str(), "qlearn" | "lookahead");
-        match (self.shielded, default) {
-            (true, false) => format!("{}+shield", self.name),
-            (false, true) => format!("{}-bare", self.name),
-            _ => self.name.clone(),
+        match (self.shielded, self.shielded_by_default()) {
+            (true, false) => format!("{}+shield", self.name()),
+            (false, true) => format!("{}-bare", self.name()),
+            _ => self.name().to_string(),
         }
     }
 }
@@ -90,18 +126,21 @@ pub struct Agent<P: Policy + ?Sized = dyn Policy> {
 }
 
 impl Agent {
-    /// Builds the agent for a spec. `model` is used for `qlearn` (served greedily).
+    /// Builds the agent for a spec. `model` is used for a policy that needs one (served
+    /// greedily).
     pub fn build(
         spec: &PolicySpec,
-        model: Option<&QLearn>,
+        model: Option<&Model>,
         opts: &RunOptions,
-    ) -> Result<Agent, String> {
-        let (policy, oracle) = if spec.name == "lookahead" {
-            let slot: OracleSlot = Arc::new(Mutex::new(None));
-            let p: Box<dyn Policy> = Box::new(Lookahead::new(opts.reward.clone(), slot.clone()));
-            (p, Some(slot))
-        } else {
-            (build_policy(&spec.name, model)?, None)
+    ) -> Result<Agent, EvalError> {
+        let (policy, oracle) = match spec.entrant {
+            Entrant::Lookahead => {
+                let slot: OracleSlot = Arc::new(Mutex::new(None));
+                let p: Box<dyn Policy> =
+                    Box::new(Lookahead::new(opts.reward.clone(), slot.clone()));
+                (p, Some(slot))
+            }
+            Entrant::Policy(kind) => (kind.build(model, false)?, None),
         };
         Ok(Agent {
             policy,
@@ -109,27 +148,6 @@ impl Agent {
             shielded: spec.shielded,
         })
     }
-}
-
-/// Builds a product policy by name. `model` is used for `qlearn` (served greedily).
-pub fn build_policy(name: &str, model: Option<&QLearn>) -> Result<Box<dyn Policy>, String> {
-    Ok(match PolicyKind::parse(name) {
-        Some(PolicyKind::Static) => Box::new(StaticPolicy::default()),
-        Some(PolicyKind::Threshold) => Box::new(ThresholdPolicy::default()),
-        Some(PolicyKind::Shun) => Box::new(ShunPolicy::default()),
-        Some(PolicyKind::Qlearn) => {
-            let mut q = model
-                .cloned()
-                .ok_or("policy qlearn needs a model (train one with `weir train`)")?;
-            q.serve_mode(false);
-            Box::new(q)
-        }
-        None => {
-            return Err(format!(
-                "unknown policy {name:?} (the lookahead oracle needs the simulator)"
-            ));
-        }
-    })
 }
 
 /// True results of one episode.
@@ -198,9 +216,6 @@ impl CpuHistogram {
         (Self::BINS - 1) as f64 / 1000.0
     }
 }
-
-/// Shared slot through which the runner shows the oracle the true simulator state.
-pub type OracleSlot = Arc<Mutex<Option<Simulator>>>;
 
 /// Callback for each tick (the demo and tests watch the truth through it).
 pub type TickHook<'a> = &'a mut dyn FnMut(&TickStats);

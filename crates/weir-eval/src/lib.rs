@@ -9,10 +9,13 @@
 
 pub mod bench;
 pub mod episode;
+mod error;
 pub mod live;
 pub mod oracle;
 pub mod train;
 
 pub use bench::{BenchOptions, BenchReport, run as run_bench};
-pub use episode::{Agent, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+pub use episode::{Agent, Entrant, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+pub use error::EvalError;
+pub use oracle::LOOKAHEAD;
 pub use train::{TrainOptions, TrainProgress, train};

@@ -6,8 +6,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use weir_controller::{Actuator, ActuatorError, Clock, Source, SourceError};
+use weir_controller::Clock;
 use weir_core::{Decision, Observation, Outcome};
+use weir_edge::{Actuator, ActuatorError, Source, SourceError};
 use weir_sim::{IntervalStats, Simulator};
 
 /// One simulator shared by the source, the actuator and the clock.

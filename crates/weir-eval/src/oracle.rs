@@ -7,13 +7,20 @@
 //! `(R − R_static) / (R_lookahead − R_static)`; a policy can beat it where looking further
 //! ahead pays.
 
+use std::sync::{Arc, Mutex};
+
 use weir_core::{
     ActionValue, DecisionContext, Explanation, Policy, Proposal, RewardConfig, Weights,
 };
 use weir_policy::Teacher;
 use weir_sim::Simulator;
 
-use crate::episode::OracleSlot;
+/// The oracle's name in `--policies` and in reports.
+pub const LOOKAHEAD: &str = "lookahead";
+
+/// Shared slot through which the episode runner shows the oracle the true simulator state
+/// before each decision.
+pub type OracleSlot = Arc<Mutex<Option<Simulator>>>;
 
 /// Primary levels the oracle tries, percent.
 const LEVELS: [u32; 11] = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
@@ -120,7 +127,7 @@ impl Teacher for OracleTeacher {
 
 impl Policy for Lookahead {
     fn name(&self) -> &str {
-        "lookahead"
+        LOOKAHEAD
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
@@ -163,7 +170,7 @@ impl Policy for Lookahead {
         };
         scored.truncate(12);
         self.last = Explanation {
-            policy: "lookahead".to_string(),
+            policy: LOOKAHEAD.to_string(),
             state: "true simulator state".to_string(),
             actions: scored,
         };

@@ -14,7 +14,9 @@ use weir_core::rng::Rng;
 use weir_policy::{QConfig, QLearn, Teacher, qlearn::TrainInfo};
 use weir_sim::Scenario;
 
-use crate::episode::{Agent, OracleSlot, RunOptions, run_episode};
+use crate::EvalError;
+use crate::episode::{Agent, RunOptions, run_episode};
+use crate::oracle::OracleSlot;
 use crate::oracle::OracleTeacher;
 
 /// Training settings.
@@ -101,9 +103,9 @@ pub fn train(
     opts: &TrainOptions,
     start: Option<QLearn>,
     progress: impl FnMut(&TrainProgress) + Send,
-) -> Result<QLearn, String> {
+) -> Result<QLearn, EvalError> {
     if opts.scenarios.is_empty() {
-        return Err("no training scenarios".to_string());
+        return Err(EvalError::Nothing("no training scenarios"));
     }
     opts.config.validate()?;
     let members = opts.members.max(1);
@@ -129,18 +131,18 @@ pub fn train(
     });
     let results = results
         .into_inner()
-        .map_err(|_| "a training worker panicked".to_string())?;
+        .map_err(|_| EvalError::Worker("a training worker panicked"))?;
     let mut merged: Option<QLearn> = None;
     let mut steps = start.as_ref().map_or(0, |q| q.info().steps);
     for r in results {
-        let (q, s) = r.ok_or("a training member did not run")?;
+        let (q, s) = r.ok_or(EvalError::Worker("a training member did not run"))?;
         steps += s;
         match &mut merged {
             None => merged = Some(q),
             Some(m) => m.merge(&q)?,
         }
     }
-    let mut q = merged.ok_or("no training member")?;
+    let mut q = merged.ok_or(EvalError::Worker("no training member"))?;
     let previous = start.as_ref().map_or(0, |q| q.info().episodes);
     q.set_info(TrainInfo {
         episodes: previous + opts.episodes * u64::from(members),

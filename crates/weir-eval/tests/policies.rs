@@ -8,7 +8,7 @@ use weir_eval::episode::Agent;
 use weir_eval::{
     BenchOptions, PolicySpec, RunOptions, TrainOptions, run_bench, run_episode, train,
 };
-use weir_policy::QLearn;
+use weir_policy::{Model, QLearn};
 use weir_sim::Scenario;
 
 fn root() -> PathBuf {
@@ -42,7 +42,8 @@ fn mean_reward(
     seed: u64,
 ) -> weir_eval::EpisodeMetrics {
     let opts = RunOptions::default();
-    let agent = Agent::build(&PolicySpec::parse(spec).unwrap(), model, &opts).unwrap();
+    let model = model.cloned().map(Model::from);
+    let agent = Agent::build(&PolicySpec::parse(spec).unwrap(), model.as_ref(), &opts).unwrap();
     run_episode(scn, seed, agent, &opts, None).0
 }
 
@@ -108,7 +109,7 @@ fn benchmark_output_is_byte_identical_whatever_the_threads() {
             .map(|p| PolicySpec::parse(p).unwrap())
             .collect(),
         seeds: vec![1, 2],
-        model: Some(model),
+        model: Some(model.into()),
         run: RunOptions::default(),
         threads: 1,
     };
@@ -136,11 +137,12 @@ fn benchmark_refuses_qlearn_without_a_model() {
         run: RunOptions::default(),
         threads: 1,
     };
-    let err = run_bench(&opts).unwrap_err();
+    let err = run_bench(&opts).unwrap_err().to_string();
     assert!(err.contains("weir train"), "{err}");
     assert!(
         PolicySpec::parse("magic")
             .unwrap_err()
+            .to_string()
             .contains("unknown policy")
     );
 }

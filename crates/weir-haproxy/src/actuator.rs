@@ -1,8 +1,8 @@
 //! [`HaproxyActuator`]: Weir's weights onto the servers of one HAProxy backend.
 
 use serde::{Deserialize, Serialize};
-use weir_controller::{Actuator, ActuatorError};
 use weir_core::{Decision, Weights};
+use weir_edge::{Actuator, ActuatorError};
 
 use crate::address::RuntimeAddress;
 use crate::client::{self, DEFAULT_TIMEOUT_S, HaproxyError, RuntimeApi};
@@ -39,12 +39,20 @@ fn default_timeout_s() -> f64 {
 }
 
 impl HaproxyConfig {
+    /// Builds the actuator this configuration describes (after [`HaproxyConfig::validate`]).
+    /// Connects to nothing yet.
+    pub fn build(&self) -> Result<HaproxyActuator, HaproxyError> {
+        HaproxyActuator::new(self.clone())
+    }
+
     /// Checks names (HAProxy identifiers, no duplicates) and the timeout.
     pub fn validate(&self) -> Result<(), HaproxyError> {
-        reply::check_name("backend", &self.backend).map_err(HaproxyError::InvalidInput)?;
+        reply::check_name("backend", &self.backend)
+            .map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
         let mut seen: Vec<&str> = Vec::with_capacity(self.replica_servers.len() + 1);
         for name in self.servers() {
-            reply::check_name("server", name).map_err(HaproxyError::InvalidInput)?;
+            reply::check_name("server", name)
+                .map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
             if seen.contains(&name) {
                 return Err(HaproxyError::InvalidInput(format!(
                     "server `{name}` is listed twice in the HAProxy actuator config (primary_server and replica_servers must all differ)"
@@ -279,6 +287,20 @@ impl Actuator for HaproxyActuator {
 
     fn name(&self) -> &str {
         "haproxy"
+    }
+
+    async fn read_current(&self, _replicas: usize) -> Result<Weights, ActuatorError> {
+        HaproxyActuator::read_current(self)
+            .await
+            .map_err(ActuatorError::from)
+    }
+
+    async fn plan(&self, decision: &Decision) -> Result<Vec<String>, ActuatorError> {
+        HaproxyActuator::plan(self, decision).map_err(ActuatorError::from)
+    }
+
+    fn connection_note(&self) -> Option<&'static str> {
+        Some(crate::connection_lifetime_note())
     }
 }
 

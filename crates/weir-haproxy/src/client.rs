@@ -190,7 +190,8 @@ impl RuntimeApi {
         &self,
         backend: &str,
     ) -> Result<Vec<ServerState>, HaproxyError> {
-        reply::check_name("backend", backend).map_err(HaproxyError::InvalidInput)?;
+        reply::check_name("backend", backend)
+            .map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
         let command = format!("show servers state {backend}");
         let reply = self.command(&command).await?;
         reply::parse_servers_state(&reply).map_err(|e| HaproxyError::from_reply(&command, e))
@@ -262,8 +263,8 @@ pub fn set_weight_command(
     server: &str,
     weight: u32,
 ) -> Result<String, HaproxyError> {
-    reply::check_name("backend", backend).map_err(HaproxyError::InvalidInput)?;
-    reply::check_name("server", server).map_err(HaproxyError::InvalidInput)?;
+    reply::check_name("backend", backend).map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
+    reply::check_name("server", server).map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
     if weight > MAX_WEIGHT {
         return Err(HaproxyError::InvalidInput(format!(
             "HAProxy weights are 0..={MAX_WEIGHT}, got {weight} for {backend}/{server}"
@@ -274,8 +275,8 @@ pub fn set_weight_command(
 
 /// The `get weight` command line, after checking names.
 pub fn get_weight_command(backend: &str, server: &str) -> Result<String, HaproxyError> {
-    reply::check_name("backend", backend).map_err(HaproxyError::InvalidInput)?;
-    reply::check_name("server", server).map_err(HaproxyError::InvalidInput)?;
+    reply::check_name("backend", backend).map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
+    reply::check_name("server", server).map_err(|e| HaproxyError::InvalidInput(e.to_string()))?;
     Ok(format!("get weight {backend}/{server}"))
 }
 

@@ -21,7 +21,7 @@
 //!   command, read to EOF, bounded by a timeout — and wraps `set weight`, `get weight` and
 //!   `show servers state`. HAProxy answers nothing when `set weight` succeeds and a
 //!   sentence when it fails, so any text is an error that carries the sentence.
-//! - [`HaproxyActuator`] implements [`weir_controller::Actuator`]: it sets each server's
+//! - [`HaproxyActuator`] implements [`weir_edge::Actuator`]: it sets each server's
 //!   weight (Weir's 0..=100 percent points unchanged, see [`haproxy_weight`]) and reads
 //!   every one back with `get weight`. [`HaproxyActuator::plan`] lists the commands for a
 //!   dry run; [`HaproxyActuator::read_current`] turns HAProxy's weights back into Weir's.
@@ -48,8 +48,8 @@ pub use client::{
     set_weight_command,
 };
 pub use reply::{
-    AdminState, OpState, ReplyError, ServerState, ServerWeight, check_name, expect_empty,
-    parse_get_weight, parse_servers_state,
+    AdminState, InvalidName, OpState, ReplyError, ServerState, ServerWeight, check_name,
+    expect_empty, parse_get_weight, parse_servers_state,
 };
 
 /// What a user must know about weights and pooled connections, for `weir` to print.

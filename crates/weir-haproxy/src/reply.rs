@@ -207,7 +207,7 @@ pub fn parse_servers_state(reply: &str) -> Result<Vec<ServerState>, ReplyError> 
 /// also accepts a numeric id written `#<id>`. Anything else is refused here, and must be:
 /// the CLI splits commands on `;` and lines on newlines, so a name taken verbatim from a
 /// config file could otherwise smuggle in a second command.
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
     let valid_ident = !name.is_empty()
         && name
             .chars()
@@ -218,11 +218,24 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     if valid_ident || valid_id {
         Ok(())
     } else {
-        Err(format!(
-            "invalid HAProxy {kind} name `{}`: use letters, digits, `-`, `_`, `.`, `:` or a numeric id `#<n>`",
-            name.escape_debug()
-        ))
+        Err(InvalidName {
+            kind,
+            name: name.to_string(),
+        })
     }
+}
+
+/// A backend or server name HAProxy would not take as one identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid HAProxy {kind} name `{}`: use letters, digits, `-`, `_`, `.`, `:` or a numeric id `#<n>`",
+    name.escape_debug()
+)]
+pub struct InvalidName {
+    /// `backend` or `server`.
+    pub kind: &'static str,
+    /// The name as given.
+    pub name: String,
 }
 
 #[cfg(test)]
@@ -361,7 +374,7 @@ mod tests {
             "#",
             "#x",
         ] {
-            let e = check_name("server", bad).unwrap_err();
+            let e = check_name("server", bad).unwrap_err().to_string();
             assert!(e.contains("invalid HAProxy server name"), "{e}");
         }
     }

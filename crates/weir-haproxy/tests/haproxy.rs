@@ -6,8 +6,8 @@
 mod support;
 
 use support::{BACKEND, Haproxy};
-use weir_controller::{Actuator, ActuatorError};
 use weir_core::{Decision, Proposal, Weights};
+use weir_edge::{Actuator, ActuatorError};
 use weir_haproxy::{HaproxyActuator, HaproxyError, OpState, RuntimeApi, ServerWeight};
 
 fn decision(primary: u32, replicas: &[u32]) -> Decision {

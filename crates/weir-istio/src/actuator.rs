@@ -4,14 +4,15 @@
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
-use weir_controller::{Actuator, ActuatorError};
 use weir_core::{Decision, Weights};
+use weir_edge::{Actuator, ActuatorError};
 
 use crate::config::IstioConfig;
 use crate::error::IstioError;
 use crate::plan::{Plan, current_weights, plan_patch};
 
-/// The field manager Weir's patches are recorded under in `metadata.managedFields`.
+/// The field manager Weir's patches are recorded under in `metadata.managedFields`, unless
+/// the process names its own ([`IstioActuator::with_field_manager`]).
 pub const FIELD_MANAGER: &str = "weir";
 
 /// What [`IstioActuator::apply_weights`] did.
@@ -32,6 +33,7 @@ pub enum ApplyOutcome {
 pub struct IstioActuator {
     api: Api<DynamicObject>,
     config: IstioConfig,
+    field_manager: String,
 }
 
 impl std::fmt::Debug for IstioActuator {
@@ -39,6 +41,13 @@ impl std::fmt::Debug for IstioActuator {
         f.debug_struct("IstioActuator")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+impl IstioConfig {
+    /// Builds the actuator this configuration describes, on `client`. Reads nothing yet.
+    pub fn build(&self, client: Client) -> IstioActuator {
+        IstioActuator::new(client, self.clone())
     }
 }
 
@@ -55,7 +64,18 @@ impl IstioActuator {
     /// the first call.
     pub fn new(client: Client, config: IstioConfig) -> Self {
         let api = Api::namespaced_with(client, &config.namespace, &virtual_service_resource());
-        IstioActuator { api, config }
+        IstioActuator {
+            api,
+            config,
+            field_manager: FIELD_MANAGER.to_string(),
+        }
+    }
+
+    /// Records patches under `manager` (one identity per process: the operator writes its
+    /// status, state and VirtualService patches under the same name).
+    pub fn with_field_manager(mut self, manager: impl Into<String>) -> Self {
+        self.field_manager = manager.into();
+        self
     }
 
     /// Its configuration.
@@ -101,7 +121,7 @@ impl IstioActuator {
     /// is not retried.
     pub async fn apply_weights(&self, weights: &Weights) -> Result<ApplyOutcome, IstioError> {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
+            field_manager: Some(self.field_manager.clone()),
             ..PatchParams::default()
         };
         let mut attempts = 0u32;
@@ -209,5 +229,28 @@ impl Actuator for IstioActuator {
 
     fn name(&self) -> &str {
         "istio"
+    }
+
+    async fn read_current(&self, replicas: usize) -> Result<Weights, ActuatorError> {
+        IstioActuator::read_current(self, replicas)
+            .await
+            .map_err(ActuatorError::from)
+    }
+
+    async fn plan(&self, decision: &Decision) -> Result<Vec<String>, ActuatorError> {
+        let plan = self
+            .plan_weights(&decision.weights)
+            .await
+            .map_err(ActuatorError::from)?;
+        if plan.unchanged {
+            return Ok(Vec::new());
+        }
+        let body = serde_json::to_string_pretty(&plan.patch)
+            .map_err(|e| ActuatorError::Other(format!("cannot serialise the patch: {e}")))?;
+        Ok(vec![body])
+    }
+
+    fn connection_note(&self) -> Option<&'static str> {
+        Some(crate::connection_lifetime_note())
     }
 }

@@ -2,7 +2,7 @@
 //! and how it maps onto the controller's [`ActuatorError`] kinds.
 
 #[cfg(feature = "client")]
-use weir_controller::ActuatorError;
+use weir_edge::ActuatorError;
 
 /// Why the Istio actuator could not read or change the managed route.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -122,8 +122,8 @@ impl From<IstioError> for ActuatorError {
             IstioError::VirtualServiceNotFound { .. }
             | IstioError::RouteNotFound { .. }
             | IstioError::AmbiguousRoute { .. }
-            | IstioError::UnexpectedLayout { .. }
-            | IstioError::Refused { .. } => ActuatorError::Rejected(text),
+            | IstioError::UnexpectedLayout { .. } => ActuatorError::TargetMissing(text),
+            IstioError::Refused { .. } => ActuatorError::Rejected(text),
             IstioError::Conflict { .. } => ActuatorError::Conflict(text),
             IstioError::Malformed(_) => ActuatorError::BadResponse(text),
             IstioError::Server { code, .. } if code >= 500 || code == 429 => {

@@ -19,7 +19,7 @@
 //! Other routes, matches, retries, fault injection and metadata are never touched. If another
 //! writer got in between, the API server refuses the whole patch (422 for a failed `test`, 409
 //! for a conflict); [`IstioActuator`] then re-reads and retries up to `max_retries` times and
-//! reports [`ActuatorError::Conflict`](weir_controller::ActuatorError::Conflict) after that. A
+//! reports [`ActuatorError::Conflict`](weir_edge::ActuatorError::Conflict) after that. A
 //! missing VirtualService, a missing or ambiguous route and a route whose destinations are not
 //! the configured [`Layout`] are errors before anything is written. Invalid weights (over
 //! int32, zero total, wrong count) are never sent. When the route already has the target

@@ -14,8 +14,8 @@ use fixtures::{
 };
 use http::Method;
 use serde_json::{Value, json};
-use weir_controller::{Actuator, ActuatorError};
 use weir_core::{Decision, Proposal, Weights};
+use weir_edge::{Actuator, ActuatorError};
 use weir_istio::{ApplyOutcome, IstioActuator, IstioConfig, IstioError, RouteSelector};
 use weir_test_support::kube_api::{FakeApiServer, Seen};
 

@@ -27,7 +27,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::experiment::{ExperimentConfig, Script};
+use weir_policy::PolicyKind;
+
+use crate::experiment::{ExperimentConfig, STATIC_ARM, Script};
 use crate::faults::StallKind;
 use crate::lab::{Lab, LabOptions};
 use crate::layout::{Layout, SERVERS};
@@ -451,8 +453,16 @@ async fn fault(f: FaultCmd) -> Result<ExitCode> {
 
 async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
     for arm in &a.arms {
-        if !["static", "threshold", "shun", "qlearn"].contains(&arm.as_str()) {
-            bail!("--arms: unknown arm `{arm}` (static, threshold, shun, qlearn)");
+        if arm != STATIC_ARM && !PolicyKind::parse(arm).is_ok_and(|k| k != PolicyKind::Static) {
+            let policies: Vec<&str> = PolicyKind::ALL
+                .iter()
+                .filter(|k| **k != PolicyKind::Static)
+                .map(|k| k.as_str())
+                .collect();
+            bail!(
+                "--arms: unknown arm `{arm}` ({STATIC_ARM}, or a policy for `weir run`: {})",
+                policies.join(", ")
+            );
         }
     }
     let layout = Layout::new(&a.dir, a.base_port)?;
@@ -464,7 +474,8 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
             .context("no directory for the weir binary")?,
     };
     let model = std::path::absolute(&a.model)?;
-    if a.arms.iter().any(|x| x == "qlearn") && !model.is_file() {
+    let needs_model = |arm: &String| PolicyKind::parse(arm).is_ok_and(PolicyKind::needs_model);
+    if a.arms.iter().any(needs_model) && !model.is_file() {
         bail!(
             "--model {}: not found (run from the repository root, or `weir train`)",
             model.display()

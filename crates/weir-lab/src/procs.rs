@@ -197,8 +197,7 @@ pub fn crash(pid: u32) -> Result<()> {
 /// fsync, rename, directory fsync — so `up` and a concurrent `fault restart` never clobber
 /// each other's temp file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    weir_policy::persist::write_atomic(path, bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    weir_persist::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Finds `name` on the PATH or in the sbin directories, or fails with the package to install.

@@ -12,6 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use weir_edge::Mode;
+/// The deciding policies Weir ships: the policy registry's list.
+pub use weir_policy::PolicyKind;
 
 /// Desired state of one governed database cluster.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -198,11 +201,11 @@ pub struct ShieldSpec {
 }
 
 /// Which policy decides.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     /// The policy.
-    #[serde(default)]
+    #[serde(default = "default_policy_kind")]
     pub kind: PolicyKind,
     /// A ConfigMap in the ReadSplit's namespace whose `model.json` is a trained Q-learning
     /// model (`weir train` output).
@@ -214,22 +217,22 @@ pub struct PolicySpec {
     pub online_learning: bool,
 }
 
-/// The deciding policies Weir ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    /// ProxySQL-style: a replica over the SLO gets no reads, back when healthy.
-    #[default]
-    Shun,
-    /// The seed design's threshold rule.
-    Threshold,
-    /// Tabular Q-learning (needs `modelConfigMap`), inside the shield.
-    Qlearn,
-    /// Fixed weights; the shield still applies.
-    Static,
+impl Default for PolicySpec {
+    fn default() -> Self {
+        PolicySpec {
+            kind: default_policy_kind(),
+            model_config_map: None,
+            online_learning: false,
+        }
+    }
 }
 
-/// How decisions are used.
+/// A ReadSplit without a policy shuns lagging replicas: it needs no model.
+fn default_policy_kind() -> PolicyKind {
+    PolicyKind::Shun
+}
+
+/// How decisions are used: the CRD's spelling of [`Mode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum ModeSpec {
     /// Decide and record; never touch the VirtualService.
@@ -239,6 +242,16 @@ pub enum ModeSpec {
     DryRun,
     /// Apply decisions.
     Enforce,
+}
+
+impl From<ModeSpec> for Mode {
+    fn from(m: ModeSpec) -> Mode {
+        match m {
+            ModeSpec::Shadow => Mode::Shadow,
+            ModeSpec::DryRun => Mode::DryRun,
+            ModeSpec::Enforce => Mode::Enforce,
+        }
+    }
 }
 
 /// What the operator last saw and did.

@@ -10,6 +10,9 @@
 //! with a Lease, the kube-runtime controller and `/metrics`, `/healthz`, `/readyz`.
 //!
 //! This crate never picks a Kubernetes version for `k8s-openapi`: the binary does.
+//!
+//! Everything the operator writes — status, state ConfigMaps, events, VirtualService
+//! patches — carries one identity, [`MANAGER`].
 
 pub mod crd;
 pub mod deploy;
@@ -22,6 +25,10 @@ pub mod state;
 use kube::CustomResourceExt;
 
 pub use crd::{ReadSplit, ReadSplitSpec, ReadSplitStatus};
+
+/// The operator's identity in the API server: the field manager of everything it writes and
+/// the reporter of its events.
+pub const MANAGER: &str = "weir-operator";
 
 /// The `ReadSplit` CustomResourceDefinition as YAML, exactly as committed under `deploy/`.
 pub fn crd_yaml() -> Result<String, serde_norway::Error> {

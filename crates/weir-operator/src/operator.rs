@@ -59,7 +59,7 @@ pub enum OperatorError {
     },
     /// The Prometheus HTTP client could not be built.
     #[error("Prometheus client: {0}")]
-    Prometheus(String),
+    Prometheus(#[source] weir_prom::PromError),
     /// Leader election could not start.
     #[error("leader election (Lease {namespace}/{name}): {message}")]
     Lease {
@@ -122,7 +122,7 @@ pub async fn run(
             source,
         })?;
     let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
-    let sources = PromSources::new().map_err(|e| OperatorError::Prometheus(e.to_string()))?;
+    let sources = PromSources::new().map_err(OperatorError::Prometheus)?;
     serve(client, listener, sources, clock, opts, shutdown).await
 }
 

@@ -1,11 +1,18 @@
-//! One reconciliation of one `ReadSplit`: observe, decide, shield, actuate, report.
+//! One reconciliation of one `ReadSplit`: a governor tick, then status, events and state.
 //!
 //! The kube-runtime `Controller` calls [`reconcile`] for each ReadSplit and requeues it
 //! after its `intervalSeconds`, so every ReadSplit is one control loop. Each has its own
-//! [`ControlStep`] (policy + shield), source and actuator, kept in the [`Context`] between
-//! reconciliations and rebuilt when the spec's generation changes. What must survive a
-//! restart or a new leader — the weights in force, the decision count and a learning
-//! policy's table — is kept in a ConfigMap owned by the ReadSplit ([`crate::state`]).
+//! [`Governor`] (policy + shield between a source and an actuator), kept in the [`Context`]
+//! between reconciliations and rebuilt when the spec's generation changes; one
+//! [`Governor::tick`] per interval does what `weir run` does each interval — observe with a
+//! timeout, decide, actuate with the same back-off after failures — and this module is the
+//! Kubernetes plumbing around it. What must survive a restart or a new leader — the weights in
+//! force, the decision count and a learning policy's state — is kept in a ConfigMap owned by
+//! the ReadSplit ([`crate::state`]).
+//!
+//! Sources come from a [`SourceFactory`] (Prometheus in production, canned in tests) and
+//! actuators from an [`ActuatorFactory`] (Istio, whose patches carry the operator's field
+//! manager); the reconciler takes any [`Actuator`].
 //!
 //! Failures never panic and never write a guess: a missing VirtualService or route makes the
 //! ReadSplit `Degraded` with reason `RouteNotFound` and nothing is patched; metrics that
@@ -13,6 +20,8 @@
 //! (and, after `failSafeAfter` intervals, applies its fail-safe: `ShieldFailSafe`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,22 +32,20 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use weir_controller::{ControlStep, Source, SourceError};
-use weir_core::{Observation, Policy, RewardConfig, Unknown, Weights};
-use weir_istio::{IstioActuator, IstioError};
-use weir_policy::{QLearn, ShunPolicy, StaticPolicy, ThresholdPolicy};
-use weir_prom::{HttpClient, PromConfig, PromSource};
+use weir_controller::{Clock, ControlStep, DEFAULT_STEP_TIMEOUT_S, Governor, GovernorConfig, Tick};
+use weir_core::{Observation, Policy, RewardConfig, Weights};
+use weir_edge::{Actuator, ActuatorError, BoxActuator, DryRunActuator, Mode, Source};
+use weir_istio::{IstioActuator, IstioConfig};
+use weir_policy::Model;
+use weir_prom::{HttpClient, PromConfig, PromError, PromSource};
+use weir_recorder::Actuation;
 use weir_shield::Shield;
 
-use crate::crd::{
-    ModeSpec, ObservationSummary, PolicyKind, QuerySpec, ReadSplit, ReadSplitSpec, ReadSplitStatus,
-};
+use crate::MANAGER;
+use crate::crd::{ObservationSummary, QuerySpec, ReadSplit, ReadSplitSpec, ReadSplitStatus};
 use crate::metrics::Metrics;
 use crate::spec::{Plan, SpecError};
 use crate::state::{self, SavedState};
-
-/// The field manager (and event reporter) name.
-pub const MANAGER: &str = "weir-operator";
 
 /// How long after a failed reconciliation the object is tried again.
 const ERROR_REQUEUE: Duration = Duration::from_secs(30);
@@ -48,8 +55,30 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 pub trait SourceFactory: Send + Sync + 'static {
     /// The source type.
     type Source: Source;
-    /// A source for `config` (`key` is `namespace/name`, for messages).
-    fn build(&self, key: &str, config: &PromConfig) -> Result<Self::Source, String>;
+    /// Why a source could not be built.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// A source for `config` (`key` is `namespace/name`).
+    fn build(&self, key: &str, config: &PromConfig) -> Result<Self::Source, Self::Error>;
+}
+
+/// Makes the actuator for one ReadSplit from its route settings.
+pub trait ActuatorFactory: Send + Sync + 'static {
+    /// The actuator type.
+    type Actuator: Actuator;
+    /// An actuator for `config`, on `client`.
+    fn build(&self, client: &Client, config: &IstioConfig) -> Self::Actuator;
+}
+
+/// Istio, through `weir-istio`, patching under the operator's field manager ([`MANAGER`]) —
+/// one identity for everything this process writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IstioActuators;
+
+impl ActuatorFactory for IstioActuators {
+    type Actuator = IstioActuator;
+    fn build(&self, client: &Client, config: &IstioConfig) -> IstioActuator {
+        config.build(client.clone()).with_field_manager(MANAGER)
+    }
 }
 
 /// Real Prometheus, through `weir-prom`: every source shares one HTTP client and its
@@ -71,9 +100,9 @@ impl PromSources {
 
 impl SourceFactory for PromSources {
     type Source = PromSource;
-    fn build(&self, key: &str, config: &PromConfig) -> Result<PromSource, String> {
+    type Error = PromError;
+    fn build(&self, _key: &str, config: &PromConfig) -> Result<PromSource, PromError> {
         PromSource::with_client(config.clone(), self.client.clone())
-            .map_err(|e| format!("{key}: {e}"))
     }
 }
 
@@ -106,11 +135,11 @@ struct Governed<S> {
     generation: Option<i64>,
     uid: String,
     plan: Plan,
-    mode: ModeSpec,
+    mode: Mode,
     online_learning: bool,
-    step: ControlStep,
-    source: S,
-    actuator: IstioActuator,
+    governor: Governor<S, BoxActuator>,
+    /// The weights really in force at the VirtualService, as far as the operator knows:
+    /// the governor's in enforce mode; in shadow and dry-run, what was there at the start.
     in_force: Weights,
     decisions: u64,
     /// When the latest decision was made.
@@ -124,10 +153,27 @@ type Entry<S> = Arc<tokio::sync::Mutex<Governed<S>>>;
 /// Governed ReadSplits by `namespace/name`.
 type GovernedMap<S> = HashMap<String, Entry<S>>;
 
+/// The reconciler's clock as the governor's: decisions are made at the injected time (epoch
+/// seconds), and timeouts run on tokio's timer.
+struct KubeClock(Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock for KubeClock {
+    fn now_s(&self) -> f64 {
+        (self.0)().as_millisecond() as f64 / 1000.0
+    }
+
+    fn sleep_until(&self, t_s: f64) -> impl Future<Output = ()> + Send {
+        let wait = Duration::try_from_secs_f64((t_s - self.now_s()).max(0.0))
+            .unwrap_or(Duration::from_secs(86_400));
+        tokio::time::sleep(wait)
+    }
+}
+
 /// Shared by every reconciliation: the client, the governed ReadSplits, metrics, the clock.
-pub struct Context<F: SourceFactory = PromSources> {
+pub struct Context<F: SourceFactory = PromSources, A: ActuatorFactory = IstioActuators> {
     client: Client,
     sources: F,
+    actuators: A,
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     governed: Mutex<GovernedMap<F::Source>>,
     recorder: Recorder,
@@ -139,10 +185,24 @@ pub struct Context<F: SourceFactory = PromSources> {
 }
 
 impl<F: SourceFactory> Context<F> {
-    /// A context on `client`, making sources with `sources`, reading time from `clock`.
+    /// A context on `client`, making sources with `sources` and Istio actuators, reading time
+    /// from `clock`.
     pub fn new(
         client: Client,
         sources: F,
+        clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+        instance: Option<String>,
+    ) -> Self {
+        Context::with_actuators(client, sources, IstioActuators, clock, instance)
+    }
+}
+
+impl<F: SourceFactory, A: ActuatorFactory> Context<F, A> {
+    /// A context making actuators with `actuators`.
+    pub fn with_actuators(
+        client: Client,
+        sources: F,
+        actuators: A,
         clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
         instance: Option<String>,
     ) -> Self {
@@ -154,6 +214,7 @@ impl<F: SourceFactory> Context<F> {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             sources,
+            actuators,
             clock,
             governed: Mutex::new(HashMap::new()),
             metrics: Metrics::new(),
@@ -201,9 +262,9 @@ fn key_of(rs: &ReadSplit) -> Result<(String, String, String), Error> {
 }
 
 /// The kube-runtime reconciler.
-pub async fn reconcile<F: SourceFactory>(
+pub async fn reconcile<F: SourceFactory, A: ActuatorFactory>(
     rs: Arc<ReadSplit>,
-    ctx: Arc<Context<F>>,
+    ctx: Arc<Context<F, A>>,
 ) -> Result<Action, Error> {
     let (key, ns, name) = key_of(&rs)?;
     if rs.meta().deletion_timestamp.is_some() {
@@ -218,10 +279,10 @@ pub async fn reconcile<F: SourceFactory>(
 }
 
 /// The kube-runtime error policy: count it, try again later.
-pub fn error_policy<F: SourceFactory>(
+pub fn error_policy<F: SourceFactory, A: ActuatorFactory>(
     rs: Arc<ReadSplit>,
     error: &Error,
-    ctx: Arc<Context<F>>,
+    ctx: Arc<Context<F, A>>,
 ) -> Action {
     tracing::warn!(readsplit = %rs.name_any(), kind = error.metric_label(), error = %error, "reconcile failed");
     ctx.metrics.count_error(error.metric_label());
@@ -261,7 +322,7 @@ async fn shared_queries(
     };
     let (text, version) = state::config_map_entry(client, ns, cm, "queries.json")
         .await
-        .map_err(invalid)?;
+        .map_err(|e| invalid(e.to_string()))?;
     let queries = serde_json::from_str(&text)
         .map_err(|e| invalid(format!("ConfigMap {ns}/{cm} queries.json: {e}")))?;
     Ok((queries, version))
@@ -279,63 +340,62 @@ async fn build_policy(
     spec: &ReadSplitSpec,
     saved: Option<&SavedState>,
 ) -> Result<Box<dyn Policy>, SpecError> {
-    Ok(match spec.policy.kind {
-        PolicyKind::Shun => Box::new(ShunPolicy::default()),
-        PolicyKind::Threshold => Box::new(ThresholdPolicy::default()),
-        PolicyKind::Static => Box::new(StaticPolicy::default()),
-        PolicyKind::Qlearn => {
-            let field = "spec.policy.modelConfigMap";
-            let learned = saved.and_then(|s| s.policy.as_deref());
-            let (text, origin) = match (learned, &spec.policy.model_config_map) {
-                (Some(t), _) if spec.policy.online_learning => {
-                    (t.to_string(), "the learned state".to_string())
-                }
-                (_, Some(cm)) => (
-                    state::config_map_key(client, ns, cm, "model.json")
-                        .await
-                        .map_err(|e| SpecError {
-                            field: field.into(),
-                            problem: e,
-                        })?,
-                    format!("ConfigMap {ns}/{cm} model.json"),
-                ),
-                (_, None) => {
-                    return Err(SpecError {
-                        field: field.into(),
-                        problem: "required for policy kind qlearn".into(),
-                    });
-                }
-            };
-            let mut q =
-                QLearn::from_json(&text, std::path::Path::new(&origin)).map_err(|e| SpecError {
-                    field: field.into(),
-                    problem: e.to_string(),
-                })?;
-            q.serve_mode(spec.policy.online_learning);
-            Box::new(q)
+    let kind = spec.policy.kind;
+    let online = spec.policy.online_learning;
+    let field = "spec.policy.modelConfigMap";
+    let invalid = |problem: String| SpecError {
+        field: field.into(),
+        problem,
+    };
+    if !kind.needs_model() {
+        return kind.build(None, online).map_err(|e| invalid(e.to_string()));
+    }
+    // Learning online, the policy carries on from its saved snapshot; one that cannot be read
+    // (written by another build, damaged) is logged and the policy starts from its model.
+    if online && let Some(bytes) = saved.and_then(|s| s.policy.as_deref()) {
+        match Model::from_bytes(kind, bytes, Path::new("the learned state")) {
+            Ok(model) => {
+                return kind
+                    .build(Some(&model), online)
+                    .map_err(|e| invalid(e.to_string()));
+            }
+            Err(e) => {
+                tracing::error!(namespace = ns, error = %e, "the learned state is unusable; the policy starts from its model");
+            }
         }
-    })
+    }
+    let Some(cm) = &spec.policy.model_config_map else {
+        return Err(invalid(format!("required for policy kind {kind}")));
+    };
+    let text = state::config_map_key(client, ns, cm, "model.json")
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    let origin = format!("ConfigMap {ns}/{cm} model.json");
+    let model = Model::from_bytes(kind, text.as_bytes(), Path::new(&origin))
+        .map_err(|e| invalid(e.to_string()))?;
+    kind.build(Some(&model), online)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// The metrics source for `plan`.
-fn source_for<F: SourceFactory>(
-    ctx: &Context<F>,
+fn source_for<F: SourceFactory, A: ActuatorFactory>(
+    ctx: &Context<F, A>,
     key: &str,
     plan: &Plan,
 ) -> Result<F::Source, SpecError> {
     ctx.sources
         .build(key, &plan.prometheus)
-        .map_err(|problem| SpecError {
+        .map_err(|e| SpecError {
             field: "spec.prometheus".into(),
-            problem,
+            problem: format!("{key}: {e}"),
         })
 }
 
 /// Stops governing `key` and says why: `Degraded/InvalidSpec` naming the field, and the
 /// `invalid_spec` error metric.
-async fn report_invalid_spec<F: SourceFactory>(
+async fn report_invalid_spec<F: SourceFactory, A: ActuatorFactory>(
     rs: &ReadSplit,
-    ctx: &Context<F>,
+    ctx: &Context<F, A>,
     (key, ns, name): (&str, &str, &str),
     now: Timestamp,
     e: &SpecError,
@@ -353,9 +413,9 @@ enum BuildError {
     Kube(kube::Error),
 }
 
-async fn build<F: SourceFactory>(
+async fn build<F: SourceFactory, A: ActuatorFactory>(
     rs: &ReadSplit,
-    ctx: &Context<F>,
+    ctx: &Context<F, A>,
     key: &str,
     ns: &str,
     name: &str,
@@ -372,14 +432,20 @@ async fn build<F: SourceFactory>(
         .await
         .map_err(BuildError::Spec)?;
     let source = source_for(ctx, key, &plan).map_err(BuildError::Spec)?;
-    let actuator = IstioActuator::new(ctx.client.clone(), plan.istio.clone());
+    let target = ctx.actuators.build(&ctx.client, &plan.istio);
     let n = plan.replicas.len();
     let initial = match saved.as_ref().map(|s| &s.in_force) {
         Some(w) if w.replicas.len() == n => w.clone(),
-        _ => actuator
+        _ => target
             .read_current(n)
             .await
             .unwrap_or_else(|_| Weights::even(n)),
+    };
+    let mode = Mode::from(spec.mode);
+    // A dry run plans with the real actuator and sends nothing.
+    let actuator = match mode {
+        Mode::DryRun => BoxActuator::new(DryRunActuator::planning_with(target)),
+        Mode::Enforce | Mode::Shadow => BoxActuator::new(target),
     };
     let shield = Shield::new(plan.shield.clone(), plan.slo.clone(), n);
     let step = ControlStep::new(
@@ -390,16 +456,25 @@ async fn build<F: SourceFactory>(
         initial.clone(),
         HISTORY_LEN,
     );
-    tracing::info!(readsplit = key, weights = %initial, policy = ?spec.policy.kind, mode = ?spec.mode, "governing");
+    let config = GovernorConfig {
+        step_timeout_s: DEFAULT_STEP_TIMEOUT_S.max(plan.prometheus.timeout_s + 1.0),
+        replica_names: plan.replicas.clone(),
+        ..GovernorConfig::new(mode)
+    };
+    let governor = Governor::new(step, source, actuator, config).map_err(|e| {
+        BuildError::Spec(SpecError {
+            field: "spec".into(),
+            problem: e.to_string(),
+        })
+    })?;
+    tracing::info!(readsplit = key, weights = %initial, policy = %spec.policy.kind, mode = %mode, "governing");
     Ok(Governed {
         generation: rs.meta().generation,
         uid: rs.uid().unwrap_or_default(),
         plan,
-        mode: spec.mode,
+        mode,
         online_learning: spec.policy.online_learning,
-        step,
-        source,
-        actuator,
+        governor,
         in_force: initial,
         decisions: saved.map_or(0, |s| s.decisions),
         last_decision: None,
@@ -420,13 +495,12 @@ struct Degraded {
     message: String,
 }
 
-fn istio_reason(e: &IstioError) -> &'static str {
+/// The condition reason for an actuation failure: the route is not there as configured, a
+/// writer kept winning the race, or anything else.
+fn actuation_reason(e: &ActuatorError) -> &'static str {
     match e {
-        IstioError::VirtualServiceNotFound { .. }
-        | IstioError::RouteNotFound { .. }
-        | IstioError::AmbiguousRoute { .. }
-        | IstioError::UnexpectedLayout { .. } => "RouteNotFound",
-        IstioError::Conflict { .. } => "Conflict",
+        ActuatorError::TargetMissing(_) => "RouteNotFound",
+        ActuatorError::Conflict(_) => "Conflict",
         _ => "ActuationFailed",
     }
 }
@@ -434,9 +508,9 @@ fn istio_reason(e: &IstioError) -> &'static str {
 /// Reads the `queriesFrom` ConfigMap again when [`SHARED_QUERIES_RECHECK`] has passed; when
 /// it changed, the source is rebuilt with the new queries (the policy, its learning and the
 /// weights in force carry on).
-async fn refresh_shared_queries<F: SourceFactory>(
+async fn refresh_shared_queries<F: SourceFactory, A: ActuatorFactory>(
     rs: &ReadSplit,
-    ctx: &Context<F>,
+    ctx: &Context<F, A>,
     g: &mut Governed<F::Source>,
     key: &str,
     ns: &str,
@@ -452,7 +526,7 @@ async fn refresh_shared_queries<F: SourceFactory>(
     let (queries, version) = shared_queries(&ctx.client, ns, &rs.spec).await?;
     if version != shared.version {
         let plan = rs.spec.plan(ns, &queries)?;
-        g.source = source_for(ctx, key, &plan)?;
+        g.governor.set_source(source_for(ctx, key, &plan)?);
         tracing::info!(
             readsplit = key,
             "shared queries changed: new metrics source"
@@ -466,9 +540,9 @@ async fn refresh_shared_queries<F: SourceFactory>(
     Ok(())
 }
 
-async fn govern<F: SourceFactory>(
+async fn govern<F: SourceFactory, A: ActuatorFactory>(
     rs: &ReadSplit,
-    ctx: &Context<F>,
+    ctx: &Context<F, A>,
     key: &str,
     ns: &str,
     name: &str,
@@ -521,60 +595,18 @@ async fn govern<F: SourceFactory>(
         report_invalid_spec(rs, ctx, (key, ns, name), now, &e).await?;
         return Ok(Action::requeue(SHARED_QUERIES_RECHECK));
     }
-    let now_s = now.as_millisecond() as f64 / 1000.0;
-
-    let timeout = g.plan.prometheus.timeout_s.max(0.1) + 1.0;
-    let observed =
-        match tokio::time::timeout(Duration::from_secs_f64(timeout), g.source.observe(now_s)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(SourceError::Timeout { after_s: timeout }),
-        };
-    let (obs, mut degraded) = match observed {
-        Ok(o) => (o, None),
-        Err(e) => (
-            Observation::blank(now_s, &g.plan.replicas, Unknown::SourceError),
-            Some(Degraded {
-                reason: "MetricsUnavailable",
-                message: format!(
-                    "observation failed ({}): {e}; holding the weights",
-                    e.kind()
-                ),
-            }),
-        ),
-    };
-    let out = g.step.step(obs.clone(), None);
+    let tick = g.governor.tick(&KubeClock(ctx.clock.clone())).await;
     g.decisions += 1;
-    let weights = out.decision.weights.clone();
     let before = g.in_force.clone();
-    match g.mode {
-        ModeSpec::Shadow => {}
-        ModeSpec::DryRun => match g.actuator.plan_weights(&weights).await {
-            Ok(plan) if !plan.unchanged => {
-                tracing::info!(readsplit = key, patch = %serde_json::to_string(&plan.patch).unwrap_or_default(), "dry-run: would patch");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                degraded = Some(Degraded {
-                    reason: istio_reason(&e),
-                    message: e.to_string(),
-                });
-            }
-        },
-        ModeSpec::Enforce => match g.actuator.apply_weights(&weights).await {
-            Ok(_) => g.in_force = weights.clone(),
-            Err(e) => {
-                let current = g.in_force.clone();
-                g.step.set_current(current);
-                degraded = Some(Degraded {
-                    reason: istio_reason(&e),
-                    message: e.to_string(),
-                });
-            }
-        },
+    if g.mode == Mode::Enforce {
+        g.in_force = g.governor.in_force().clone();
     }
+    let mut degraded = degraded_by(&g, &tick);
+    let Tick { record: rec, .. } = tick;
+    let weights = rec.decision.weights.clone();
+    let obs = &rec.observation;
     // The fail-safe outranks the reason that led to it (usually MetricsUnavailable).
-    if g.step.shield().status().fail_safe_engaged {
+    if g.governor.step().shield().status().fail_safe_engaged {
         let cause = degraded
             .as_ref()
             .map(|d| format!(" ({})", d.message))
@@ -590,14 +622,14 @@ async fn govern<F: SourceFactory>(
     let names: Vec<String> = std::iter::once("primary".to_string())
         .chain(g.plan.replicas.iter().cloned())
         .collect();
-    ctx.metrics.observe_decision(key, &names, &weights, &obs);
+    ctx.metrics.observe_decision(key, &names, &weights, obs);
     if g.in_force != before {
-        let why = out
+        let why = rec
             .decision
             .interventions
             .iter()
             .map(|i| i.detail.clone())
-            .chain(std::iter::once(out.decision.proposal.reason.clone()))
+            .chain(std::iter::once(rec.decision.proposal.reason.clone()))
             .collect::<Vec<_>>()
             .join("; ");
         let note = format!("{before} → {}: {why}", g.in_force);
@@ -613,7 +645,7 @@ async fn govern<F: SourceFactory>(
         }
     }
 
-    let status = status_for(rs, &g, &obs, now, degraded.as_ref(), &weights);
+    let status = status_for(rs, &g, obs, now, degraded.as_ref(), &weights);
     patch_status(ctx, ns, name, &status).await?;
 
     if g.in_force != before || g.decisions.is_multiple_of(ctx.save_every.max(1)) {
@@ -621,7 +653,7 @@ async fn govern<F: SourceFactory>(
             decisions: g.decisions,
             in_force: g.in_force.clone(),
             policy: if g.online_learning {
-                g.step.policy().snapshot()
+                g.governor.step().policy().snapshot()
             } else {
                 None
             },
@@ -633,6 +665,32 @@ async fn govern<F: SourceFactory>(
         }
     }
     Ok(Action::requeue(interval))
+}
+
+/// Why the tick leaves the ReadSplit degraded, before the fail-safe is considered: the
+/// actuator failed (or is left alone after failures, backing off), or the metrics could not
+/// be read and the shield holds.
+fn degraded_by<S>(g: &Governed<S>, tick: &Tick) -> Option<Degraded> {
+    if let Some(e) = &tick.actuation_error {
+        return Some(Degraded {
+            reason: actuation_reason(e),
+            message: e.detail(),
+        });
+    }
+    if let (Actuation::Skipped { reason }, Some(e)) = (&tick.record.actuation, g.governor.failing())
+    {
+        return Some(Degraded {
+            reason: actuation_reason(e),
+            message: format!("{}; {reason}", e.detail()),
+        });
+    }
+    tick.source_error.as_ref().map(|e| Degraded {
+        reason: "MetricsUnavailable",
+        message: format!(
+            "observation failed ({}): {e}; holding the weights",
+            e.kind()
+        ),
+    })
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -690,10 +748,10 @@ fn status_for<S>(
     degraded: Option<&Degraded>,
     decided: &Weights,
 ) -> ReadSplitStatus {
-    let slo = g.step.slo();
+    let slo = g.governor.step().slo();
     let mut weights = BTreeMap::new();
     // In shadow and dry-run nothing is applied: report what was decided.
-    let shown = if g.mode == ModeSpec::Enforce {
+    let shown = if g.mode == Mode::Enforce {
         &g.in_force
     } else {
         decided
@@ -719,9 +777,9 @@ fn status_for<S>(
         .max_known_lag_s()
         .map_or_else(|| "unknown".to_string(), |l| format!("{l:.1}s"));
     let (ready_reason, ready_msg) = match g.mode {
-        ModeSpec::Enforce => ("Governing", "weights applied every interval"),
-        ModeSpec::DryRun => ("DryRun", "decisions logged as patches, nothing applied"),
-        ModeSpec::Shadow => ("Shadow", "decisions recorded, nothing applied"),
+        Mode::Enforce => ("Governing", "weights applied every interval"),
+        Mode::DryRun => ("DryRun", "decisions logged as patches, nothing applied"),
+        Mode::Shadow => ("Shadow", "decisions recorded, nothing applied"),
     };
     let conditions = match degraded {
         Some(d) => vec![
@@ -748,8 +806,8 @@ fn status_for<S>(
     }
 }
 
-async fn patch_status<F: SourceFactory>(
-    ctx: &Context<F>,
+async fn patch_status<F: SourceFactory, A: ActuatorFactory>(
+    ctx: &Context<F, A>,
     ns: &str,
     name: &str,
     status: &ReadSplitStatus,

@@ -242,7 +242,7 @@ impl ReadSplitSpec {
             primary_cpu_max: s.primary_cpu_max.unwrap_or(d.primary_cpu_max),
             read_p99_slo_ms: s.read_p99_ms.unwrap_or(d.read_p99_slo_ms),
         };
-        slo.validate().map_err(|p| err("spec.slo", p))?;
+        slo.validate().map_err(|p| err("spec.slo", p.to_string()))?;
 
         let mut shield = ShieldConfig::default();
         let sh = &self.shield;
@@ -258,7 +258,7 @@ impl ReadSplitSpec {
         shield.primary_read_capacity_qps = sh.primary_read_capacity_qps;
         shield
             .validate(self.replicas.len())
-            .map_err(|p| err("spec.shield", p))?;
+            .map_err(|p| err("spec.shield", p.to_string()))?;
 
         Ok(Plan {
             prometheus,

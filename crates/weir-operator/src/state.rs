@@ -23,8 +23,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use weir_core::Weights;
 
+use crate::MANAGER;
 use crate::crd::ReadSplit;
-use crate::reconcile::MANAGER;
 
 /// Format version of `state.json`.
 const VERSION: u32 = 1;
@@ -53,9 +53,10 @@ pub struct SavedState {
     pub decisions: u64,
     /// The weights in force at the last save.
     pub in_force: Weights,
-    /// A learning policy's snapshot (`policy.json`), when it learns online.
+    /// A learning policy's snapshot (bytes: its model file's contents), when it learns
+    /// online.
     #[serde(skip)]
-    pub policy: Option<String>,
+    pub policy: Option<Vec<u8>>,
 }
 
 /// What [`save`] wrote.
@@ -117,8 +118,6 @@ enum GunzipError {
     Gzip(#[source] std::io::Error),
     #[error("decompresses to more than {0} bytes")]
     TooLarge(usize),
-    #[error("not UTF-8: {0}")]
-    Utf8(#[from] std::string::FromUtf8Error),
 }
 
 /// The state ConfigMap's name for ReadSplit `name`.
@@ -145,7 +144,7 @@ fn encode(state: &SavedState) -> Result<Encoded, EncodeError> {
                 compressed_bytes: None,
             };
         } else {
-            let gz = gzip(policy.as_bytes()).map_err(EncodeError::Compress)?;
+            let gz = gzip(policy).map_err(EncodeError::Compress)?;
             if state_bytes + gz.len() > BUDGET_BYTES {
                 outcome = SaveOutcome::PolicyTooLarge {
                     policy_bytes: policy.len(),
@@ -197,10 +196,10 @@ fn decode(cm: &ConfigMap) -> Option<SavedState> {
 /// The policy snapshot: compressed if there is one, else the uncompressed one of earlier
 /// builds. A compressed one that cannot be read is logged and counts as none (the older
 /// layout is not tried: it would be staler than the one that failed).
-fn decode_policy(cm: &ConfigMap, at: &str) -> Option<String> {
+fn decode_policy(cm: &ConfigMap, at: &str) -> Option<Vec<u8>> {
     if let Some(gz) = cm.binary_data.as_ref().and_then(|b| b.get(POLICY_GZ_KEY)) {
         return match gunzip(&gz.0, MAX_POLICY_BYTES) {
-            Ok(text) => Some(text),
+            Ok(bytes) => Some(bytes),
             Err(e) => {
                 tracing::error!(configmap = %at, key = POLICY_GZ_KEY, error = %e, "the saved policy is unreadable; the policy starts from its model");
                 None
@@ -210,7 +209,7 @@ fn decode_policy(cm: &ConfigMap, at: &str) -> Option<String> {
     cm.data
         .as_ref()
         .and_then(|d| d.get(LEGACY_POLICY_KEY))
-        .cloned()
+        .map(|text| text.clone().into_bytes())
 }
 
 /// `bytes` gzip-compressed.
@@ -220,9 +219,9 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
-/// The UTF-8 text gzip `bytes` decompress to, refused beyond `cap` bytes without reading
-/// further.
-fn gunzip(bytes: &[u8], cap: usize) -> Result<String, GunzipError> {
+/// The bytes gzip `bytes` decompress to, refused beyond `cap` bytes without reading further.
+/// (Whether they are a usable snapshot is for the policy's model reader to say.)
+fn gunzip(bytes: &[u8], cap: usize) -> Result<Vec<u8>, GunzipError> {
     let mut out = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     GzDecoder::new(bytes)
@@ -232,7 +231,7 @@ fn gunzip(bytes: &[u8], cap: usize) -> Result<String, GunzipError> {
     if out.len() > cap {
         return Err(GunzipError::TooLarge(cap));
     }
-    Ok(String::from_utf8(out)?)
+    Ok(out)
 }
 
 /// Reads the saved state. `None` when there is none yet, or when it cannot be used (see
@@ -320,7 +319,7 @@ pub async fn config_map_key(
     ns: &str,
     name: &str,
     key: &str,
-) -> Result<String, String> {
+) -> Result<String, ConfigMapError> {
     config_map_entry(client, ns, name, key)
         .await
         .map(|(text, _)| text)
@@ -332,7 +331,8 @@ pub async fn config_map_entry(
     ns: &str,
     name: &str,
     key: &str,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<String>), ConfigMapError> {
+    let at = || format!("{ns}/{name}");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await {
         Ok(Some(cm)) => {
@@ -340,11 +340,41 @@ pub async fn config_map_entry(
             cm.data
                 .and_then(|d| d.get(key).cloned())
                 .map(|text| (text, version))
-                .ok_or_else(|| format!("ConfigMap {ns}/{name} has no key {key:?}"))
+                .ok_or_else(|| ConfigMapError::NoKey {
+                    at: at(),
+                    key: key.to_string(),
+                })
         }
-        Ok(None) => Err(format!("ConfigMap {ns}/{name} not found")),
-        Err(e) => Err(format!("reading ConfigMap {ns}/{name}: {e}")),
+        Ok(None) => Err(ConfigMapError::NotFound { at: at() }),
+        Err(source) => Err(ConfigMapError::Read { at: at(), source }),
     }
+}
+
+/// Why a key of a user's ConfigMap could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigMapError {
+    /// The ConfigMap does not exist.
+    #[error("ConfigMap {at} not found")]
+    NotFound {
+        /// `namespace/name`.
+        at: String,
+    },
+    /// It has no such key under `data`.
+    #[error("ConfigMap {at} has no key {key:?}")]
+    NoKey {
+        /// `namespace/name`.
+        at: String,
+        /// The key.
+        key: String,
+    },
+    /// The API server could not be asked.
+    #[error("reading ConfigMap {at}: {source}")]
+    Read {
+        /// `namespace/name`.
+        at: String,
+        /// The cause.
+        source: kube::Error,
+    },
 }
 
 #[cfg(test)]
@@ -425,7 +455,7 @@ mod tests {
                 primary: 20,
                 replicas: vec![50, 30],
             },
-            policy,
+            policy: policy.map(String::into_bytes),
         }
     }
 
@@ -481,7 +511,23 @@ mod tests {
             "{}",
             compressed_len(&cm)
         );
-        assert_eq!(decode(&cm).unwrap().policy.as_deref(), Some(model));
+        assert_eq!(
+            decode(&cm).unwrap().policy.as_deref(),
+            Some(model.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_binary_snapshot_round_trips_byte_for_byte() {
+        // A network's weights are not text: every byte value, and invalid UTF-8.
+        let weights: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        let state = SavedState {
+            policy: Some(weights),
+            ..saved(None)
+        };
+        let encoded = encode(&state).unwrap();
+        assert_eq!(encoded.outcome, SaveOutcome::Saved);
+        assert_eq!(decode(&over_the_wire(&config_map(encoded))), Some(state));
     }
 
     #[test]
@@ -511,7 +557,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(LEGACY_POLICY_KEY.into(), "old".into());
-        assert_eq!(decode(&cm).unwrap().policy.as_deref(), Some("new"));
+        assert_eq!(decode(&cm).unwrap().policy.as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
@@ -522,14 +568,7 @@ mod tests {
         let mut flipped = good.clone();
         let mid = flipped.len() / 2;
         flipped[mid] ^= 0xff;
-        let not_utf8 = gzip(&[b'{', 0xff, 0xfe, b'}']).unwrap();
-        for bad in [
-            b"not gzip at all".to_vec(),
-            Vec::new(),
-            truncated,
-            flipped,
-            not_utf8,
-        ] {
+        for bad in [b"not gzip at all".to_vec(), Vec::new(), truncated, flipped] {
             let mut cm = config_map(encode(&saved(Some("x".into()))).unwrap());
             // Even with the older layout present, a bad compressed policy counts as none.
             cm.data
@@ -571,6 +610,7 @@ mod tests {
         // one byte more.
         let policy = noise(5, BUDGET_BYTES * 4 / 3 - 8192);
         let compressed = gzip(policy.as_bytes()).unwrap().len();
+        let policy = policy.into_bytes();
         assert!(compressed <= BUDGET_BYTES, "{compressed}");
         assert!(BUDGET_BYTES - compressed < 20_000, "{compressed}");
         let state_of_len = |target: usize| {
@@ -647,7 +687,7 @@ mod tests {
     fn gunzip_reads_up_to_the_cap_exactly() {
         let text = q_table(6, 5_000);
         let gz = gzip(text.as_bytes()).unwrap();
-        assert_eq!(gunzip(&gz, text.len()).unwrap(), text);
+        assert_eq!(gunzip(&gz, text.len()).unwrap(), text.as_bytes());
         assert!(matches!(
             gunzip(&gz, text.len() - 1),
             Err(GunzipError::TooLarge(_))

@@ -201,6 +201,55 @@ async fn a_conflict_that_persists_degrades_with_conflict() {
 }
 
 #[tokio::test]
+async fn failed_actuations_back_off_exponentially_like_weir_run() {
+    let api = FakeApiServer::new();
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    // The API server answers the first four patches with 503.
+    api.force(&vs_path("shop", "mysql"), &[503, 503, 503, 503]);
+    create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let canned = Canned::default();
+    canned.set("shop/orders", Some(&[42.0, 0.3]));
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+    let mut attempted = Vec::new();
+    let mut messages = Vec::new();
+    for _ in 0..9 {
+        let patches = api.count(&Method::PATCH, &vs_path("shop", "mysql"));
+        reconcile(current(&api, "shop", "orders"), ctx.clone())
+            .await
+            .unwrap();
+        attempted.push(api.count(&Method::PATCH, &vs_path("shop", "mysql")) > patches);
+        let (status, reason, message) = condition(&api, "shop", "orders", "Degraded");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "ActuationFailed")
+        );
+        messages.push(message);
+        clock.advance(15);
+    }
+    // The same schedule as `weir run` (weir-controller's
+    // `actuation_retries_back_off_exponentially`): attempts at decisions 0, 1, 3 and 7 (waits
+    // of 1, 2, 4 intervals), the rest skipped while backing off.
+    let at: Vec<usize> = (0..9).filter(|&i| attempted[i]).collect();
+    assert_eq!(at, [0, 1, 3, 7], "{attempted:?}");
+    for i in [2, 4, 5, 6, 8] {
+        assert!(messages[i].contains("backing off"), "{i}: {}", messages[i]);
+        assert!(messages[i].contains("503"), "{i}: {}", messages[i]);
+    }
+    assert_eq!(
+        route_weights(&api, "shop", "mysql"),
+        [0, 50, 50],
+        "nothing got through"
+    );
+    // Nothing changed, so no event and the saved weights are still the old ones.
+    assert!(api.events().is_empty());
+    assert_eq!(
+        saved_state(&api, "shop", "orders").unwrap()["inForce"]["replicas"],
+        json!([50, 50])
+    );
+}
+
+#[tokio::test]
 async fn two_readsplits_stay_independent() {
     let api = FakeApiServer::new();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));

@@ -1,4 +1,4 @@
-//! Weir's policies, all behind [`weir_core::Policy`].
+//! Weir's policies, all behind [`weir_core::Policy`], and the registry that names them.
 //!
 //! - [`StaticPolicy`]: equal weights on the replicas, nothing on the primary (what most
 //!   clusters run);
@@ -10,51 +10,21 @@
 //!   offline in the simulator, served greedily inside the shield's mask, with the shun rule
 //!   as its fallback in states it never visited.
 //!
-//! The lookahead oracle needs the simulator's true state and lives in `weir-eval`.
-//! Model files are written atomically ([`persist::write_atomic`]) in a versioned format.
+//! [`registry`] is the one list of these by name ([`PolicyKind`]) and the one place that
+//! builds them, from a [`Model`] (bytes: a versioned JSON table today, a network's binary
+//! weights tomorrow) for those that learn. A new policy goes there, and nowhere else needs to
+//! know its name.
+//!
+//! The lookahead oracle needs the simulator's true state and lives in `weir-eval`. Model
+//! files are written atomically (`weir-persist`) in a versioned format.
+//!
+//! **Never:** see the simulator or any true state — a policy only sees what an `Observation`
+//! shows.
 
-pub mod persist;
 pub mod qlearn;
+pub mod registry;
 mod rules;
 
-pub use qlearn::{ModelError, QConfig, QLearn, Teacher};
+pub use qlearn::{InvalidQConfig, MergeError, ModelError, QConfig, QLearn, Teacher, TrainInfo};
+pub use registry::{Loaded, Model, PolicyError, PolicyKind, UnknownPolicy, load_for_service};
 pub use rules::{ShunPolicy, StaticPolicy, ThresholdPolicy};
-
-use serde::{Deserialize, Serialize};
-
-/// The product policies by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PolicyKind {
-    /// [`StaticPolicy`].
-    Static,
-    /// [`ThresholdPolicy`].
-    Threshold,
-    /// [`ShunPolicy`].
-    Shun,
-    /// [`QLearn`].
-    Qlearn,
-}
-
-impl PolicyKind {
-    /// Parses `static`, `threshold`, `shun`, `qlearn`.
-    pub fn parse(s: &str) -> Option<PolicyKind> {
-        match s {
-            "static" => Some(PolicyKind::Static),
-            "threshold" => Some(PolicyKind::Threshold),
-            "shun" => Some(PolicyKind::Shun),
-            "qlearn" => Some(PolicyKind::Qlearn),
-            _ => None,
-        }
-    }
-
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyKind::Static => "static",
-            PolicyKind::Threshold => "threshold",
-            PolicyKind::Shun => "shun",
-            PolicyKind::Qlearn => "qlearn",
-        }
-    }
-}

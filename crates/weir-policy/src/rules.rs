@@ -2,6 +2,8 @@
 
 use weir_core::{DecisionContext, Explanation, Observation, Policy, Proposal, Slo, Weights};
 
+use crate::PolicyKind;
+
 /// Equal weights on every replica, nothing on the primary.
 #[derive(Debug, Clone, Default)]
 pub struct StaticPolicy {
@@ -10,7 +12,7 @@ pub struct StaticPolicy {
 
 impl Policy for StaticPolicy {
     fn name(&self) -> &str {
-        "static"
+        PolicyKind::Static.as_str()
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
@@ -20,7 +22,11 @@ impl Policy for StaticPolicy {
     }
 
     fn explain(&self) -> Explanation {
-        rule_explanation("static", "ignores observations", self.last.as_ref())
+        rule_explanation(
+            PolicyKind::Static,
+            "ignores observations",
+            self.last.as_ref(),
+        )
     }
 }
 
@@ -51,7 +57,7 @@ impl Default for ThresholdPolicy {
 
 impl Policy for ThresholdPolicy {
     fn name(&self) -> &str {
-        "threshold"
+        PolicyKind::Threshold.as_str()
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
@@ -79,7 +85,7 @@ impl Policy for ThresholdPolicy {
             Some((w, why)) => (Some(w), why.as_str()),
             None => (None, ""),
         };
-        rule_explanation("threshold", why, w)
+        rule_explanation(PolicyKind::Threshold, why, w)
     }
 }
 
@@ -115,7 +121,7 @@ impl ShunPolicy {
 
 impl Policy for ShunPolicy {
     fn name(&self) -> &str {
-        "shun"
+        PolicyKind::Shun.as_str()
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
@@ -142,11 +148,11 @@ impl Policy for ShunPolicy {
             Some((w, why)) => (Some(w), why.as_str()),
             None => (None, ""),
         };
-        rule_explanation("shun", why, w)
+        rule_explanation(PolicyKind::Shun, why, w)
     }
 }
 
-fn rule_explanation(policy: &str, state: &str, chosen: Option<&Weights>) -> Explanation {
+fn rule_explanation(policy: PolicyKind, state: &str, chosen: Option<&Weights>) -> Explanation {
     Explanation {
         policy: policy.to_string(),
         state: state.to_string(),

@@ -305,7 +305,7 @@ impl PromConfig {
     /// Every problem in the configuration (empty when it is usable).
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        match reqwest::Url::parse(&self.url) {
+        match url::Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {
                 if url.query().is_some() || url.fragment().is_some() {
                     errors.push(ConfigError::new(
@@ -333,7 +333,7 @@ impl PromConfig {
             ));
         }
         if let Some(token) = &self.bearer_token
-            && (token.is_empty() || reqwest::header::HeaderValue::from_str(token).is_err())
+            && (token.is_empty() || http::HeaderValue::from_str(token).is_err())
         {
             errors.push(ConfigError::new(
                 "bearer_token",

@@ -1,6 +1,6 @@
 //! Weir's Prometheus source: real PromQL per signal, real `/api/v1/query` answers.
 //!
-//! [`PromSource`] implements [`weir_controller::Source`]. Each observation runs one instant
+//! [`PromSource`] implements [`weir_edge::Source`]. Each observation runs one instant
 //! query per signal ([`Queries`], eight in all) concurrently, splits per-replica answers by a
 //! configured label ([`QuerySpec::replica_label`], matched against
 //! [`ReplicaTarget::value_for`]) and builds a complete [`weir_core::Observation`].
@@ -86,6 +86,12 @@
 //!   `haproxy_server_total_time_average_seconds` in TCP mode). For a real p99 use a
 //!   client-side histogram from the application's database pool, or a proxy that records one.
 //!
+//! # Without the HTTP client
+//!
+//! With the default `client` feature this crate is the source itself. Without it
+//! (`default-features = false`) only [`PromConfig`] and the response parser remain, with no
+//! HTTP stack or async runtime: that is how `weir-config` reads the `[prometheus]` section.
+//!
 //! # Security
 //!
 //! The bearer token is sent as `Authorization: Bearer …`, and is left out of `Debug`,
@@ -93,6 +99,7 @@
 
 mod config;
 mod response;
+#[cfg(feature = "client")]
 mod source;
 
 pub use config::{
@@ -105,6 +112,7 @@ pub use response::{
     QueryData, QueryError, ReplicaMatch, Series, parse_response, parse_value, primary_signal,
     replica_signals,
 };
+#[cfg(feature = "client")]
 pub use source::{HttpClient, ProbeValues, PromError, PromSource, QueryFailure, QueryReport};
 
 #[doc(no_inline)]

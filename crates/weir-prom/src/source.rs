@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use weir_controller::{Source, SourceError};
 use weir_core::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};
+use weir_edge::{Source, SourceError};
 
 use crate::config::{ConfigError, PromConfig, SignalId};
 
@@ -100,6 +100,14 @@ pub struct PromSource {
     config: PromConfig,
     client: reqwest::Client,
     endpoint: reqwest::Url,
+}
+
+impl PromConfig {
+    /// Builds the source this configuration describes (its own HTTP client). Connects to
+    /// nothing yet.
+    pub fn build(&self) -> Result<PromSource, PromError> {
+        PromSource::new(self.clone())
+    }
 }
 
 impl PromSource {

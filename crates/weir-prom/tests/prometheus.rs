@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use weir_controller::Source;
 use weir_core::{Observation, Unknown};
+use weir_edge::Source;
 use weir_prom::{ProbeValues, PromConfig, PromSource, ReplicaTarget, SignalId};
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -1,4 +1,4 @@
-//! Records for this crate's tests.
+//! Realistic records for tests (this crate's, and `weir-api`'s through the `fixtures` feature).
 
 use weir_core::{
     Decision, Explanation, Intervention, Observation, Outcome, Proposal, Rule, Slo, Weights,
@@ -6,10 +6,12 @@ use weir_core::{
 use weir_shield::ShieldStatus;
 use weir_test_support::ObsBuilder;
 
-use crate::record::{Actuation, ErrorInfo, Mode, StepRecord};
+use weir_edge::Mode;
+
+use crate::record::{Actuation, ErrorInfo, StepRecord};
 
 /// A record for `obs` deciding `weights`, applied in enforce mode, no interventions.
-pub(crate) fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord {
+pub fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord {
     let decision = Decision {
         at_s: obs.at_s,
         weights: weights.clone(),
@@ -41,7 +43,7 @@ pub(crate) fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord
 
 /// Two records: a calm one, then one where replica-1 lags 42 s, replica-2's lag is
 /// unknown, the shield moved reads off replica-1 and the source had timed out earlier.
-pub(crate) fn two_records() -> [StepRecord; 2] {
+pub fn two_records() -> [StepRecord; 2] {
     let calm = record(0, ObsBuilder::new(2).at(15.0).build(), Weights::even(2));
     let obs = ObsBuilder::new(2)
         .at(30.0)

@@ -1,27 +1,21 @@
-//! Weir's recorder: everything the controller did, kept and shown — it makes no decisions.
+//! Weir's recorder: everything the controller did, kept — it makes no decisions and serves
+//! nothing.
 //!
 //! The controller hands one [`StepRecord`] per control interval to a [`Recorder`], which
 //! keeps a bounded history ring, the latest state and last error, updates Weir's own
-//! Prometheus metrics, and broadcasts the record to live subscribers (the dashboard's event
-//! stream, the demo console via [`decision_line`]). [`router`] exposes all of it over HTTP
-//! and, only when an operator token is configured, forwards operator [`Command`]s (pause,
-//! resume, override, mode) to the controller through a channel.
+//! Prometheus metrics (a series at 0 for every edge error kind from the start), and
+//! broadcasts the record to live subscribers (the API's event stream, the demo console via
+//! [`decision_line`]). `weir-api` shows all of it over HTTP.
 //!
-//! [`Mode`] and [`Command`] live here rather than in `weir-controller` so that the
-//! dependency arrow points one way: the controller depends on the recorder, never back.
+//! With the `fixtures` feature (tests only) [`fixtures`] builds realistic records.
 
-#[cfg(test)]
-mod fixtures;
-mod http;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 mod line;
 mod metrics;
 mod record;
 mod recorder;
 
-pub use http::{
-    OPENMETRICS_CONTENT_TYPE, SHUTDOWN_GRACE, ServeError, router, serve, serve_listener,
-};
 pub use line::decision_line;
-pub use metrics::{ACTUATION_ERROR_KINDS, SOURCE_ERROR_KINDS};
-pub use record::{Actuation, Command, ErrorInfo, Mode, Setup, StepRecord};
+pub use record::{Actuation, ErrorInfo, Setup, StepRecord};
 pub use recorder::{DEFAULT_HISTORY, ErrorOrigin, LastError, Recorder};

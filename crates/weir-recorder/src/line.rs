@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::record::{Actuation, Mode, StepRecord};
+use weir_edge::Mode;
+
+use crate::record::{Actuation, StepRecord};
 
 /// Formats a record as one human line, e.g.
 ///

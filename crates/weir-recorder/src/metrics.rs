@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use weir_core::Rule;
+use weir_edge::{ActuatorErrorKind, SourceErrorKind};
 
 use crate::record::{Actuation, Setup, StepRecord};
 
@@ -86,22 +87,6 @@ impl EncodeMetric for OptionalGauge {
         self.get().is_none()
     }
 }
-
-/// Every `kind` label `weir_actuation_errors_total` can carry (the controller's
-/// `ActuatorError::kind`). Each series exists at 0 from the start, so `increase()` sees the
-/// first error of a kind and dashboards show 0 rather than no data.
-pub const ACTUATION_ERROR_KINDS: &[&str] = &[
-    "timeout",
-    "unreachable",
-    "bad_response",
-    "conflict",
-    "rejected",
-    "other",
-];
-
-/// Every `kind` label `weir_source_errors_total` can carry (the controller's
-/// `SourceError::kind`), pre-created at 0 like [`ACTUATION_ERROR_KINDS`].
-pub const SOURCE_ERROR_KINDS: &[&str] = &["timeout", "unreachable", "bad_response", "other"];
 
 /// The metric handles. Registered once in [`Metrics::new`].
 pub(crate) struct Metrics {
@@ -195,15 +180,17 @@ impl Metrics {
             "Failed observations, by error kind",
             source_errors.clone(),
         );
-        for (family, kinds) in [
-            (&actuation_errors, ACTUATION_ERROR_KINDS),
-            (&source_errors, SOURCE_ERROR_KINDS),
-        ] {
-            for kind in kinds {
-                drop(family.get_or_create(&KindLabel {
-                    kind: (*kind).to_string(),
-                }));
-            }
+        // Every kind an edge error can have exists at 0 from the start, so `increase()` sees
+        // the first error of a kind and dashboards show 0 rather than no data.
+        let actuation_kinds = ActuatorErrorKind::ALL.iter().map(|k| k.as_str());
+        let source_kinds = SourceErrorKind::ALL.iter().map(|k| k.as_str());
+        for (family, kind) in actuation_kinds
+            .map(|k| (&actuation_errors, k))
+            .chain(source_kinds.map(|k| (&source_errors, k)))
+        {
+            drop(family.get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            }));
         }
         let loop_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
@@ -341,5 +328,25 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_edge::{ActuatorErrorKind, SourceErrorKind};
+
+    use crate::Recorder;
+
+    #[test]
+    fn every_edge_error_kind_has_a_series_at_zero_from_the_start() {
+        let text = Recorder::default().encode_metrics();
+        for kind in ActuatorErrorKind::ALL {
+            let series = format!("weir_actuation_errors_total{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        for kind in SourceErrorKind::ALL {
+            let series = format!("weir_source_errors_total{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
     }
 }

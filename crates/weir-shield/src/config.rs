@@ -69,37 +69,60 @@ impl Default for ShieldConfig {
     }
 }
 
+/// A shield setting out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidShieldConfig {
+    /// The offending field (`max_step`, `baseline`, ...).
+    pub field: &'static str,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
 impl ShieldConfig {
-    /// Checks the settings; the message names the field.
-    pub fn validate(&self, replicas: usize) -> Result<(), String> {
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self, replicas: usize) -> Result<(), InvalidShieldConfig> {
+        let bad = |field, message| Err(InvalidShieldConfig { field, message });
         if self.max_step == 0 || self.max_step > Weights::TOTAL {
-            return Err(format!(
-                "max_step must be within 1..={}, got {}",
-                Weights::TOTAL,
-                self.max_step
-            ));
+            return bad(
+                "max_step",
+                format!(
+                    "max_step must be within 1..={}, got {}",
+                    Weights::TOTAL,
+                    self.max_step
+                ),
+            );
         }
         if !(self.stale_after_s.is_finite() && self.stale_after_s > 0.0) {
-            return Err(format!(
-                "stale_after_s must be a positive number, got {}",
-                self.stale_after_s
-            ));
+            return bad(
+                "stale_after_s",
+                format!(
+                    "stale_after_s must be a positive number, got {}",
+                    self.stale_after_s
+                ),
+            );
         }
         if let Some(c) = self.primary_read_capacity_qps
             && !(c.is_finite() && c > 0.0)
         {
-            return Err(format!(
-                "primary_read_capacity_qps must be a positive number, got {c}"
-            ));
+            return bad(
+                "primary_read_capacity_qps",
+                format!("primary_read_capacity_qps must be a positive number, got {c}"),
+            );
         }
         if !(self.headroom_use > 0.0 && self.headroom_use <= 1.0) {
-            return Err(format!(
-                "headroom_use must be within (0, 1], got {}",
-                self.headroom_use
-            ));
+            return bad(
+                "headroom_use",
+                format!(
+                    "headroom_use must be within (0, 1], got {}",
+                    self.headroom_use
+                ),
+            );
         }
-        if let Some(b) = &self.baseline {
-            b.validate(replicas).map_err(|e| format!("baseline: {e}"))?;
+        if let Some(b) = &self.baseline
+            && let Err(e) = b.validate(replicas)
+        {
+            return bad("baseline", format!("baseline: {e}"));
         }
         Ok(())
     }

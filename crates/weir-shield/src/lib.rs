@@ -33,7 +33,7 @@ use weir_core::{Decision, Intervention, Mask, Observation, Proposal, Rule, Slo, 
 
 use assess::Notes;
 pub use assess::{Assessment, CapBasis, ReplicaHealth};
-pub use config::{FailSafe, ShieldConfig};
+pub use config::{FailSafe, InvalidShieldConfig, ShieldConfig};
 
 /// An operator's manual override.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -361,6 +361,7 @@ fn partial_headroom_use_fills_the_cap_gradually_but_sheds_in_full() {
         }
         .validate(2)
         .unwrap_err()
+        .to_string()
         .contains("headroom_use")
     );
 }

@@ -354,7 +354,7 @@ impl Scenario {
 
         self.slo
             .validate()
-            .map_err(|message| self.invalid_slo(&message))?;
+            .map_err(|e| self.invalid_slo(&e.to_string()))?;
 
         positive("primary.capacity", self.primary.capacity)?;
         non_negative("primary.write_cost", self.primary.write_cost)?;

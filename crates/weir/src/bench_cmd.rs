@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use weir_eval::{BenchOptions, PolicySpec, RunOptions, TrainOptions, run_bench, train};
-use weir_policy::QLearn;
-use weir_policy::persist::write_atomic;
+use weir_eval::{BenchOptions, Entrant, PolicySpec, RunOptions, TrainOptions, run_bench, train};
+use weir_persist::write_atomic;
+use weir_policy::Model;
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::{BenchArgs, ScenarioArgs};
@@ -32,14 +32,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let policies = args
         .policies
         .iter()
-        .map(|p| PolicySpec::parse(p.trim()).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()?;
-    let model = if policies.iter().any(|p| p.name == "qlearn") {
-        Some(QLearn::load(&args.model).with_context(
-            || "policy qlearn needs a model: run `weir train` first or pass --model",
-        )?)
-    } else {
-        None
+        .map(|p| PolicySpec::parse(p.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let learned = policies.iter().find_map(|p| match p.entrant {
+        Entrant::Policy(kind) if kind.needs_model() => Some(kind),
+        _ => None,
+    });
+    let model = match learned {
+        Some(kind) => Some(Model::load(kind, &args.model).with_context(|| {
+            format!("policy {kind} needs a model: run `weir train` first or pass --model")
+        })?),
+        None => None,
     };
     let opts = BenchOptions {
         scenarios,
@@ -52,7 +55,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         },
         threads: args.threads,
     };
-    let report = run_bench(&opts).map_err(anyhow::Error::msg)?;
+    let report = run_bench(&opts)?;
     print!("{}", report.to_table());
     if let Some(p) = &args.json {
         write(p, report.to_json().as_bytes())?;
@@ -98,7 +101,7 @@ fn throughput(scenarios: &[Scenario]) -> Result<()> {
     };
     let t0 = Instant::now();
     let mut last = None;
-    train(&opts, None, |p| last = Some((p.steps, p.ticks))).map_err(anyhow::Error::msg)?;
+    train(&opts, None, |p| last = Some((p.steps, p.ticks)))?;
     let dt = t0.elapsed().as_secs_f64();
     if let Some((steps, ticks)) = last {
         println!(

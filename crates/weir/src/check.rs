@@ -2,14 +2,16 @@
 //! exact change the current observation would produce — without sending it.
 
 use anyhow::{Context, Result};
+use weir_actuators::ActuatorConfig;
 use weir_config::WeirConfig;
-use weir_controller::{ControlStep, Source};
+use weir_controller::ControlStep;
 use weir_core::{Signal, Weights};
-use weir_prom::{ProbeValues, PromSource};
+use weir_edge::{Actuator, Source};
+use weir_policy::Loaded;
+use weir_prom::ProbeValues;
 use weir_shield::Shield;
 
 use crate::cli::CheckArgs;
-use crate::edges::Real;
 use crate::run::build_policy;
 
 fn show(s: &Signal) -> String {
@@ -22,11 +24,12 @@ fn show(s: &Signal) -> String {
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let cfg = WeirConfig::load(&args.config, std::env::vars())?;
+    let actuator = ActuatorConfig::from_config(&cfg, &args.config.display().to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let problems = runtime.block_on(check(&args, &cfg))?;
+    let problems = runtime.block_on(check(&args, &cfg, &actuator))?;
     if problems.is_empty() {
         println!("\ncheck: ok");
         Ok(())
@@ -39,7 +42,11 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
 }
 
-async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
+async fn check(
+    args: &CheckArgs,
+    cfg: &WeirConfig,
+    actuator: &ActuatorConfig,
+) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let names = cfg.replica_names();
     let n = names.len();
@@ -50,17 +57,11 @@ async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
         cfg.interval_s,
         names.join(", "),
         cfg.policy.kind,
-        match &cfg.actuator {
-            weir_config::ActuatorConfig::Haproxy(h) =>
-                format!("haproxy {} backend {}", h.address, h.backend),
-            weir_config::ActuatorConfig::Istio(i) =>
-                format!("istio {}/{} ({})", i.namespace, i.virtual_service, i.route),
-            weir_config::ActuatorConfig::DryRun => "dry-run".to_string(),
-        }
+        actuator.describe()
     );
 
     println!("\nprometheus {}:", cfg.prometheus.url);
-    let mut source = PromSource::new(cfg.prometheus.clone()).context("prometheus")?;
+    let mut source = cfg.prometheus.build().context("prometheus")?;
     for report in source.probe().await {
         println!("  {} = {}", report.signal.name(), report.query);
         match &report.result {
@@ -112,10 +113,10 @@ async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
         }
     };
 
-    let real = match Real::build(cfg).await {
+    let real = match actuator.build().await {
         Ok(r) => r,
         Err(e) => {
-            problems.push(format!("{e:#}"));
+            problems.push(e.to_string());
             None
         }
     };
@@ -129,7 +130,7 @@ async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
                 w
             }
             Err(e) => {
-                problems.push(format!("actuator: {e:#}"));
+                problems.push(format!("actuator: {e}"));
                 Weights::even(n)
             }
         },
@@ -140,7 +141,10 @@ async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
     };
 
     if let Some(obs) = observation {
-        let (policy, desc) = build_policy(cfg)?;
+        let Loaded {
+            policy,
+            description: desc,
+        } = build_policy(cfg)?;
         let shield = Shield::new(cfg.shield.clone(), cfg.slo.clone(), n);
         let mut step: ControlStep = ControlStep::new(
             policy,
@@ -171,14 +175,14 @@ async fn check(args: &CheckArgs, cfg: &WeirConfig) -> Result<Vec<String>> {
                         }
                     }
                 }
-                Err(e) => problems.push(format!("planning the change: {e:#}")),
+                Err(e) => problems.push(format!("planning the change: {e}")),
             },
             Some(_) => println!("  nothing would be sent: the weights already match"),
             None => {}
         }
     }
-    if let Some(r) = &real {
-        println!("\nnote: {}", r.connection_note());
+    if let Some(note) = real.as_ref().and_then(Actuator::connection_note) {
+        println!("\nnote: {note}");
     }
     Ok(problems)
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use weir_policy::PolicyKind;
 
 /// Weir keeps reads off lagging database replicas: it watches replication lag and primary
 /// load, decides with a learned policy inside a hard safety shield, and shifts read weights.
@@ -122,7 +123,7 @@ pub struct DemoArgs {
     pub scenario: Option<PathBuf>,
     /// Policy: qlearn, shun, threshold, static.
     #[arg(long, default_value = "qlearn", env = "WEIR_POLICY")]
-    pub policy: String,
+    pub policy: PolicyKind,
     /// Q-learning model file. When missing, a small model is trained first (seconds) and
     /// written here.
     #[arg(long, default_value = "models/qlearn.json", env = "WEIR_MODEL")]

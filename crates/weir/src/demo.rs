@@ -4,13 +4,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
-use weir_controller::{ControlStep, Controller, ControllerConfig, Mode};
+use weir_controller::{ControlStep, Controller, ControllerConfig};
 use weir_core::RewardConfig;
-use weir_eval::episode::{build_policy, shield_for};
+use weir_edge::Mode;
+use weir_eval::episode::shield_for;
 use weir_eval::live::{SimActuator, SimClock, SimSource};
 use weir_eval::{RunOptions, TrainOptions};
-use weir_policy::QLearn;
-use weir_recorder::{Recorder, Setup, decision_line, router};
+use weir_policy::{Model, PolicyKind};
+use weir_recorder::{Recorder, Setup, decision_line};
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::DemoArgs;
@@ -19,12 +20,12 @@ use crate::train_cmd::train_with_progress;
 /// The default demo scenario, embedded so that `weir demo` runs from anywhere.
 const DEMO_SCENARIO: &str = include_str!("../../../scenarios/demo.toml");
 
-/// Loads the model, or trains a small one (and saves it) when the file does not exist.
-pub fn load_or_train(path: &std::path::Path) -> Result<QLearn> {
+/// Loads the model of `kind`, or trains a small one (and saves it) when the file does not
+/// exist.
+pub fn load_or_train(kind: PolicyKind, path: &std::path::Path) -> Result<Model> {
     if path.exists() {
-        return QLearn::load(path).with_context(
-            || "loading the Q-learning model (delete it or run `weir train` to replace it)",
-        );
+        return Model::load(kind, path)
+            .with_context(|| "loading the model (delete it or run `weir train` to replace it)");
     }
     let dir = std::path::Path::new("scenarios/train");
     println!(
@@ -47,7 +48,7 @@ pub fn load_or_train(path: &std::path::Path) -> Result<QLearn> {
     let q = train_with_progress(&opts, None, 100)?;
     q.save(path)?;
     println!("wrote {}", path.display());
-    Ok(q)
+    Ok(Model::from(q))
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -55,12 +56,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(p) => Scenario::load(p)?,
         None => Scenario::from_toml_str(DEMO_SCENARIO, "scenarios/demo.toml (embedded)")?,
     };
-    let model = if args.policy == "qlearn" {
-        Some(load_or_train(&args.model)?)
+    let model = if args.policy.needs_model() {
+        Some(load_or_train(args.policy, &args.model)?)
     } else {
         None
     };
-    let policy = build_policy(&args.policy, model.as_ref()).map_err(anyhow::Error::msg)?;
+    let policy = args.policy.build(model.as_ref(), false)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,7 +75,7 @@ async fn run_async(
     args: DemoArgs,
     scenario: Scenario,
     policy: Box<dyn weir_core::Policy>,
-    model: Option<QLearn>,
+    model: Option<Model>,
     seed: u64,
 ) -> Result<()> {
     let sim = Simulator::new(&scenario, seed);
@@ -142,27 +143,20 @@ async fn run_async(
         },
         args.policy
     );
-    if let Some(q) = &model {
-        println!(
-            "  model {}: {} states, {} training episodes ({})",
-            args.model.display(),
-            q.visited_states(),
-            q.info().episodes,
-            q.info().command
-        );
+    if let Some(m) = &model {
+        println!("  model {}: {}", args.model.display(), m.describe());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = if args.no_serve {
         None
     } else {
-        let app = router(
+        let app = weir_api::router(
             recorder.clone(),
             args.api_token
                 .clone()
                 .filter(|t| !t.is_empty())
                 .map(|t| (tx.clone(), t)),
-        )
-        .merge(weir_dashboard::router());
+        );
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| {
@@ -179,7 +173,7 @@ async fn run_async(
             "  dashboard: http://{addr}/  (API: /api/state, /api/history, /api/events; /metrics)"
         );
         let mut rx = stop_rx.clone();
-        Some(tokio::spawn(weir_recorder::serve_listener(
+        Some(tokio::spawn(weir_api::serve_listener(
             listener,
             app,
             async move {

@@ -4,7 +4,6 @@ mod bench_cmd;
 mod check;
 mod cli;
 mod demo;
-mod edges;
 mod operator_cmd;
 mod run;
 mod train_cmd;

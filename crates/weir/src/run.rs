@@ -6,28 +6,27 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
+use weir_actuators::ActuatorConfig;
 use weir_config::WeirConfig;
-use weir_controller::{
-    Actuator, ControlStep, Controller, ControllerConfig, DryRunActuator, Mode, WallClock,
-};
+use weir_controller::{ControlStep, Controller, ControllerConfig, WallClock};
 use weir_core::{Policy, Weights};
-use weir_policy::QLearn;
-use weir_policy::persist::write_atomic;
-use weir_prom::PromSource;
-use weir_recorder::{Recorder, Setup, StepRecord, decision_line, router};
+use weir_edge::Actuator;
+use weir_persist::write_atomic;
+use weir_policy::{Loaded, load_for_service};
+use weir_recorder::{Recorder, Setup, StepRecord, decision_line};
 use weir_shield::Shield;
 
 use crate::cli::RunArgs;
-use crate::edges::{AnyActuator, Real};
 
 pub fn run(args: RunArgs) -> Result<()> {
     let cfg = WeirConfig::load(&args.config, std::env::vars())?;
+    let actuator = ActuatorConfig::from_config(&cfg, &args.config.display().to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(cfg, &args.config))
+    runtime.block_on(run_async(cfg, actuator, &args.config))
 }
 
 /// `url` without a `user:password@` part: the setup is shown on an unauthenticated page.
@@ -46,42 +45,25 @@ fn without_credentials(url: &str) -> String {
 
 /// The file the learned policy state is kept in.
 pub fn state_file(cfg: &WeirConfig) -> PathBuf {
-    cfg.state_dir.join("policy.json")
+    cfg.state_dir
+        .join(cfg.policy.kind.snapshot_file().unwrap_or("policy.state"))
 }
 
-/// Builds the configured policy; a Q-learning table is restored from `state_dir` when a saved
+/// Builds the configured policy; a learned policy is restored from `state_dir` when a saved
 /// state exists, from the model file otherwise.
-pub fn build_policy(cfg: &WeirConfig) -> Result<(Box<dyn Policy>, String)> {
-    if cfg.policy.kind != "qlearn" {
-        let p =
-            weir_eval::episode::build_policy(&cfg.policy.kind, None).map_err(anyhow::Error::msg)?;
-        return Ok((p, format!("{} (rule)", cfg.policy.kind)));
-    }
-    let saved = state_file(cfg);
-    let (path, origin) = if saved.exists() {
-        (saved.clone(), "restored state")
-    } else {
-        (cfg.policy.model.clone(), "model")
-    };
-    let mut q =
-        QLearn::load(&path).with_context(|| format!("policy.model: loading {}", path.display()))?;
-    q.serve_mode(cfg.policy.online_learning);
-    let what = format!(
-        "qlearn from {origin} {} ({} states, online learning {})",
-        path.display(),
-        q.visited_states(),
-        if cfg.policy.online_learning {
-            "on"
-        } else {
-            "off"
-        }
-    );
-    Ok((Box::new(q), what))
+pub fn build_policy(cfg: &WeirConfig) -> Result<Loaded> {
+    load_for_service(
+        cfg.policy.kind,
+        &cfg.policy.model,
+        &state_file(cfg),
+        cfg.policy.online_learning,
+    )
+    .with_context(|| format!("policy ({})", cfg.policy.kind))
 }
 
 fn save_policy(policy: &dyn Policy, path: &Path) {
-    if let Some(json) = policy.snapshot() {
-        match write_atomic(path, json.as_bytes()) {
+    if let Some(bytes) = policy.snapshot() {
+        match write_atomic(path, &bytes) {
             Ok(()) => tracing::info!(path = %path.display(), "policy state saved"),
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "could not save the policy state")
@@ -145,27 +127,26 @@ pub async fn termination() {
     }
 }
 
-async fn run_async(cfg: WeirConfig, path: &Path) -> Result<()> {
+async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -> Result<()> {
     let names = cfg.replica_names();
     let n = names.len();
-    let source = PromSource::new(cfg.prometheus.clone()).context("prometheus")?;
-    let real = Real::build(&cfg).await?;
-    let initial = match &real {
-        Some(r) => match r.read_current(n).await {
+    let source = cfg.prometheus.build().context("prometheus")?;
+    let actuator = actuator_cfg.build_for(cfg.mode).await?;
+    let initial = if actuator_cfg.has_target() {
+        match actuator.read_current(n).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not read the current weights; assuming even replica weights");
+                tracing::warn!(error = %e, "could not read the current weights; assuming even replica weights");
                 Weights::even(n)
             }
-        },
-        None => Weights::even(n),
+        }
+    } else {
+        Weights::even(n)
     };
-    let actuator = match (cfg.mode, real) {
-        (Mode::DryRun, real) => AnyActuator::DryRun(DryRunActuator::new(), real),
-        (_, Some(r)) => AnyActuator::Real(r),
-        (_, None) => AnyActuator::DryRun(DryRunActuator::new(), None),
-    };
-    let (policy, policy_desc) = build_policy(&cfg)?;
+    let Loaded {
+        policy,
+        description: policy_desc,
+    } = build_policy(&cfg)?;
     let shield = Shield::new(cfg.shield.clone(), cfg.slo.clone(), n);
     let step = ControlStep::new(
         policy,
@@ -219,11 +200,10 @@ async fn run_async(cfg: WeirConfig, path: &Path) -> Result<()> {
         .await
         .with_context(|| format!("listen: binding {}", cfg.listen))?;
     let token = cfg.api_token.clone().filter(|t| !t.is_empty());
-    let app =
-        router(recorder.clone(), token.map(|t| (tx.clone(), t))).merge(weir_dashboard::router());
+    let app = weir_api::router(recorder.clone(), token.map(|t| (tx.clone(), t)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(weir_recorder::serve_listener(listener, app, async move {
+    let server = tokio::spawn(weir_api::serve_listener(listener, app, async move {
         let _ = http_stop.wait_for(|v| *v).await;
     }));
     tracing::info!(

@@ -76,7 +76,10 @@ pub fn train_with_progress(
         window.0 += p.mean_reward;
         window.1 += p.stale_read_pct;
         window.2 += 1;
-        if let (Some(s), Some(t)) = (steps.get_mut(p.member as usize), ticks.get_mut(p.member as usize)) {
+        if let (Some(s), Some(t)) = (
+            steps.get_mut(p.member as usize),
+            ticks.get_mut(p.member as usize),
+        ) {
             *s = p.steps;
             *t = p.ticks;
         }
@@ -96,7 +99,6 @@ pub fn train_with_progress(
             );
             window = (0.0, 0.0, 0);
         }
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     Ok(q)
 }

@@ -5,14 +5,15 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use weir_core::{
-    Decision, DecisionContext, Explanation, Outcome, Policy, Proposal, RewardConfig, Rule, Slo,
-    Weights,
+    Decision, DecisionContext, Explanation, Observation, Outcome, Policy, Proposal, RewardConfig,
+    Rule, Slo, Weights,
 };
+use weir_edge::{ActuatorError, SourceError};
 use weir_shield::{Shield, ShieldConfig};
 use weir_test_support::ObsBuilder;
 
 use super::*;
-use crate::WallClock;
+use crate::{DEFAULT_STEP_TIMEOUT_S, WallClock};
 
 /// Always proposes the same target.
 struct Propose(Weights);
@@ -311,6 +312,47 @@ async fn actuation_retries_back_off_exponentially() {
     // Nothing ever got through: the pipeline never drifted from what is in force.
     assert!(history.iter().all(|r| r.in_force == Weights::even(2)));
     assert!(history.iter().all(|r| r.decision.weights == w(0, 75, 25)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tick_reports_the_typed_errors_and_the_governor_remembers_the_failure() {
+    let source = FakeSource {
+        script: [Err(SourceError::Timeout { after_s: 3.0 })].into(),
+        ..FakeSource::default()
+    };
+    let actuator = FakeActuator {
+        failures: [Some(ActuatorError::TargetMissing("route".into())), None].into(),
+        ..FakeActuator::default()
+    };
+    let mut g = Governor::new(
+        pipeline(all_on_replica_1()),
+        source,
+        actuator,
+        GovernorConfig::new(Mode::Enforce),
+    )
+    .expect("valid config");
+    let clock = WallClock::new();
+    let tick = g.tick(&clock).await;
+    assert_eq!(
+        tick.source_error,
+        Some(SourceError::Timeout { after_s: 3.0 })
+    );
+    assert_eq!(
+        tick.actuation_error,
+        Some(ActuatorError::TargetMissing("route".into()))
+    );
+    // The record carries the same failure as a label: a missing target counts as rejected.
+    assert!(matches!(
+        &tick.record.actuation,
+        Actuation::Failed { error } if error.kind == "rejected"
+    ));
+    assert!(g.failing().is_some());
+    assert_eq!(g.decisions(), 1);
+    // The next attempt (one interval later) succeeds and clears the failure.
+    let tick = g.tick(&clock).await;
+    assert!(tick.actuation_error.is_none());
+    assert_eq!(tick.record.actuation, Actuation::Applied);
+    assert!(g.failing().is_none());
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use weir_controller::{Source, SourceError};
 use weir_core::Observation;
+use weir_edge::{Source, SourceError};
 use weir_operator::reconcile::SourceFactory;
 use weir_prom::PromConfig;
 use weir_test_support::ObsBuilder;
@@ -120,7 +120,8 @@ impl Source for CannedSource {
 
 impl SourceFactory for Canned {
     type Source = CannedSource;
-    fn build(&self, key: &str, config: &PromConfig) -> Result<CannedSource, String> {
+    type Error = std::convert::Infallible;
+    fn build(&self, key: &str, config: &PromConfig) -> Result<CannedSource, Self::Error> {
         self.configs
             .lock()
             .unwrap()

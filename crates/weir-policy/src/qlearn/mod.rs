@@ -18,10 +18,11 @@ use weir_core::{
     ActionValue, DecisionContext, Explanation, Policy, Proposal, Transition, Weights, rng::Rng,
 };
 
-pub use model::{ModelError, TrainInfo};
+pub use model::{MergeError, ModelError, TrainInfo};
+
 use state::{Features, dims, features};
 
-use crate::ShunPolicy;
+use crate::{PolicyKind, ShunPolicy};
 
 /// Hyper-parameters and the action grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,37 +73,51 @@ impl QConfig {
         dims(self.levels.len(), self.factors.len()).iter().product()
     }
 
-    /// Checks the grid; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the grid; the error names the field.
+    pub fn validate(&self) -> Result<(), InvalidQConfig> {
+        let bad = |field, problem: String| Err(InvalidQConfig { field, problem });
         if self.levels.is_empty() || self.levels.iter().any(|&l| l > Weights::TOTAL) {
-            return Err(format!(
-                "levels must be non-empty percents within 0..=100, got {:?}",
-                self.levels
-            ));
+            return bad(
+                "levels",
+                format!(
+                    "must be non-empty percents within 0..=100, got {:?}",
+                    self.levels
+                ),
+            );
         }
         if self.factors.is_empty() || self.factors.iter().any(|f| !(0.0..=1.0).contains(f)) {
-            return Err(format!(
-                "factors must be non-empty within 0..=1, got {:?}",
-                self.factors
-            ));
+            return bad(
+                "factors",
+                format!("must be non-empty within 0..=1, got {:?}", self.factors),
+            );
         }
         if !(0.0..1.0).contains(&self.gamma) {
-            return Err(format!("gamma must be within 0..1, got {}", self.gamma));
+            return bad("gamma", format!("must be within 0..1, got {}", self.gamma));
         }
         if !(self.switch_margin.is_finite() && self.switch_margin >= 0.0) {
-            return Err(format!(
-                "switch_margin must be a non-negative number, got {}",
-                self.switch_margin
-            ));
+            return bad(
+                "switch_margin",
+                format!("must be a non-negative number, got {}", self.switch_margin),
+            );
         }
         if !(self.alpha_min > 0.0 && self.alpha_min <= 1.0) {
-            return Err(format!(
-                "alpha_min must be within (0, 1], got {}",
-                self.alpha_min
-            ));
+            return bad(
+                "alpha_min",
+                format!("must be within (0, 1], got {}", self.alpha_min),
+            );
         }
         Ok(())
     }
+}
+
+/// A Q-learning grid or learning setting out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct InvalidQConfig {
+    /// The field of [`QConfig`].
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// Chooses a behaviour action during training (e.g. the lookahead oracle).
@@ -304,7 +319,7 @@ impl QLearn {
 
 impl Policy for QLearn {
     fn name(&self) -> &str {
-        "qlearn"
+        PolicyKind::Qlearn.as_str()
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
@@ -454,7 +469,7 @@ impl Policy for QLearn {
             });
             values.truncate(12);
             self.last = Explanation {
-                policy: "qlearn".to_string(),
+                policy: PolicyKind::Qlearn.to_string(),
                 state: format!(
                     "{} (state {s}, {} visits)",
                     f.describe(ctx.obs),
@@ -498,8 +513,8 @@ impl Policy for QLearn {
         self.pending = None;
     }
 
-    fn snapshot(&self) -> Option<String> {
-        Some(self.to_json())
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(self.to_json().into_bytes())
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{QConfig, QLearn, state::dims};
-use crate::persist::write_atomic;
+use weir_persist::write_atomic;
 
 const FORMAT: &str = "weir-qlearn";
 const VERSION: u32 = 1;
@@ -66,6 +66,14 @@ pub enum ModelError {
         /// Version found.
         found: u64,
     },
+}
+
+/// Why two tables cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// Their grids or learning settings differ.
+    #[error("cannot merge models with different configurations")]
+    DifferentConfigs,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -194,9 +202,9 @@ impl QLearn {
     /// Folds `other` into this table: each value becomes the visit-weighted mean of the two,
     /// visits add up. Averaging tables trained with different seeds reduces the variance of
     /// the greedy policy (bagging). Fails when the configurations differ.
-    pub fn merge(&mut self, other: &QLearn) -> Result<(), String> {
+    pub fn merge(&mut self, other: &QLearn) -> Result<(), MergeError> {
         if self.config != other.config {
-            return Err("cannot merge models with different configurations".to_string());
+            return Err(MergeError::DifferentConfigs);
         }
         for i in 0..self.q.len() {
             let (va, vb) = (self.visits[i] as f64, other.visits[i] as f64);

@@ -1,4 +1,11 @@
-//! Atomic file replacement: a crash leaves either the old file or the new one, never half.
+//! Durable files for Weir: atomic replacement, so that a crash leaves either the old file or
+//! the new one, never half.
+//!
+//! Models, learned policy state, benchmark reports and the lab's state file are all written
+//! through [`write_atomic`]. Written by hand because it is a dozen lines over `std` (the
+//! `tempfile` crate's `persist` does not fsync the directory).
+//!
+//! **Never:** write in place, or leave a temporary file behind on error.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -1,3 +1,5 @@
+//! The API over a recorder holding fixture records, driven in-process with `tower`.
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -5,8 +7,15 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 use weir_core::Weights;
 
+use axum::Router;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use weir_edge::{Command, Mode};
+use weir_recorder::fixtures::two_records;
+use weir_recorder::{Recorder, Setup};
+
 use super::*;
-use crate::fixtures::two_records;
 
 const TOKEN: &str = "s3cret";
 

@@ -1,0 +1,385 @@
+//! The policy registry: every product policy by name, and how each is built.
+//!
+//! [`PolicyKind`] is the one list of product policies. Everything that names a policy — the
+//! `[policy] kind` of `weir run`, the `ReadSplit`'s `spec.policy.kind`, `weir demo --policy`,
+//! `weir bench --policies`, the lab's arms — parses it from here, and [`PolicyKind::build`]
+//! is the one place that turns a name (and, for a learned policy, its [`Model`]) into a
+//! `Box<dyn Policy>`. Adding a policy means adding a variant here and its arms below; nothing
+//! else in the workspace matches on policy names.
+//!
+//! A learned policy's model and its snapshots are bytes ([`Model::from_bytes`],
+//! [`weir_core::Policy::snapshot`]): the tabular model is JSON text, a network's weights are
+//! binary. [`PolicyKind::snapshot_file`] names the file a snapshot is kept in.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use weir_core::Policy;
+
+use crate::qlearn::{ModelError, QLearn};
+use crate::rules::{ShunPolicy, StaticPolicy, ThresholdPolicy};
+
+/// The product policies. (The lookahead oracle is a benchmark yardstick that needs the
+/// simulator; it lives in `weir-eval` and is not listed here.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// ProxySQL-style: a replica over the SLO gets no reads, back when healthy.
+    Shun,
+    /// The seed design's threshold rule.
+    Threshold,
+    /// Tabular Q-learning (needs a model), inside the shield.
+    Qlearn,
+    /// Fixed weights; the shield still applies.
+    Static,
+}
+
+/// A name that is not a product policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy {name:?}: expected {}", PolicyKind::names())]
+pub struct UnknownPolicy {
+    /// The name given.
+    pub name: String,
+}
+
+/// Why a policy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy decides from a trained model and none was given.
+    #[error("policy {0} needs a model (train one with `weir train`)")]
+    NeedsModel(PolicyKind),
+    /// The model was trained for another policy.
+    #[error("policy {kind} cannot use a model of policy {model}")]
+    WrongModel {
+        /// The policy asked for.
+        kind: PolicyKind,
+        /// The policy the model belongs to.
+        model: PolicyKind,
+    },
+    /// The policy has no model to load.
+    #[error("policy {0} has no model")]
+    NoModel(PolicyKind),
+    /// The model could not be read.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl PolicyKind {
+    /// Every product policy, in the order they are listed to people.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Shun,
+        PolicyKind::Threshold,
+        PolicyKind::Qlearn,
+        PolicyKind::Static,
+    ];
+
+    /// The name, as written in files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Shun => "shun",
+            PolicyKind::Threshold => "threshold",
+            PolicyKind::Qlearn => "qlearn",
+            PolicyKind::Static => "static",
+        }
+    }
+
+    /// Parses a name (`shun`, `threshold`, `qlearn`, `static`).
+    pub fn parse(name: &str) -> Result<PolicyKind, UnknownPolicy> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| UnknownPolicy {
+                name: name.to_string(),
+            })
+    }
+
+    /// Every name, for messages: `shun, threshold, qlearn or static`.
+    pub fn names() -> String {
+        let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.as_str()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
+    /// Whether the policy decides from a trained model.
+    pub fn needs_model(self) -> bool {
+        matches!(self, PolicyKind::Qlearn)
+    }
+
+    /// Whether the policy can keep learning in service (and so has state to save).
+    pub fn learns(self) -> bool {
+        matches!(self, PolicyKind::Qlearn)
+    }
+
+    /// The file name a snapshot of this policy's learned state is kept under (in a state
+    /// directory, or as a ConfigMap key); `None` for policies that learn nothing.
+    pub fn snapshot_file(self) -> Option<&'static str> {
+        match self {
+            PolicyKind::Qlearn => Some("policy.json"),
+            PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => None,
+        }
+    }
+
+    /// Builds the policy. `model` is required when [`PolicyKind::needs_model`]; a learned
+    /// policy is served greedily, and keeps learning from live rewards when
+    /// `online_learning` is set.
+    pub fn build(
+        self,
+        model: Option<&Model>,
+        online_learning: bool,
+    ) -> Result<Box<dyn Policy>, PolicyError> {
+        Ok(match self {
+            PolicyKind::Shun => Box::new(ShunPolicy::default()),
+            PolicyKind::Threshold => Box::new(ThresholdPolicy::default()),
+            PolicyKind::Static => Box::new(StaticPolicy::default()),
+            PolicyKind::Qlearn => {
+                let model = model.ok_or(PolicyError::NeedsModel(self))?;
+                let Model::Qlearn(q) = model;
+                let mut q = q.clone();
+                q.serve_mode(online_learning);
+                Box::new(q)
+            }
+        })
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PolicyKind {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PolicyKind::parse(s)
+    }
+}
+
+impl PartialEq<str> for PolicyKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PolicyKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A trained model, loaded and checked, for the policy that reads it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Model {
+    /// A Q-table.
+    Qlearn(QLearn),
+}
+
+impl Model {
+    /// Reads the model of policy `kind` from `bytes` (a file's or a snapshot's contents);
+    /// `origin` names where they came from in errors.
+    pub fn from_bytes(kind: PolicyKind, bytes: &[u8], origin: &Path) -> Result<Model, PolicyError> {
+        match kind {
+            PolicyKind::Qlearn => {
+                let text = std::str::from_utf8(bytes).map_err(|e| ModelError::Corrupt {
+                    path: origin.to_path_buf(),
+                    detail: format!("not UTF-8 text: {e}"),
+                })?;
+                Ok(Model::Qlearn(QLearn::from_json(text, origin)?))
+            }
+            PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => {
+                Err(PolicyError::NoModel(kind))
+            }
+        }
+    }
+
+    /// Reads the model file of policy `kind` at `path`.
+    pub fn load(kind: PolicyKind, path: &Path) -> Result<Model, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Model::from_bytes(kind, &bytes, path)
+    }
+
+    /// The policy it belongs to.
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            Model::Qlearn(_) => PolicyKind::Qlearn,
+        }
+    }
+
+    /// Its size, for people (`1234 states`).
+    pub fn size(&self) -> String {
+        match self {
+            Model::Qlearn(q) => format!("{} states", q.visited_states()),
+        }
+    }
+
+    /// One line for people: size and provenance.
+    pub fn describe(&self) -> String {
+        match self {
+            Model::Qlearn(q) => format!(
+                "{} states, {} training episodes ({})",
+                q.visited_states(),
+                q.info().episodes,
+                q.info().command
+            ),
+        }
+    }
+
+    /// Its contents as they are saved (the model file's bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Model::Qlearn(q) => q.to_json().into_bytes(),
+        }
+    }
+}
+
+impl From<QLearn> for Model {
+    fn from(q: QLearn) -> Model {
+        Model::Qlearn(q)
+    }
+}
+
+/// A policy ready to serve, and how it was obtained.
+pub struct Loaded {
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+    /// For people: `shun (rule)`, `qlearn from model models/qlearn.json (…)`.
+    pub description: String,
+}
+
+impl fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loaded")
+            .field("policy", &self.policy.name())
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+/// The policy a long-running controller serves: a rule as is, a learned policy from its last
+/// saved snapshot (`saved`, when that file exists) or else from its model file.
+pub fn load_for_service(
+    kind: PolicyKind,
+    model: &Path,
+    saved: &Path,
+    online_learning: bool,
+) -> Result<Loaded, PolicyError> {
+    if !kind.needs_model() {
+        return Ok(Loaded {
+            policy: kind.build(None, online_learning)?,
+            description: format!("{kind} (rule)"),
+        });
+    }
+    let (path, origin) = if saved.exists() {
+        (saved, "restored state")
+    } else {
+        (model, "model")
+    };
+    let m = Model::load(kind, path)?;
+    let description = format!(
+        "{kind} from {origin} {} ({}, online learning {})",
+        path.display(),
+        m.size(),
+        if online_learning { "on" } else { "off" }
+    );
+    Ok(Loaded {
+        policy: kind.build(Some(&m), online_learning)?,
+        description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::QConfig;
+
+    #[test]
+    fn every_name_round_trips_and_unknown_names_list_the_known_ones() {
+        for k in PolicyKind::ALL {
+            assert_eq!(PolicyKind::parse(k.as_str()), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{k}\""));
+            assert_eq!(serde_json::from_str::<PolicyKind>(&json).unwrap(), k);
+        }
+        let err = PolicyKind::parse("magic").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown policy \"magic\": expected shun, threshold, qlearn or static"
+        );
+        assert!(PolicyKind::Qlearn == "qlearn");
+    }
+
+    #[test]
+    fn builds_each_policy_under_its_own_name() {
+        let model = Model::from(QLearn::new(QConfig::default()));
+        for k in PolicyKind::ALL {
+            let p = k.build(Some(&model), false).unwrap();
+            assert_eq!(p.name(), k.as_str());
+        }
+        assert!(matches!(
+            PolicyKind::Qlearn.build(None, false),
+            Err(PolicyError::NeedsModel(PolicyKind::Qlearn))
+        ));
+    }
+
+    #[test]
+    fn models_are_bytes_checked_on_load() {
+        let q = QLearn::new(QConfig::default());
+        let bytes = Model::from(q.clone()).to_bytes();
+        let back = Model::from_bytes(PolicyKind::Qlearn, &bytes, Path::new("m")).unwrap();
+        let Model::Qlearn(back) = back;
+        assert!(back.same_table(&q));
+        let err = Model::from_bytes(PolicyKind::Qlearn, &[0xff, 0xfe], Path::new("m.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.bin") && err.contains("UTF-8"), "{err}");
+        assert!(matches!(
+            Model::from_bytes(PolicyKind::Shun, b"{}", Path::new("m")),
+            Err(PolicyError::NoModel(PolicyKind::Shun))
+        ));
+    }
+
+    #[test]
+    fn a_service_restores_saved_state_before_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model.json");
+        let saved = dir.path().join("policy.json");
+        QLearn::new(QConfig::default()).save(&model).unwrap();
+        let l = load_for_service(PolicyKind::Qlearn, &model, &saved, false).unwrap();
+        assert!(l.description.contains("from model"), "{}", l.description);
+        assert!(l.description.contains("0 states"), "{}", l.description);
+        QLearn::new(QConfig::default()).save(&saved).unwrap();
+        let l = load_for_service(PolicyKind::Qlearn, &model, &saved, true).unwrap();
+        assert!(
+            l.description.contains("restored state"),
+            "{}",
+            l.description
+        );
+        assert!(
+            l.description.contains("online learning on"),
+            "{}",
+            l.description
+        );
+        let l = load_for_service(PolicyKind::Shun, &model, &saved, false).unwrap();
+        assert_eq!(l.description, "shun (rule)");
+        assert_eq!(l.policy.name(), "shun");
+        let err = load_for_service(
+            PolicyKind::Qlearn,
+            &dir.path().join("none"),
+            &saved.with_extension("x"),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("none"), "{err}");
+    }
+}
