@@ -65,6 +65,38 @@ pub enum Command {
     /// The Kubernetes operator: govern every ReadSplit (in-cluster config or kubeconfig),
     /// with leader election on a Lease.
     Operator(OperatorArgs),
+    /// Service governance: compile TrafficPolicy files into Istio objects, or check them.
+    #[command(subcommand)]
+    Govern(GovernCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GovernCommand {
+    /// Compile policy files into Istio DestinationRules and VirtualServices: one
+    /// deterministic YAML stream (DestinationRules first) on stdout, or one file per policy
+    /// in a directory. Notes on Istio caveats go to stderr.
+    Compile(GovernCompileArgs),
+    /// Check policy files: every problem, each naming the file, the field and the value.
+    /// Exits non-zero when there is any.
+    Check(GovernCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GovernCompileArgs {
+    /// Policy files (YAML; several policies per file separated by `---`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write `<namespace>.<name>.yaml` per policy here (created if missing) instead of
+    /// printing one stream.
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GovernCheckArgs {
+    /// Policy files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

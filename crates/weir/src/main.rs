@@ -4,6 +4,7 @@ mod bench_cmd;
 mod check;
 mod cli;
 mod demo;
+mod govern_cmd;
 mod operator_cmd;
 mod run;
 mod train_cmd;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Check(args) => check::run(args),
         cli::Command::Operator(args) => operator_cmd::run(args),
         cli::Command::Manifests(args) => operator_cmd::manifests(&args),
+        cli::Command::Govern(cmd) => govern_cmd::run(cmd),
         cli::Command::Crd => weir_operator::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(|e| anyhow::anyhow!("rendering the CRD: {e}")),

@@ -164,3 +164,77 @@ fn demo_without_a_model_trains_one_first() {
     assert!(model.exists());
     assert!(t.contains("hard-limit violations 0"), "{t}");
 }
+
+#[test]
+fn govern_checks_and_compiles_the_shipped_policies() {
+    let o = weir(&["govern", "check", "deploy/policies/canary.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ok: deploy/policies/canary.yaml (checkout: 3 routes)"));
+
+    let o = weir(&[
+        "govern",
+        "compile",
+        "deploy/policies/canary.yaml",
+        "deploy/policies/affinity.yaml",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    // One stream, every DestinationRule before any VirtualService.
+    let last_dr = yaml.rfind("kind: DestinationRule").unwrap();
+    let first_vs = yaml.find("kind: VirtualService").unwrap();
+    assert!(last_dr < first_vs, "{yaml}");
+    assert_eq!(
+        yaml.matches("app.kubernetes.io/managed-by: weir").count(),
+        4
+    );
+    // The caveat is said, on stderr.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locality load balancing is turned off"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "govern",
+        "compile",
+        "deploy/policies/nearby.yaml",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let written = std::fs::read_to_string(dir.path().join("users.profile.yaml")).unwrap();
+    assert!(written.contains("failoverPriority"), "{written}");
+}
+
+#[test]
+fn govern_refuses_a_bad_policy_with_file_field_and_value_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text_in = std::fs::read_to_string(root().join("deploy/policies/canary.yaml"))
+        .unwrap()
+        .replace("weight: 90 }", "weight: 80 }")
+        .replace(
+            "op: in, values: [beta, staff]",
+            "op: regex, value: \"(?<=a)b\"",
+        );
+    std::fs::write(&bad, text_in).unwrap();
+    let out = dir.path().join("out");
+    let o = weir(&[
+        "govern",
+        "compile",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("bad.yaml: spec.routes[2].destinations = 80 + 10: weights must sum to 100"),
+        "{t}"
+    );
+    assert!(
+        t.contains("bad.yaml: spec.routes[0].match[0].value = \"(?<=a)b\": not an RE2 regex"),
+        "{t}"
+    );
+    assert!(t.contains("2 problem(s)"), "{t}");
+    assert!(!out.exists(), "nothing written");
+    let o = weir(&["govern", "check", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+}

@@ -1,0 +1,107 @@
+//! Weir's governance compiler: one readable `TrafficPolicy` file in, Istio objects that are
+//! correct by construction out — or every reason why not, each naming the file, the field and
+//! the value.
+//!
+//! A policy ([`policy::TrafficPolicy`], YAML, unknown fields rejected) names a service, its
+//! subsets and ordered routes with PolarisMesh-style conditions (`equals`, `not_equals`,
+//! `prefix`, `regex`, `in`, `not_in`, `range`, `less_than`, `greater_than`, `exists`,
+//! `absent` on headers, query parameters, cookies, caller labels, the path and the method),
+//! canary weights, request affinity, circuit breaking and nearby routing. [`compile()`] turns
+//! it into a `DestinationRule` and a `VirtualService` (`networking.istio.io/v1`, typed in
+//! [`istio`]), plus notes on every Istio caveat that applies; [`compile::to_yaml`] writes them
+//! as one deterministic YAML stream, DestinationRules first.
+//!
+//! What it gets right that hand-written YAML and other generators get wrong:
+//!
+//! - a condition is never widened: `in` is an escaped RE2 alternation, `not_in` and
+//!   `not_equals` are `withoutHeaders`, numeric operators are exact regexes over the canonical
+//!   decimal text ([`range`]), a cookie is matched within its own value; what Istio cannot
+//!   express (excluding by query parameter, path or method; look-around) is refused;
+//! - routes keep their order; a route an earlier one shadows, or anything after the fallback,
+//!   is an error; weights are integers summing to 100;
+//! - affinity turns locality load balancing off unless locality is asked for (otherwise the
+//!   same key reaches different instances from different localities), and is refused on a
+//!   route split by weight unless the user accepts that the split happens first;
+//! - nearby routing adds the outlier detection locality failover needs, and says so.
+//!
+//! Rate limits and environments are parsed (so policy files that use them are read in full)
+//! but not compiled yet: they are reported as such.
+//!
+//! **Never:** IO, a clock, or a Kubernetes client. The binary reads files and writes output;
+//! the operator applies objects.
+
+pub mod compile;
+pub mod istio;
+pub mod matcher;
+pub mod policy;
+mod problem;
+pub mod range;
+
+pub use compile::{MANAGED_BY, Output, POLICY_LABEL, compile, to_yaml};
+pub use policy::TrafficPolicy;
+pub use problem::{Problem, Problems};
+
+/// Reads every policy in `text` (one YAML document each; `---` separates several); `origin`
+/// names the file in problems.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<TrafficPolicy>, Problems> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let blank = text
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
+    let docs: Vec<_> = if blank {
+        Vec::new()
+    } else {
+        serde_norway::Deserializer::from_str(text).collect()
+    };
+    let several = docs.len() > 1;
+    for (i, doc) in docs.into_iter().enumerate() {
+        let prefix = if several {
+            format!("(document {}) ", i + 1)
+        } else {
+            String::new()
+        };
+        match serde_path_to_error::deserialize::<_, TrafficPolicy>(doc) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                // The YAML reader names the field (or its parent) at the start of its
+                // message: the path says it already.
+                let message = match message.split_once(": ") {
+                    Some((head, rest)) if path.starts_with(head) => rest.to_string(),
+                    _ => message,
+                };
+                problems.push(Problem {
+                    origin: origin.to_string(),
+                    path: format!(
+                        "{prefix}{}",
+                        if path == "." {
+                            "(document)".to_string()
+                        } else {
+                            path
+                        }
+                    ),
+                    value: None,
+                    message,
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    if out.is_empty() {
+        return Err(Problems(vec![Problem {
+            origin: origin.to_string(),
+            path: "(document)".to_string(),
+            value: None,
+            message: "no policy in this file".to_string(),
+        }]));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

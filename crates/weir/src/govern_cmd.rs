@@ -1,0 +1,123 @@
+//! `weir govern compile` and `weir govern check`: read policy files, hand them to
+//! `weir-govern`, write what it returns.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use weir_govern::{Output, Problems, compile, parse, to_yaml};
+use weir_persist::write_atomic;
+
+use crate::cli::{GovernCheckArgs, GovernCommand, GovernCompileArgs};
+
+pub fn run(cmd: GovernCommand) -> Result<()> {
+    match cmd {
+        GovernCommand::Compile(args) => compile_cmd(&args),
+        GovernCommand::Check(args) => check_cmd(&args),
+    }
+}
+
+/// Compiled policies, each with the file it came from.
+type Outputs = Vec<(PathBuf, Output)>;
+
+/// Every policy of every file, compiled; all problems of all files when any.
+fn compile_files(files: &[PathBuf]) -> Result<Result<Outputs, Vec<Problems>>> {
+    let mut outputs = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let origin = file.display().to_string();
+        match parse(&text, &origin) {
+            Ok(policies) => {
+                for p in &policies {
+                    match compile(p, &origin) {
+                        Ok(o) => outputs.push((file.clone(), o)),
+                        Err(e) => problems.push(e),
+                    }
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok(if problems.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(problems)
+    })
+}
+
+fn report(problems: &[Problems]) -> usize {
+    let n: usize = problems.iter().map(|p| p.0.len()).sum();
+    for p in problems {
+        eprintln!("{p}");
+    }
+    n
+}
+
+fn notes(outputs: &Outputs) {
+    for (file, o) in outputs {
+        for n in &o.notes {
+            eprintln!(
+                "note: {} ({}): {n}",
+                file.display(),
+                o.virtual_service.metadata.name
+            );
+        }
+    }
+}
+
+fn compile_cmd(args: &GovernCompileArgs) -> Result<()> {
+    let outputs = match compile_files(&args.files)? {
+        Ok(o) => o,
+        Err(problems) => {
+            let n = report(&problems);
+            bail!("{n} problem(s): nothing written");
+        }
+    };
+    notes(&outputs);
+    match &args.out {
+        None => {
+            let all: Vec<Output> = outputs.into_iter().map(|(_, o)| o).collect();
+            print!("{}", to_yaml(&all).context("rendering YAML")?);
+        }
+        Some(dir) => {
+            for (_, o) in &outputs {
+                let meta = &o.virtual_service.metadata;
+                let name = match &meta.namespace {
+                    Some(ns) => format!("{ns}.{}.yaml", meta.name),
+                    None => format!("{}.yaml", meta.name),
+                };
+                let path = dir.join(name);
+                let yaml = to_yaml(std::slice::from_ref(o)).context("rendering YAML")?;
+                write(&path, &yaml)?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn check_cmd(args: &GovernCheckArgs) -> Result<()> {
+    match compile_files(&args.files)? {
+        Ok(outputs) => {
+            notes(&outputs);
+            for (file, o) in &outputs {
+                println!(
+                    "ok: {} ({}: {} routes)",
+                    file.display(),
+                    o.virtual_service.metadata.name,
+                    o.virtual_service.spec.http.len()
+                );
+            }
+            Ok(())
+        }
+        Err(problems) => {
+            let n = report(&problems);
+            bail!("{n} problem(s)");
+        }
+    }
+}
