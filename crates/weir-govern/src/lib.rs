@@ -9,7 +9,7 @@
 //! canary weights, request affinity, circuit breaking and nearby routing. [`compile()`] turns
 //! it into a `DestinationRule` and a `VirtualService` (`networking.istio.io/v1`, typed in
 //! [`istio`]), plus notes on every Istio caveat that applies; [`compile::to_yaml`] writes them
-//! as one deterministic YAML stream, DestinationRules first.
+//! as one deterministic YAML stream, DestinationRules first; [`explain()`] says it all in words.
 //!
 //! What it gets right that hand-written YAML and other generators get wrong:
 //!
@@ -31,6 +31,7 @@
 //! the operator applies objects.
 
 pub mod compile;
+pub mod explain;
 pub mod istio;
 pub mod matcher;
 pub mod policy;
@@ -38,6 +39,7 @@ mod problem;
 pub mod range;
 
 pub use compile::{MANAGED_BY, Output, POLICY_LABEL, compile, to_yaml};
+pub use explain::explain;
 pub use policy::TrafficPolicy;
 pub use problem::{Problem, Problems};
 

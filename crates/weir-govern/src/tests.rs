@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Problems, compile, parse, to_yaml};
+use crate::{Problems, compile, explain, parse, to_yaml};
 
 fn shipped(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -319,5 +319,34 @@ fn an_even_split_rounds_deterministically() {
         weights,
         ["weight: 34", "weight: 33", "weight: 33"],
         "{yaml}"
+    );
+}
+
+#[test]
+fn explain_says_the_routing_table_in_words() {
+    let text = shipped("canary.yaml");
+    let p = &parse(&text, "canary.yaml").unwrap()[0];
+    let out = compile(p, "canary.yaml").unwrap();
+    let words = explain(p, &out);
+    for want in [
+        "checkout in shop: traffic to checkout.shop.svc.cluster.local:8080",
+        "  1. beta: header x-user-group in [beta, staff] and query uid is an integer in 1000..=1999 → v2 100%; sets x-env: beta",
+        "  2. not-internal: header x-debug is absent and cookie region not in [internal, staging] (or absent) and path starts with /api/ → v1 100%",
+        "  3. default: otherwise → v1 90% / v2 10%",
+        "circuit breaker: an instance answering 5 5xx in a row is ejected for 30s",
+        "note: numeric conditions compare canonical decimal text",
+    ] {
+        assert!(words.contains(want), "missing `{want}` in:\n{words}");
+    }
+    let text = shipped("nearby.yaml");
+    let p = &parse(&text, "nearby.yaml").unwrap()[0];
+    let words = explain(p, &compile(p, "nearby.yaml").unwrap());
+    assert!(
+        words.contains("nearby routing: callers are served in their own zone, then in their own region, then anywhere healthy"),
+        "{words}"
+    );
+    assert!(
+        words.contains("note: locality failover only happens"),
+        "{words}"
     );
 }

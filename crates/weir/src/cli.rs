@@ -79,6 +79,15 @@ pub enum GovernCommand {
     /// Check policy files: every problem, each naming the file, the field and the value.
     /// Exits non-zero when there is any.
     Check(GovernCheckArgs),
+    /// Say what a policy does, in words: the routing table, affinity, limits, and every
+    /// Istio caveat that applies.
+    Explain(GovernExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GovernExplainArgs {
+    /// A policy file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

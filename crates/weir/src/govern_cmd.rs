@@ -4,15 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use weir_govern::{Output, Problems, compile, parse, to_yaml};
+use weir_govern::{Output, Problems, compile, explain, parse, to_yaml};
 use weir_persist::write_atomic;
 
-use crate::cli::{GovernCheckArgs, GovernCommand, GovernCompileArgs};
+use crate::cli::{GovernCheckArgs, GovernCommand, GovernCompileArgs, GovernExplainArgs};
 
 pub fn run(cmd: GovernCommand) -> Result<()> {
     match cmd {
         GovernCommand::Compile(args) => compile_cmd(&args),
         GovernCommand::Check(args) => check_cmd(&args),
+        GovernCommand::Explain(args) => explain_cmd(&args),
     }
 }
 
@@ -119,5 +120,36 @@ fn check_cmd(args: &GovernCheckArgs) -> Result<()> {
             let n = report(&problems);
             bail!("{n} problem(s)");
         }
+    }
+}
+
+fn explain_cmd(args: &GovernExplainArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let origin = args.file.display().to_string();
+    let policies = match parse(&text, &origin) {
+        Ok(p) => p,
+        Err(e) => {
+            let n = report(std::slice::from_ref(&e));
+            bail!("{n} problem(s)");
+        }
+    };
+    let mut problems = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        match compile(p, &origin) {
+            Ok(out) => {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", explain(p, &out));
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let n = report(&problems);
+        bail!("{n} problem(s)")
     }
 }

@@ -201,6 +201,14 @@ fn govern_checks_and_compiles_the_shipped_policies() {
     assert!(o.status.success(), "{}", text(&o));
     let written = std::fs::read_to_string(dir.path().join("users.profile.yaml")).unwrap();
     assert!(written.contains("failoverPriority"), "{written}");
+
+    let o = weir(&["govern", "explain", "deploy/policies/canary.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("  3. default: otherwise → v1 90% / v2 10%"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
