@@ -154,18 +154,32 @@ fn check_name(report: &mut Report, path: &str, name: &str) {
     }
 }
 
+/// `{path}.name` is a DNS label not used before; `taken` says so when it was.
+fn check_unique_name(
+    report: &mut Report,
+    path: &str,
+    name: &str,
+    seen: &mut BTreeSet<String>,
+    taken: &str,
+) {
+    let field = format!("{path}.name");
+    check_name(report, &field, name);
+    if !seen.insert(name.to_string()) {
+        report.add(&field, Some(format!("{name:?}")), taken);
+    }
+}
+
 fn check_subsets(policy: &Policy, report: &mut Report) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (i, s) in policy.spec.subsets.iter().enumerate() {
         let path = format!("spec.subsets[{i}]");
-        check_name(report, &format!("{path}.name"), &s.name);
-        if !names.insert(s.name.clone()) {
-            report.add(
-                &format!("{path}.name"),
-                Some(format!("{:?}", s.name)),
-                "a subset of this name is already defined",
-            );
-        }
+        check_unique_name(
+            report,
+            &path,
+            &s.name,
+            &mut names,
+            "a subset of this name is already defined",
+        );
         if s.labels.is_empty() {
             report.add(
                 &format!("{path}.labels"),
@@ -339,14 +353,13 @@ fn compile_routes(
     let mut out = Vec::new();
     for (i, route) in spec.routes.iter().enumerate() {
         let path = format!("spec.routes[{i}]");
-        check_name(report, &format!("{path}.name"), &route.name);
-        if !names.insert(route.name.clone()) {
-            report.add(
-                &format!("{path}.name"),
-                Some(format!("{:?}", route.name)),
-                "a route of this name already exists",
-            );
-        }
+        check_unique_name(
+            report,
+            &path,
+            &route.name,
+            &mut names,
+            "a route of this name already exists",
+        );
         if route.destinations.is_empty() {
             report.add(
                 &format!("{path}.destinations"),

@@ -317,7 +317,7 @@ pub enum HashKey {
 /// [`HashKey`] as written: one field set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HashKeyFields {
+struct HashKeyFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,14 @@ fn shipped(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A shipped example, parsed and compiled.
+fn shipped_compiled(name: &str) -> (crate::TrafficPolicy, crate::Output) {
+    let text = shipped(name);
+    let p = parse(&text, name).unwrap().remove(0);
+    let out = compile(&p, name).unwrap();
+    (p, out)
+}
+
 fn compile_text(text: &str) -> Result<String, Problems> {
     let policies = parse(text, "p.yaml")?;
     let mut out = Vec::new();
@@ -52,9 +60,7 @@ fn the_affinity_example() {
 
 #[test]
 fn the_nearby_example_adds_outlier_detection_and_says_so() {
-    let text = shipped("nearby.yaml");
-    let p = &parse(&text, "nearby.yaml").unwrap()[0];
-    let out = compile(p, "nearby.yaml").unwrap();
+    let (_, out) = shipped_compiled("nearby.yaml");
     assert!(
         out.notes
             .iter()
@@ -324,10 +330,8 @@ fn an_even_split_rounds_deterministically() {
 
 #[test]
 fn explain_says_the_routing_table_in_words() {
-    let text = shipped("canary.yaml");
-    let p = &parse(&text, "canary.yaml").unwrap()[0];
-    let out = compile(p, "canary.yaml").unwrap();
-    let words = explain(p, &out);
+    let (p, out) = shipped_compiled("canary.yaml");
+    let words = explain(&p, &out);
     for want in [
         "checkout in shop: traffic to checkout.shop.svc.cluster.local:8080",
         "  1. beta: header x-user-group in [beta, staff] and query uid is an integer in 1000..=1999 → v2 100%; sets x-env: beta",
@@ -338,9 +342,8 @@ fn explain_says_the_routing_table_in_words() {
     ] {
         assert!(words.contains(want), "missing `{want}` in:\n{words}");
     }
-    let text = shipped("nearby.yaml");
-    let p = &parse(&text, "nearby.yaml").unwrap()[0];
-    let words = explain(p, &compile(p, "nearby.yaml").unwrap());
+    let (p, out) = shipped_compiled("nearby.yaml");
+    let words = explain(&p, &out);
     assert!(
         words.contains("nearby routing: callers are served in their own zone, then in their own region, then anywhere healthy"),
         "{words}"
