@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::istio::{
     ConnectionPool, ConsistentHash, DestinationRef, DestinationRule, DestinationRuleSpec,
-    HeaderOperations, Headers, HttpCookie, HttpMatchRequest, HttpRoute, HttpRouteDestination,
-    HttpSettings, LoadBalancer, LocalityLbSetting, Maglev, NETWORKING_V1, ObjectMeta,
-    OutlierDetection, PortSelector, RingHash, SubsetDef, TcpSettings, TrafficPolicy,
+    EnvoyFilter, HeaderOperations, Headers, HttpCookie, HttpMatchRequest, HttpRoute,
+    HttpRouteDestination, HttpSettings, LoadBalancer, LocalityLbSetting, Maglev, NETWORKING_V1,
+    ObjectMeta, OutlierDetection, PortSelector, RingHash, SubsetDef, TcpSettings, TrafficPolicy,
     VirtualService, VirtualServiceSpec, seconds,
 };
 use crate::matcher::{self, Compiled, StringMatch, Target};
@@ -15,6 +15,8 @@ use crate::policy::{
     TrafficPolicy as Policy,
 };
 use crate::problem::{Problems, Report};
+use crate::ratelimit::RateLimitConfig;
+use crate::{environments, limits};
 
 /// The label every generated object carries.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "weir");
@@ -38,8 +40,55 @@ pub struct Output {
     pub destination_rule: DestinationRule,
     /// The routes.
     pub virtual_service: VirtualService,
+    /// Rate-limit filters and actions, and header clean-up for environments.
+    pub envoy_filters: Vec<EnvoyFilter>,
+    /// The global rate-limit service's configuration (envoyproxy/ratelimit's format), also
+    /// carried by [`Output::ratelimit_config_map`].
+    pub ratelimit: Option<RateLimitConfig>,
     /// What a user should know about the result (Istio caveats, defaults added).
     pub notes: Vec<String>,
+}
+
+impl Output {
+    /// The rate-limit service's configuration as a ConfigMap named `<policy>-ratelimit` in the
+    /// policy's namespace, one key `<domain>.yaml`, for the service to mount.
+    pub fn ratelimit_config_map(&self) -> Result<Option<serde_json::Value>, serde_norway::Error> {
+        let Some(rl) = &self.ratelimit else {
+            return Ok(None);
+        };
+        let meta = &self.destination_rule.metadata;
+        let mut metadata = serde_json::json!({
+            "name": format!("{}-ratelimit", meta.name),
+            "labels": meta.labels,
+        });
+        if let Some(ns) = &meta.namespace {
+            metadata["namespace"] = serde_json::Value::String(ns.clone());
+        }
+        Ok(Some(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "data": { format!("{}.yaml", rl.domain): serde_norway::to_string(rl)? },
+        })))
+    }
+
+    /// Every Kubernetes object, in the order to apply them (make before break): the
+    /// rate-limit ConfigMap, the DestinationRule, the EnvoyFilters, the VirtualService.
+    pub fn objects(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        let mut out = Vec::new();
+        if let Some(cm) = self
+            .ratelimit_config_map()
+            .map_err(serde::ser::Error::custom)?
+        {
+            out.push(cm);
+        }
+        out.push(serde_json::to_value(&self.destination_rule)?);
+        for f in &self.envoy_filters {
+            out.push(serde_json::to_value(f)?);
+        }
+        out.push(serde_json::to_value(&self.virtual_service)?);
+        Ok(out)
+    }
 }
 
 /// Compiles `policy` (read from `origin`); every problem is reported, not only the first.
@@ -77,24 +126,13 @@ pub fn compile(policy: &Policy, origin: &str) -> Result<Output, Problems> {
     }
 
     let subsets = check_subsets(policy, &mut report);
-    let routes = compile_routes(policy, &subsets, &mut report, &mut notes);
+    // Environment routes come first: they route on the environment header, which the user's
+    // routes may not use.
+    let mut routes = environments::plan(policy, &mut report)
+        .map(|plan| environments::routes(policy, &plan, &mut report))
+        .unwrap_or_default();
+    routes.extend(compile_routes(policy, &subsets, &mut report, &mut notes));
     let traffic_policy = traffic_policy(policy, &mut report, &mut notes);
-    if spec.rate_limit.is_some() {
-        report.add(
-            "spec.rate_limit",
-            None,
-            "rate limits are not compiled by this build of weir yet (local and global limits \
-             come with the EnvoyFilter and rate-limit service output)",
-        );
-    }
-    if spec.environments.is_some() {
-        report.add(
-            "spec.environments",
-            None,
-            "environments are not compiled by this build of weir yet",
-        );
-    }
-
     let mut labels = policy.metadata.labels.clone();
     labels.insert(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string());
     labels.insert(POLICY_LABEL.to_string(), policy.metadata.name.clone());
@@ -103,6 +141,14 @@ pub fn compile(policy: &Policy, origin: &str) -> Result<Output, Problems> {
         namespace: policy.metadata.namespace.clone(),
         labels,
     };
+    let (mut envoy_filters, ratelimit) =
+        limits::compile(policy, &metadata, &mut report, &mut notes);
+    envoy_filters.extend(environments::filters(
+        policy,
+        &metadata,
+        &mut report,
+        &mut notes,
+    ));
     let destination_rule = DestinationRule {
         api_version: NETWORKING_V1,
         kind: "DestinationRule",
@@ -132,6 +178,8 @@ pub fn compile(policy: &Policy, origin: &str) -> Result<Output, Problems> {
     report.finish(Output {
         destination_rule,
         virtual_service,
+        envoy_filters,
+        ratelimit,
         notes,
     })
 }
@@ -341,7 +389,7 @@ fn compile_routes(
     notes: &mut Vec<String>,
 ) -> Vec<HttpRoute> {
     let spec = &policy.spec;
-    if spec.routes.is_empty() {
+    if spec.routes.is_empty() && spec.environments.is_none() {
         report.add(
             "spec.routes",
             None,
@@ -750,12 +798,24 @@ fn locality(l: &Locality, report: &mut Report) -> Option<LocalityLbSetting> {
     })
 }
 
-/// Renders compiled objects as one multi-document YAML stream: DestinationRules first (so that
-/// the subsets a VirtualService names exist before it does: make before break).
+/// Renders compiled objects as one multi-document YAML stream, kind by kind in the order of
+/// [`Output::objects`]: rate-limit ConfigMaps, DestinationRules (so that the subsets a
+/// VirtualService names exist before it does: make before break), EnvoyFilters,
+/// VirtualServices.
 pub fn to_yaml(outputs: &[Output]) -> Result<String, serde_norway::Error> {
     let mut docs = Vec::new();
     for o in outputs {
+        if let Some(cm) = o.ratelimit_config_map()? {
+            docs.push(serde_norway::to_string(&cm)?);
+        }
+    }
+    for o in outputs {
         docs.push(serde_norway::to_string(&o.destination_rule)?);
+    }
+    for o in outputs {
+        for f in &o.envoy_filters {
+            docs.push(serde_norway::to_string(f)?);
+        }
     }
     for o in outputs {
         docs.push(serde_norway::to_string(&o.virtual_service)?);

@@ -5,9 +5,14 @@ use std::fmt::Write as _;
 
 use crate::Output;
 use crate::compile::topology_label;
+use crate::environments::{DISPOSABLE_PREFIX, TRANSITIVE_PREFIX};
+use crate::istio::HttpRoute;
+use crate::limits::{LOCAL_LIMIT_HEADER, inbound_vhost};
+use crate::matcher::StringMatch;
 use crate::policy::{
-    Affinity, CircuitBreaker, Condition, HashAlgorithm, HashKey, Locality, Op, Route, Scalar,
-    Source, TrafficPolicy,
+    Affinity, CircuitBreaker, Condition, Environments, FailureMode, HashAlgorithm, HashKey,
+    LimitKey, Locality, Op, Per, RateLimit, Route, Scalar, Source, TrafficPolicy,
+    TrafficPolicySpec,
 };
 
 fn list(values: &[Scalar]) -> String {
@@ -47,10 +52,7 @@ pub fn condition(c: &Condition) -> String {
     }
 }
 
-fn destinations(out: &Output, index: usize) -> String {
-    let Some(route) = out.virtual_service.spec.http.get(index) else {
-        return String::new();
-    };
+fn destinations(route: &HttpRoute) -> String {
     route
         .route
         .iter()
@@ -65,7 +67,7 @@ fn destinations(out: &Output, index: usize) -> String {
         .join(" / ")
 }
 
-fn route_line(i: usize, r: &Route, out: &Output) -> String {
+fn route_line(i: usize, r: &Route, out: &HttpRoute) -> String {
     let when = if r.matches.is_empty() {
         "otherwise".to_string()
     } else {
@@ -75,7 +77,7 @@ fn route_line(i: usize, r: &Route, out: &Output) -> String {
             .collect::<Vec<_>>()
             .join(" and ")
     };
-    let mut line = format!("  {}. {}: {when} → {}", i + 1, r.name, destinations(out, i));
+    let mut line = format!("  {}. {}: {when} → {}", i + 1, r.name, destinations(out));
     if !r.set_headers.is_empty() {
         let set: Vec<String> = r
             .set_headers
@@ -159,6 +161,142 @@ fn locality(l: &Locality) -> String {
     )
 }
 
+/// An environment route (or the generated baseline fallback) in words.
+fn generated_route_line(i: usize, h: &HttpRoute, policy: &TrafficPolicy) -> String {
+    let m = h.matches.first();
+    let header = m.and_then(|m| m.headers.iter().next());
+    let label = m.and_then(|m| m.source_labels.iter().next());
+    let when = match (header, label) {
+        (Some((name, StringMatch::Exact(v))), _) => {
+            format!("header {name} = {v} (environment {v}, dyed upstream)")
+        }
+        (_, Some((k, v))) => {
+            let header = policy
+                .spec
+                .environments
+                .as_ref()
+                .map(|e| e.header.as_str())
+                .unwrap_or("?");
+            format!(
+                "from a workload labelled {k}={v}, without {header} (static dyeing: sets \
+                 {header}: {v})"
+            )
+        }
+        _ => "otherwise (the baseline)".to_string(),
+    };
+    format!("  {}. {}: {when} → {}", i + 1, h.name, destinations(h))
+}
+
+fn per(p: Per) -> &'static str {
+    match p {
+        Per::Second => "second",
+        Per::Minute => "minute",
+        Per::Hour => "hour",
+        Per::Day => "day",
+    }
+}
+
+fn rate_limits(rl: &RateLimit, spec: &TrafficPolicySpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(l) = &rl.local {
+        out.push(format!(
+            "local rate limit: {} requests per {} in each proxy of the service (per pod, bucket \
+             of {}): with N pods the service admits up to N × {} per {}; the rest get 429 with \
+             {}: local",
+            l.requests,
+            per(l.per),
+            l.burst.unwrap_or(l.requests),
+            l.requests,
+            per(l.per),
+            LOCAL_LIMIT_HEADER,
+        ));
+    }
+    if let Some(g) = &rl.global {
+        out.push(format!(
+            "global rate limit (domain {}, service {}), counted across every proxy; over a \
+             limit: 429; service unreachable or slower than Envoy's 20 ms default timeout: {}",
+            g.domain,
+            g.service,
+            match g.failure_mode {
+                FailureMode::Allow => "the request goes through (failure_mode: allow)",
+                FailureMode::Deny => "the request fails with 500 (failure_mode: deny)",
+            }
+        ));
+        for l in &g.limits {
+            let what = match l.key {
+                LimitKey::Header => format!(
+                    "each value of header {} (requests without it are not counted)",
+                    l.name.as_deref().unwrap_or("?")
+                ),
+                LimitKey::RemoteAddress => "each client address (the peer the proxy sees: \
+                     behind a gateway or load balancer that is the gateway, unless it forwards \
+                     the client's address and the mesh trusts it)"
+                    .to_string(),
+                LimitKey::Path => format!(
+                    "path {} (exactly, any query string)",
+                    l.value.as_deref().unwrap_or("?")
+                ),
+            };
+            out.push(format!("  {} per {}: {what}", l.requests, per(l.per)));
+        }
+        let port = spec.target_port.or(spec.port).unwrap_or(0);
+        let hint = if spec.target_port.is_none() {
+            ": if the containers listen on another port than the service, set \
+             spec.target_port"
+        } else {
+            " (spec.target_port)"
+        };
+        out.push(format!(
+            "  the limits are attached to the inbound virtual host {}{hint}",
+            inbound_vhost(port)
+        ));
+        out.push(
+            "  the rate-limit service reads its limits from the generated ConfigMap (mount it); \
+             its Kubernetes Service port must be gRPC (named grpc-… or appProtocol: grpc) so \
+             that Istio's cluster for it speaks HTTP/2"
+                .to_string(),
+        );
+    }
+    out
+}
+
+fn environments(env: &Environments) -> Vec<String> {
+    let mut out = vec![format!(
+        "environments: pods labelled {}=E form environment E, {} is the baseline; a request \
+         whose {} names an environment without an instance of this service falls back to the \
+         baseline routes",
+        env.label, env.baseline, env.header
+    )];
+    let (disposable, travel): (Vec<&String>, Vec<&String>) = env
+        .propagate
+        .iter()
+        .partition(|h| h.starts_with(DISPOSABLE_PREFIX));
+    let mut carried: Vec<&str> = travel.iter().map(|h| h.as_str()).collect();
+    if !carried.contains(&env.header.as_str()) {
+        carried.insert(0, &env.header);
+    }
+    out.push(format!(
+        "  the application must copy {} (and any {TRANSITIVE_PREFIX}* header) from each \
+         request it serves to the requests it makes: a proxy cannot, and without it the \
+         environment is lost after one hop",
+        carried.join(", ")
+    ));
+    if !disposable.is_empty() {
+        let d: Vec<&str> = disposable.iter().map(|h| h.as_str()).collect();
+        out.push(format!(
+            "  one-hop headers {} are removed from this service's outbound requests (an \
+             EnvoyFilter on its proxies)",
+            d.join(", ")
+        ));
+    }
+    out.push(
+        "  a feature environment's subset with no healthy pod is not replaced by the baseline \
+         (Istio does not fail over between subsets): requests dyed for it fail with 503"
+            .to_string(),
+    );
+    out
+}
+
 /// The policy in words. `out` is what it compiled into.
 pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
     let spec = &policy.spec;
@@ -176,8 +314,12 @@ pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
         policy.metadata.name, spec.host
     );
     let _ = writeln!(s, "routes, first match wins:");
-    for (i, r) in spec.routes.iter().enumerate() {
-        let _ = writeln!(s, "{}", route_line(i, r, out));
+    for (i, h) in out.virtual_service.spec.http.iter().enumerate() {
+        let line = match spec.routes.iter().find(|r| r.name == h.name) {
+            Some(r) => route_line(i, r, h),
+            None => generated_route_line(i, h, policy),
+        };
+        let _ = writeln!(s, "{line}");
     }
     if let Some(a) = &spec.affinity {
         let _ = writeln!(s, "{}", affinity(a));
@@ -189,6 +331,16 @@ pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
     }
     if let Some(l) = &spec.locality {
         let _ = writeln!(s, "{}", locality(l));
+    }
+    if let Some(rl) = &spec.rate_limit {
+        for line in rate_limits(rl, spec) {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    if let Some(env) = &spec.environments {
+        for line in environments(env) {
+            let _ = writeln!(s, "{line}");
+        }
     }
     let numeric = spec
         .routes

@@ -330,3 +330,132 @@ pub struct OutlierDetection {
 pub fn seconds(s: u64) -> String {
     format!("{s}s")
 }
+
+/// `apiVersion` of `EnvoyFilter` (only served as `v1alpha3`).
+pub const NETWORKING_V1ALPHA3: &str = "networking.istio.io/v1alpha3";
+
+/// An `EnvoyFilter`: patches to the Envoy configuration Istio generates for some workloads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyFilter {
+    /// `networking.istio.io/v1alpha3`.
+    pub api_version: &'static str,
+    /// `EnvoyFilter`.
+    pub kind: &'static str,
+    /// Name, namespace, labels.
+    pub metadata: ObjectMeta,
+    /// Which workloads, which patches.
+    pub spec: EnvoyFilterSpec,
+}
+
+/// `EnvoyFilter.spec`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyFilterSpec {
+    /// The pods whose proxies are patched.
+    pub workload_selector: WorkloadSelector,
+    /// The patches, applied in order.
+    pub config_patches: Vec<ConfigPatch>,
+}
+
+/// `WorkloadSelector`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadSelector {
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One `EnvoyConfigObjectPatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigPatch {
+    /// `HTTP_FILTER`, `VIRTUAL_HOST`, `ROUTE_CONFIGURATION`.
+    pub apply_to: &'static str,
+    /// Where in the generated configuration.
+    #[serde(rename = "match")]
+    pub match_: PatchMatch,
+    /// What to do there.
+    pub patch: Patch,
+}
+
+/// `EnvoyConfigObjectMatch`: exactly one of `listener` and `route_configuration`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchMatch {
+    /// `SIDECAR_INBOUND`, `SIDECAR_OUTBOUND`.
+    pub context: &'static str,
+    /// Proxy version regex (only when the user asks for one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyMatch>,
+    /// A listener's filter chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerMatch>,
+    /// A route configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_configuration: Option<RouteConfigurationMatch>,
+}
+
+/// `ProxyMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyMatch {
+    /// A regex over the proxy's version.
+    pub proxy_version: String,
+}
+
+/// `ListenerMatch`: the HTTP connection manager, and a filter within it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerMatch {
+    /// The filter chain.
+    pub filter_chain: FilterChainMatch,
+}
+
+/// `FilterChainMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChainMatch {
+    /// The network filter.
+    pub filter: FilterMatch,
+}
+
+/// `FilterMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterMatch {
+    /// `envoy.filters.network.http_connection_manager`.
+    pub name: &'static str,
+    /// The HTTP filter the patch is placed relative to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_filter: Option<SubFilterMatch>,
+}
+
+/// `SubFilterMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubFilterMatch {
+    /// `envoy.filters.http.router`.
+    pub name: &'static str,
+}
+
+/// `RouteConfigurationMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfigurationMatch {
+    /// A virtual host by name (`inbound|http|8080`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<VirtualHostMatch>,
+}
+
+/// `VirtualHostMatch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirtualHostMatch {
+    /// Its name.
+    pub name: String,
+}
+
+/// `Patch`: an operation and Envoy configuration (checked by a real Envoy in the tests).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Patch {
+    /// `INSERT_BEFORE`, `MERGE`.
+    pub operation: &'static str,
+    /// Envoy's own configuration, in its JSON form.
+    pub value: serde_json::Value,
+}

@@ -6,10 +6,15 @@
 //! subsets and ordered routes with PolarisMesh-style conditions (`equals`, `not_equals`,
 //! `prefix`, `regex`, `in`, `not_in`, `range`, `less_than`, `greater_than`, `exists`,
 //! `absent` on headers, query parameters, cookies, caller labels, the path and the method),
-//! canary weights, request affinity, circuit breaking and nearby routing. [`compile()`] turns
-//! it into a `DestinationRule` and a `VirtualService` (`networking.istio.io/v1`, typed in
-//! [`istio`]), plus notes on every Istio caveat that applies; [`compile::to_yaml`] writes them
-//! as one deterministic YAML stream, DestinationRules first; [`explain()`] says it all in words.
+//! canary weights, request affinity, circuit breaking, local and global rate limits, nearby
+//! routing and baseline/feature environments with traffic dyeing. [`compile()`] turns it
+//! into a `DestinationRule`, a `VirtualService` (`networking.istio.io/v1`) and the
+//! `EnvoyFilter`s rate limits and one-hop headers need (typed in [`istio`]), plus the global
+//! rate-limit service's configuration ([`ratelimit`], envoyproxy/ratelimit's format) and
+//! notes on every Istio caveat that applies; [`compile::to_yaml`] writes them as one
+//! deterministic YAML stream in apply order; [`explain()`] says it all in words; [`lint`]
+//! runs the same checks on Istio YAML written by hand; [`envoy`] renders routes and
+//! EnvoyFilter patches for a plain Envoy.
 //!
 //! What it gets right that hand-written YAML and other generators get wrong:
 //!
@@ -22,22 +27,28 @@
 //! - affinity turns locality load balancing off unless locality is asked for (otherwise the
 //!   same key reaches different instances from different localities), and is refused on a
 //!   route split by weight unless the user accepts that the split happens first;
-//! - nearby routing adds the outlier detection locality failover needs, and says so.
-//!
-//! Rate limits and environments are parsed (so policy files that use them are read in full)
-//! but not compiled yet: they are reported as such.
+//! - nearby routing adds the outlier detection locality failover needs, and says so;
+//! - a global rate limit comes with the `rate_limits` actions that send its descriptors and
+//!   the service configuration that counts them, generated from one list ([`limits`]); the
+//!   filter goes before the router, into the service's own inbound proxies, with no pinned
+//!   proxy version unless asked for;
+//! - environment routes come before the user's, which may only send to the baseline.
 //!
 //! **Never:** IO, a clock, or a Kubernetes client. The binary reads files and writes output;
 //! the operator applies objects.
 
 pub mod compile;
+mod environments;
 pub mod envoy;
 pub mod explain;
 pub mod istio;
+pub mod limits;
+pub mod lint;
 pub mod matcher;
 pub mod policy;
 mod problem;
 pub mod range;
+pub mod ratelimit;
 
 pub use compile::{MANAGED_BY, Output, POLICY_LABEL, compile, to_yaml};
 pub use explain::explain;

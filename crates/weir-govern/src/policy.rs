@@ -13,6 +13,7 @@ pub const KIND: &str = "TrafficPolicy";
 
 /// One policy file: how traffic to one service is governed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrafficPolicy {
     /// `weir.dev/v1alpha1`.
@@ -28,6 +29,7 @@ pub struct TrafficPolicy {
 
 /// Names the policy, and with it every object compiled from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// The objects' `metadata.name`.
@@ -45,6 +47,7 @@ pub struct Metadata {
 
 /// The governed service and its rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrafficPolicySpec {
     /// The service's host, as Istio knows it (`checkout.shop.svc.cluster.local`).
@@ -52,6 +55,19 @@ pub struct TrafficPolicySpec {
     /// The service port the routes send to (required when the service has several).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
+    /// The port the service's containers listen on, when it differs from `port`: Istio names
+    /// the inbound route configuration after it (rate limits are attached there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u32>,
+    /// The pod labels of the service's workloads (its Kubernetes Service's `selector`): the
+    /// proxies that rate limits and environment header clean-up are installed in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+    /// Restrict the generated EnvoyFilters to proxies whose version matches this regex
+    /// (`^1\\.2[4-9].*`). Unset: every proxy (a pinned version silently stops applying after
+    /// an upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_version: Option<String>,
     /// Named groups of instances, by pod labels.
     #[serde(default)]
     pub subsets: Vec<Subset>,
@@ -77,6 +93,7 @@ pub struct TrafficPolicySpec {
 
 /// A named group of instances.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Subset {
     /// Its name (`v1`).
@@ -88,6 +105,7 @@ pub struct Subset {
 
 /// One routing rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Its name (also the Istio route's name).
@@ -104,6 +122,7 @@ pub struct Route {
 
 /// A share of a route's traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     /// The subset.
@@ -116,6 +135,7 @@ pub struct Destination {
 
 /// Where a condition reads the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// A request header (also gRPC metadata). Takes `key`.
@@ -162,6 +182,7 @@ impl fmt::Display for Source {
 
 /// How a condition compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Equal to `value`.
@@ -229,6 +250,19 @@ pub enum Scalar {
     Str(String),
 }
 
+/// In the CRD's schema a scalar is Kubernetes' int-or-string (an untagged `anyOf` would not be
+/// a structural schema).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Scalar {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-kubernetes-int-or-string": true })
+    }
+}
+
 impl Scalar {
     /// The value as request text (`5` for the integer 5).
     pub fn text(&self) -> String {
@@ -250,6 +284,7 @@ impl fmt::Display for Scalar {
 
 /// One condition on the request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// Where to read.
@@ -275,6 +310,7 @@ pub struct Condition {
 
 /// Request affinity: requests with the same key go to the same instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Affinity {
     /// What is hashed.
@@ -298,6 +334,7 @@ pub struct Affinity {
 /// What a consistent hash is computed over: written as a map with exactly one of `header`,
 /// `cookie`, `source_ip`, `query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     rename_all = "snake_case",
     try_from = "HashKeyFields",
@@ -316,6 +353,7 @@ pub enum HashKey {
 
 /// [`HashKey`] as written: one field set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct HashKeyFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,6 +406,7 @@ impl From<HashKey> for HashKeyFields {
 
 /// The cookie hashed for affinity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CookieKey {
     /// Its name.
@@ -382,6 +421,7 @@ pub struct CookieKey {
 
 /// The consistent-hash algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HashAlgorithm {
     /// Ketama ring hash.
@@ -393,6 +433,7 @@ pub enum HashAlgorithm {
 
 /// Connection limits and outlier ejection (Istio's DestinationRule traffic policy).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreaker {
     /// Most TCP connections to the service, per proxy.
@@ -420,6 +461,7 @@ pub struct CircuitBreaker {
 
 /// A rate-limit period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Per {
     /// Per second.
@@ -434,6 +476,7 @@ pub enum Per {
 
 /// Rate limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// A token bucket in every proxy of the service.
@@ -446,6 +489,7 @@ pub struct RateLimit {
 
 /// A local (per proxy) token bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LocalLimit {
     /// Tokens added per period.
@@ -459,6 +503,7 @@ pub struct LocalLimit {
 
 /// What happens when the rate-limit service cannot be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Let the request through.
@@ -470,6 +515,7 @@ pub enum FailureMode {
 
 /// Limits counted by a shared rate-limit service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GlobalLimit {
     /// The rate-limit service's domain.
@@ -485,6 +531,7 @@ pub struct GlobalLimit {
 
 /// What a global limit counts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKey {
     /// Each value of a header (`name`).
@@ -497,6 +544,7 @@ pub enum LimitKey {
 
 /// One global limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// What it counts by.
@@ -515,6 +563,7 @@ pub struct Limit {
 
 /// A locality level, from narrowest to broadest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// A campus (Istio's subzone).
@@ -527,6 +576,7 @@ pub enum Level {
 
 /// Nearby routing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Locality {
     /// The levels to prefer, narrowest first (`[zone, region]`).
@@ -539,6 +589,7 @@ pub struct Locality {
 
 /// Baseline and feature environments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Environments {
     /// The pod label that names an instance's environment.

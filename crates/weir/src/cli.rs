@@ -72,9 +72,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum GovernCommand {
-    /// Compile policy files into Istio DestinationRules and VirtualServices: one
-    /// deterministic YAML stream (DestinationRules first) on stdout, or one file per policy
-    /// in a directory. Notes on Istio caveats go to stderr.
+    /// Compile policy files into Istio objects: one deterministic YAML stream on stdout
+    /// (rate-limit ConfigMaps, DestinationRules, EnvoyFilters, VirtualServices: make before
+    /// break), or one file per policy in a directory (plus each rate-limit service
+    /// configuration on its own). Notes on Istio caveats go to stderr.
     Compile(GovernCompileArgs),
     /// Check policy files: every problem, each naming the file, the field and the value.
     /// Exits non-zero when there is any.
@@ -82,6 +83,18 @@ pub enum GovernCommand {
     /// Say what a policy does, in words: the routing table, affinity, limits, and every
     /// Istio caveat that applies.
     Explain(GovernExplainArgs),
+    /// Check hand-written Istio YAML (VirtualServices, DestinationRules, EnvoyFilters) with
+    /// the compiler's semantic checks and the known silent EnvoyFilter failures. Exits
+    /// non-zero when there is an error (warnings alone do not fail).
+    Lint(GovernLintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GovernLintArgs {
+    /// Istio YAML files, checked together (subsets, hosts and rate-limit actions are
+    /// looked up across all of them).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

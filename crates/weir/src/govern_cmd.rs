@@ -1,19 +1,23 @@
-//! `weir govern compile` and `weir govern check`: read policy files, hand them to
-//! `weir-govern`, write what it returns.
+//! `weir govern compile|check|explain|lint`: read files, hand them to `weir-govern`, write
+//! what it returns.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use weir_govern::lint::{Severity, lint_all};
 use weir_govern::{Output, Problems, compile, explain, parse, to_yaml};
 use weir_persist::write_atomic;
 
-use crate::cli::{GovernCheckArgs, GovernCommand, GovernCompileArgs, GovernExplainArgs};
+use crate::cli::{
+    GovernCheckArgs, GovernCommand, GovernCompileArgs, GovernExplainArgs, GovernLintArgs,
+};
 
 pub fn run(cmd: GovernCommand) -> Result<()> {
     match cmd {
         GovernCommand::Compile(args) => compile_cmd(&args),
         GovernCommand::Check(args) => check_cmd(&args),
         GovernCommand::Explain(args) => explain_cmd(&args),
+        GovernCommand::Lint(args) => lint_cmd(&args),
     }
 }
 
@@ -88,10 +92,18 @@ fn compile_cmd(args: &GovernCompileArgs) -> Result<()> {
                     Some(ns) => format!("{ns}.{}.yaml", meta.name),
                     None => format!("{}.yaml", meta.name),
                 };
-                let path = dir.join(name);
+                let path = dir.join(&name);
                 let yaml = to_yaml(std::slice::from_ref(o)).context("rendering YAML")?;
                 write(&path, &yaml)?;
                 println!("wrote {}", path.display());
+                // The rate-limit service's own file, for a service run without Kubernetes.
+                if let Some(rl) = &o.ratelimit {
+                    let stem = name.trim_end_matches(".yaml");
+                    let path = dir.join(format!("{stem}.ratelimit-{}.yaml", rl.domain));
+                    let yaml = rl.to_yaml().context("rendering YAML")?;
+                    write(&path, &yaml)?;
+                    println!("wrote {}", path.display());
+                }
             }
         }
     }
@@ -152,4 +164,31 @@ fn explain_cmd(args: &GovernExplainArgs) -> Result<()> {
         let n = report(&problems);
         bail!("{n} problem(s)")
     }
+}
+
+fn lint_cmd(args: &GovernLintArgs) -> Result<()> {
+    let mut texts = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        texts.push((file.display().to_string(), text));
+    }
+    let files: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(o, t)| (o.as_str(), t.as_str()))
+        .collect();
+    let findings = lint_all(&files);
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    for f in &findings {
+        println!("{f}");
+    }
+    let warnings = findings.len() - errors;
+    if errors > 0 {
+        bail!("{errors} error(s), {warnings} warning(s)");
+    }
+    println!("lint: 0 errors, {warnings} warning(s)");
+    Ok(())
 }

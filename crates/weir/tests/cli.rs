@@ -246,3 +246,50 @@ fn govern_refuses_a_bad_policy_with_file_field_and_value_and_writes_nothing() {
     let o = weir(&["govern", "check", bad.to_str().unwrap()]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn govern_lint_flags_the_seeds_hand_written_objects_and_passes_compiled_ones() {
+    let seed = "crates/weir-govern/tests/fixtures/seed-001-hand-written.yaml";
+    let o = weir(&["govern", "lint", seed]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "EnvoyFilter ratelimit-filter: spec.configPatches[0].patch.value: error[WEIR-EF06]"
+        ),
+        "{t}"
+    );
+    assert!(t.contains("7 error(s), 6 warning(s)"), "{t}");
+
+    // What the compiler writes, rate limits and environments included, lints clean; the
+    // rate-limit service's own file is written beside the objects.
+    let dir = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "govern",
+        "compile",
+        "deploy/policies/ratelimit.yaml",
+        "deploy/policies/environments.yaml",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(
+        dir.path()
+            .join("models.model-service.ratelimit-model-service.yaml"),
+    )
+    .unwrap();
+    assert!(config.starts_with("domain: model-service\n"), "{config}");
+    let compiled = [
+        dir.path().join("models.model-service.yaml"),
+        dir.path().join("shop.payments.yaml"),
+    ];
+    let mut args = vec!["govern", "lint"];
+    args.extend(compiled.iter().map(|p| p.to_str().unwrap()));
+    let o = weir(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("lint: 0 errors, 0 warning(s)"),
+        "{}",
+        text(&o)
+    );
+}
