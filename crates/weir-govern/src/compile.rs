@@ -10,6 +10,7 @@ use crate::istio::{
     VirtualService, VirtualServiceSpec, seconds,
 };
 use crate::matcher::{self, Compiled, StringMatch, Target};
+use crate::monitoring::{self, MonitoringOutput};
 use crate::policy::{
     API_VERSION, Affinity, CircuitBreaker, HashAlgorithm, HashKey, KIND, Level, Locality, Route,
     TrafficPolicy as Policy,
@@ -45,6 +46,8 @@ pub struct Output {
     /// The global rate-limit service's configuration (envoyproxy/ratelimit's format), also
     /// carried by [`Output::ratelimit_config_map`].
     pub ratelimit: Option<RateLimitConfig>,
+    /// Alert rules and a dashboard, when the policy asks for monitoring.
+    pub monitoring: Option<MonitoringOutput>,
     /// What a user should know about the result (Istio caveats, defaults added).
     pub notes: Vec<String>,
 }
@@ -73,7 +76,8 @@ impl Output {
     }
 
     /// Every Kubernetes object, in the order to apply them (make before break): the
-    /// rate-limit ConfigMap, the DestinationRule, the EnvoyFilters, the VirtualService.
+    /// rate-limit ConfigMap, the DestinationRule, the EnvoyFilters, the VirtualService, the
+    /// PrometheusRule.
     pub fn objects(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
         let mut out = Vec::new();
         if let Some(cm) = self
@@ -87,6 +91,9 @@ impl Output {
             out.push(serde_json::to_value(f)?);
         }
         out.push(serde_json::to_value(&self.virtual_service)?);
+        if let Some(m) = &self.monitoring {
+            out.push(m.prometheus_rule.clone());
+        }
         Ok(out)
     }
 }
@@ -149,6 +156,7 @@ pub fn compile(policy: &Policy, origin: &str) -> Result<Output, Problems> {
         &mut report,
         &mut notes,
     ));
+    let monitoring = monitoring::compile(policy, &metadata, &mut report, &mut notes);
     let destination_rule = DestinationRule {
         api_version: NETWORKING_V1,
         kind: "DestinationRule",
@@ -180,6 +188,7 @@ pub fn compile(policy: &Policy, origin: &str) -> Result<Output, Problems> {
         virtual_service,
         envoy_filters,
         ratelimit,
+        monitoring,
         notes,
     })
 }
@@ -801,7 +810,7 @@ fn locality(l: &Locality, report: &mut Report) -> Option<LocalityLbSetting> {
 /// Renders compiled objects as one multi-document YAML stream, kind by kind in the order of
 /// [`Output::objects`]: rate-limit ConfigMaps, DestinationRules (so that the subsets a
 /// VirtualService names exist before it does: make before break), EnvoyFilters,
-/// VirtualServices.
+/// VirtualServices, PrometheusRules.
 pub fn to_yaml(outputs: &[Output]) -> Result<String, serde_norway::Error> {
     let mut docs = Vec::new();
     for o in outputs {
@@ -819,6 +828,11 @@ pub fn to_yaml(outputs: &[Output]) -> Result<String, serde_norway::Error> {
     }
     for o in outputs {
         docs.push(serde_norway::to_string(&o.virtual_service)?);
+    }
+    for o in outputs {
+        if let Some(m) = &o.monitoring {
+            docs.push(serde_norway::to_string(&m.prometheus_rule)?);
+        }
     }
     Ok(docs.join("---\n"))
 }

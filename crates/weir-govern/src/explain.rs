@@ -9,6 +9,7 @@ use crate::environments::{DISPOSABLE_PREFIX, TRANSITIVE_PREFIX};
 use crate::istio::HttpRoute;
 use crate::limits::{LOCAL_LIMIT_HEADER, inbound_vhost};
 use crate::matcher::StringMatch;
+use crate::monitoring::MonitoringOutput;
 use crate::policy::{
     Affinity, CircuitBreaker, Condition, Environments, FailureMode, HashAlgorithm, HashKey,
     LimitKey, Locality, Op, Per, RateLimit, Route, Scalar, Source, TrafficPolicy,
@@ -297,6 +298,29 @@ fn environments(env: &Environments) -> Vec<String> {
     out
 }
 
+fn monitoring(m: &MonitoringOutput) -> Vec<String> {
+    let mut out = Vec::new();
+    let groups = m.rules["groups"].as_array().cloned().unwrap_or_default();
+    for rule in groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+    {
+        if let Some(name) = rule["alert"].as_str() {
+            out.push(format!(
+                "alert {name}: {} for {}",
+                rule["expr"].as_str().unwrap_or_default(),
+                rule["for"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    out.push(
+        "  (a PrometheusRule in the output; with -o also a plain rules file and a Grafana \
+         dashboard)"
+            .to_string(),
+    );
+    out
+}
+
 /// The policy in words. `out` is what it compiled into.
 pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
     let spec = &policy.spec;
@@ -339,6 +363,11 @@ pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
     }
     if let Some(env) = &spec.environments {
         for line in environments(env) {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    if let Some(m) = &out.monitoring {
+        for line in monitoring(m) {
             let _ = writeln!(s, "{line}");
         }
     }

@@ -45,6 +45,7 @@ pub mod istio;
 pub mod limits;
 pub mod lint;
 pub mod matcher;
+pub mod monitoring;
 pub mod policy;
 mod problem;
 pub mod range;

@@ -381,7 +381,10 @@ fn conflicting_hosts(l: &mut Lint, all: &[Object]) {
 // --------------------------------------------------------------- DestinationRule
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn destination_rule(l: &mut Lint, o: &Object) {

@@ -89,6 +89,38 @@ pub struct TrafficPolicySpec {
     /// Multi-environment routing (baseline + feature environments) with traffic dyeing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environments: Option<Environments>,
+    /// Alerts and a dashboard over Istio's standard metrics for the governed service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+}
+
+/// Alerts (a PrometheusRule and a plain rules file) and a Grafana dashboard for the governed
+/// service, over Istio's standard metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// Alert when a subset answers more than this percentage of requests with 5xx (default 5,
+    /// the seed's threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate_percent: Option<f64>,
+    /// Alert when more than this percentage of requests is refused by a rate limit (default
+    /// 10; only with `rate_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_percent: Option<f64>,
+    /// How long a condition must hold before its alert fires (Prometheus duration, default
+    /// `5m`).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+    /// The rate window (Prometheus duration, default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The alerts' `severity` label (default `warning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Extra labels on every alert (routing in Alertmanager: `team: shop`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A named group of instances.

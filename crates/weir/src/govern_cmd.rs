@@ -96,6 +96,16 @@ fn compile_cmd(args: &GovernCompileArgs) -> Result<()> {
                 let yaml = to_yaml(std::slice::from_ref(o)).context("rendering YAML")?;
                 write(&path, &yaml)?;
                 println!("wrote {}", path.display());
+                // Prometheus without the operator, and Grafana, take files of their own.
+                if let Some(m) = &o.monitoring {
+                    let stem = name.trim_end_matches(".yaml");
+                    let rules = dir.join(format!("{stem}.rules.yaml"));
+                    write(&rules, &m.rules_yaml().context("rendering YAML")?)?;
+                    println!("wrote {}", rules.display());
+                    let dashboard = dir.join(format!("{stem}.dashboard.json"));
+                    write(&dashboard, &m.dashboard_json().context("rendering JSON")?)?;
+                    println!("wrote {}", dashboard.display());
+                }
                 // The rate-limit service's own file, for a service run without Kubernetes.
                 if let Some(rl) = &o.ratelimit {
                     let stem = name.trim_end_matches(".yaml");

@@ -183,9 +183,13 @@ fn govern_checks_and_compiles_the_shipped_policies() {
     let last_dr = yaml.rfind("kind: DestinationRule").unwrap();
     let first_vs = yaml.find("kind: VirtualService").unwrap();
     assert!(last_dr < first_vs, "{yaml}");
+    // DestinationRule and VirtualService of each, and the canary's PrometheusRule.
     assert_eq!(
         yaml.matches("app.kubernetes.io/managed-by: weir").count(),
-        4
+        5
+    );
+    assert!(
+        yaml.rfind("kind: VirtualService").unwrap() < yaml.find("kind: PrometheusRule").unwrap()
     );
     // The caveat is said, on stderr.
     assert!(String::from_utf8_lossy(&o.stderr).contains("locality load balancing is turned off"));
@@ -279,6 +283,15 @@ fn govern_lint_flags_the_seeds_hand_written_objects_and_passes_compiled_ones() {
     )
     .unwrap();
     assert!(config.starts_with("domain: model-service\n"), "{config}");
+    // Monitoring: a rules file for Prometheus and a dashboard for Grafana, beside the objects.
+    let rules =
+        std::fs::read_to_string(dir.path().join("models.model-service.rules.yaml")).unwrap();
+    assert!(rules.contains("alert: WeirGovernRateLimited"), "{rules}");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("models.model-service.dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(dashboard["panels"].as_array().unwrap().len() >= 4);
     let compiled = [
         dir.path().join("models.model-service.yaml"),
         dir.path().join("shop.payments.yaml"),
