@@ -351,3 +351,15 @@ fn explain_says_the_routing_table_in_words() {
         "{words}"
     );
 }
+
+#[test]
+fn the_rate_limit_example() {
+    let (_, out) = shipped_compiled("ratelimit.yaml");
+    insta::assert_snapshot!("ratelimit", to_yaml(&[out]).unwrap());
+}
+
+#[test]
+fn the_environments_example() {
+    let (_, out) = shipped_compiled("environments.yaml");
+    insta::assert_snapshot!("environments", to_yaml(&[out]).unwrap());
+}
