@@ -33,8 +33,9 @@
 //!
 //! [`write_all`] writes `deploy/manifests/weir-operator.yaml` and every chart file
 //! (`weir manifests --write`); the `deploy` test of this crate fails when the committed files
-//! and the code disagree. The CRD is not part of the plain manifests (it is committed on its own
-//! as `deploy/crd/readsplits.weir.dev.yaml`) but is the chart's `crds/` file, byte for byte.
+//! and the code disagree. The CRDs are not part of the plain manifests (they are committed on
+//! their own as `deploy/crd/readsplits.weir.dev.yaml` and `deploy/crd/trafficpolicies.weir.dev.yaml`)
+//! but are the chart's `crds/` files, byte for byte.
 //!
 //! # Image
 //!
@@ -45,10 +46,16 @@
 //! # Permissions
 //!
 //! Exactly what the operator uses, nothing cluster-wide beyond it: ReadSplits
-//! `get/list/watch`, their status `get/patch`, VirtualServices `get/patch` (the weights of one
+//! `list/watch`, their status `patch`, VirtualServices `get/patch` (the weights of one
 //! route, through JSON Patch), ConfigMaps `get/create/patch` (its state ConfigMaps; model and
 //! query ConfigMaps are only read), `events.k8s.io` events `create/patch` (kube-runtime's event
-//! recorder). With `watchNamespace` empty these are a ClusterRole; with it set, a Role in that
+//! recorder); TrafficPolicies `list/watch` and their status `patch`, and on every kind a policy
+//! compiles into ([`GENERATED_KINDS`]: DestinationRules, VirtualServices, EnvoyFilters,
+//! ConfigMaps, PrometheusRules) `create/patch` (server-side apply; creating needs `create`),
+//! plus `list` and `delete` on the kinds a policy may stop generating (EnvoyFilters, the
+//! rate-limit ConfigMap, PrometheusRules). The operator's tests run against a fake API server that enforces these rules
+//! (a request they do not grant fails there), and one runs the whole operator and checks that
+//! it uses every permission they grant. With `watchNamespace` empty these are a ClusterRole; with it set, a Role in that
 //! namespace. Leader election (`kube-lease-manager`: `get`, `create`, `patch` — strategic and
 //! server-side-apply patches; never `update`, `list`, `watch` or `delete`) is always a Role in
 //! the operator's own namespace, with `get`/`patch` limited to its own Lease by name (`create`
@@ -73,8 +80,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// The CustomResourceDefinition, relative to the repository root.
+use crate::traffic::GENERATED_KINDS;
+
+/// The ReadSplit CustomResourceDefinition, relative to the repository root.
 pub const CRD_PATH: &str = "deploy/crd/readsplits.weir.dev.yaml";
+/// The TrafficPolicy CustomResourceDefinition, relative to the repository root.
+pub const TRAFFIC_POLICY_CRD_PATH: &str = "deploy/crd/trafficpolicies.weir.dev.yaml";
 /// Where the plain manifests are committed, relative to the repository root.
 pub const MANIFESTS_PATH: &str = "deploy/manifests/weir-operator.yaml";
 /// The Helm chart's directory, relative to the repository root.
@@ -266,15 +277,45 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// What the operator does with the resources of the namespaces it watches.
+/// What the operator does with the resources of the namespaces it watches: the ReadSplit
+/// reconciler's needs, the TrafficPolicy reconciler's, and on every kind a policy compiles
+/// into ([`GENERATED_KINDS`]) the verbs applying and pruning it take.
 pub fn watch_rules() -> Vec<PolicyRule> {
-    vec![
-        rule("weir.dev", "readsplits", &["get", "list", "watch"]),
-        rule("weir.dev", "readsplits/status", &["get", "patch"]),
-        rule("networking.istio.io", "virtualservices", &["get", "patch"]),
-        rule("", "configmaps", &["get", "create", "patch"]),
-        rule("events.k8s.io", "events", &["create", "patch"]),
-    ]
+    let mut needs: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("weir.dev", "readsplits", vec!["list", "watch"]),
+        ("weir.dev", "readsplits/status", vec!["patch"]),
+        ("weir.dev", "trafficpolicies", vec!["list", "watch"]),
+        ("weir.dev", "trafficpolicies/status", vec!["patch"]),
+        (
+            "networking.istio.io",
+            "virtualservices",
+            vec!["get", "patch"],
+        ),
+        ("", "configmaps", vec!["get", "create", "patch"]),
+        ("events.k8s.io", "events", vec!["create", "patch"]),
+    ];
+    for generated in GENERATED_KINDS {
+        let (group, plural) = (generated.group(), generated.plural);
+        let index = match needs
+            .iter()
+            .position(|(g, r, _)| *g == group && *r == plural)
+        {
+            Some(i) => i,
+            None => {
+                needs.push((group, plural, Vec::new()));
+                needs.len() - 1
+            }
+        };
+        for verb in generated.verbs() {
+            if !needs[index].2.contains(verb) {
+                needs[index].2.push(verb);
+            }
+        }
+    }
+    needs
+        .into_iter()
+        .map(|(group, resource, verbs)| rule(group, resource, &verbs))
+        .collect()
 }
 
 /// Leader election on its own Lease, as `kube-lease-manager` does it.
@@ -641,7 +682,7 @@ const GENERATED: &str = "Generated from crates/weir-operator/src/deploy.rs by `w
                          do not edit by hand (a test fails on drift).";
 
 /// The plain manifests for these values: Namespace, ServiceAccount, RBAC, Deployment,
-/// Service and ServiceMonitor (the CRD is `deploy/crd/readsplits.weir.dev.yaml`).
+/// Service and ServiceMonitor (the CRDs are under `deploy/crd/`).
 pub fn plain_manifests(values: &Values) -> String {
     let v = values;
     let watched = if v.watch_namespace.is_empty() {
@@ -657,7 +698,7 @@ pub fn plain_manifests(values: &Values) -> String {
     docs.push(service_monitor(v));
     format!(
         "# The Weir operator, plain manifests. {GENERATED}\n\
-         # Install the CRD first: kubectl apply -f deploy/crd/readsplits.weir.dev.yaml\n\
+         # Install the CRDs first: kubectl apply -f deploy/crd/\n\
          # The last document, the ServiceMonitor, needs the Prometheus Operator's CRDs.\n{}",
         render(docs)
     )
@@ -819,10 +860,12 @@ pub fn helm_chart() -> Vec<(String, String)> {
         render([service_monitor(&h)])
     );
     let crd = crate::crd_yaml().expect("the CRD always serialises to YAML");
+    let traffic_crd = crate::traffic_policy_crd_yaml().expect("the CRD always serialises to YAML");
     let files = [
         ("Chart.yaml", chart_yaml(&d)),
         ("values.yaml", values_yaml(&d)),
         ("crds/readsplits.weir.dev.yaml", crd),
+        ("crds/trafficpolicies.weir.dev.yaml", traffic_crd),
         ("templates/_helpers.tpl", HELPERS.to_owned()),
         ("templates/NOTES.txt", NOTES.to_owned()),
         (
@@ -847,14 +890,16 @@ pub fn helm_chart() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Writes the CRD ([`CRD_PATH`]), [`MANIFESTS_PATH`] (from [`Values::defaults`]) and every [`helm_chart`] file
+/// Writes the CRDs ([`CRD_PATH`], [`TRAFFIC_POLICY_CRD_PATH`]), [`MANIFESTS_PATH`] (from [`Values::defaults`]) and every [`helm_chart`] file
 /// under [`CHART_DIR`], below `repo_root`, creating directories; returns the paths written.
 /// Files of the chart directory that the code no longer renders are left alone (the drift
 /// test names them).
 pub fn write_all(repo_root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let crd = crate::crd_yaml().map_err(std::io::Error::other)?;
+    let traffic_crd = crate::traffic_policy_crd_yaml().map_err(std::io::Error::other)?;
     let mut files = vec![
         (repo_root.join(CRD_PATH), crd),
+        (repo_root.join(TRAFFIC_POLICY_CRD_PATH), traffic_crd),
         (
             repo_root.join(MANIFESTS_PATH),
             plain_manifests(&Values::defaults()),

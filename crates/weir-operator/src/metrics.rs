@@ -1,4 +1,5 @@
-//! The operator's own metrics, per ReadSplit where it matters. Errors are counted by a
+//! The operator's own metrics, per ReadSplit where it matters, and per outcome for
+//! TrafficPolicies. Errors are counted by a
 //! stable `kind` label, never by message.
 
 use std::collections::HashMap;
@@ -49,6 +50,18 @@ pub const ERROR_KINDS: &[&str] = &[
     "state_too_large",
 ];
 
+/// Every `kind` of TrafficPolicy reconcile error, pre-created at 0.
+pub const TRAFFIC_ERROR_KINDS: &[&str] = &[
+    "conflict",
+    "not_found",
+    "forbidden",
+    "kube",
+    "malformed",
+    "invalid_policy",
+    "unsupported_kind",
+    "serialize",
+];
+
 /// The label sets one ReadSplit has created, so they can be removed with it.
 type Series = (Vec<WeightLabel>, Vec<LagLabel>);
 
@@ -57,6 +70,8 @@ pub struct Metrics {
     registry: Registry,
     reconciliations: Family<ResultLabel, Counter>,
     errors: Family<KindLabel, Counter>,
+    traffic_reconciliations: Family<ResultLabel, Counter>,
+    traffic_errors: Family<KindLabel, Counter>,
     duration: Histogram,
     governed: Gauge,
     leader: Gauge,
@@ -91,6 +106,23 @@ impl Metrics {
         );
         for kind in ERROR_KINDS {
             drop(errors.get_or_create(&KindLabel {
+                kind: (*kind).to_string(),
+            }));
+        }
+        let traffic_reconciliations = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "weir_operator_traffic_policy_reconciliations",
+            "TrafficPolicy reconciliations (compile, apply, prune, status), by result",
+            traffic_reconciliations.clone(),
+        );
+        let traffic_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "weir_operator_traffic_policy_errors",
+            "Failed TrafficPolicy reconciliations, invalid policies and conflicts, by kind",
+            traffic_errors.clone(),
+        );
+        for kind in TRAFFIC_ERROR_KINDS {
+            drop(traffic_errors.get_or_create(&KindLabel {
                 kind: (*kind).to_string(),
             }));
         }
@@ -134,6 +166,8 @@ impl Metrics {
             registry,
             reconciliations,
             errors,
+            traffic_reconciliations,
+            traffic_errors,
             duration,
             governed,
             leader,
@@ -155,6 +189,22 @@ impl Metrics {
 
     pub(crate) fn count_error(&self, kind: &str) {
         self.errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn observe_traffic_reconcile(&self, ok: bool) {
+        self.traffic_reconciliations
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn count_traffic_error(&self, kind: &str) {
+        self.traffic_errors
             .get_or_create(&KindLabel {
                 kind: kind.to_string(),
             })

@@ -1,5 +1,5 @@
-//! `weir operator`: leader election, the kube-runtime controller over ReadSplits, and the
-//! HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), with a graceful shutdown.
+//! `weir operator`: leader election, the kube-runtime controllers over ReadSplits and
+//! TrafficPolicies, and the HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), with a graceful shutdown.
 //!
 //! Every replica of the Deployment serves HTTP and competes for one Lease
 //! (kube-lease-manager). Only the leader runs the controller; when it loses the Lease it stops
@@ -24,13 +24,15 @@ use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::crd::ReadSplit;
 use crate::reconcile::{Context, PromSources, SourceFactory, error_policy, reconcile};
+use crate::traffic::{self, TrafficContext, TrafficPolicy};
 
 /// How `weir operator` runs.
 #[derive(Debug, Clone)]
 pub struct OperatorOptions {
     /// Address for `/metrics`, `/healthz`, `/readyz`.
     pub listen: SocketAddr,
-    /// Watch ReadSplits in this namespace only (all namespaces when `None`).
+    /// Watch ReadSplits and TrafficPolicies in this namespace only (all namespaces when
+    /// `None`).
     pub namespace: Option<String>,
     /// Name of the Lease.
     pub lease_name: String,
@@ -108,6 +110,18 @@ fn http_router<F: SourceFactory>(ctx: Arc<Context<F>>, ready: Arc<AtomicBool>) -
         )
 }
 
+/// The resources of kind `K` in `namespace`, or in every namespace.
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs the operator until `shutdown` completes: binds `opts.listen`, reads metrics from
 /// Prometheus and time from the system clock.
 pub async fn run(
@@ -141,6 +155,11 @@ pub async fn serve<F: SourceFactory>(
         sources,
         clock,
         Some(opts.identity.clone()),
+    ));
+    let traffic_ctx = Arc::new(TrafficContext::new(
+        client.clone(),
+        ctx.clock(),
+        ctx.metrics.clone(),
     ));
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -185,29 +204,48 @@ pub async fn serve<F: SourceFactory>(
             r = leader.wait_for(|l| *l) => if r.is_err() { break },
             _ = stopping.wait_for(|v| *v) => break,
         }
-        tracing::info!(identity = %opts.identity, "leading: governing ReadSplits");
+        tracing::info!(identity = %opts.identity, "leading: governing ReadSplits and TrafficPolicies");
         ctx.metrics.set_leader(true);
-        let api: Api<ReadSplit> = match &opts.namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let mut lost = leader.clone();
-        let mut stop_ctl = stop_rx.clone();
-        let controller = Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(controller::Config::default().concurrency(opts.concurrency))
-            .graceful_shutdown_on(async move {
+        // Either controller stops when the Lease is lost or the process stops.
+        let stopped = || {
+            let mut lost = leader.clone();
+            let mut stop_ctl = stop_rx.clone();
+            async move {
                 tokio::select! {
                     _ = lost.wait_for(|l| !*l) => {}
                     _ = stop_ctl.wait_for(|v| *v) => {}
                 }
-            })
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "controller event");
-                }
-            });
-        controller.await;
+            }
+        };
+        let readsplits = Controller::new(
+            scoped_api::<ReadSplit>(&client, opts.namespace.as_deref()),
+            watcher::Config::default().any_semantic(),
+        )
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(stopped())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+        let policies = Controller::new(
+            scoped_api::<TrafficPolicy>(&client, opts.namespace.as_deref()),
+            watcher::Config::default().any_semantic(),
+        )
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(stopped())
+        .run(
+            traffic::reconcile,
+            traffic::error_policy,
+            traffic_ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+        futures_util::future::join(readsplits, policies).await;
         // Whoever leads next starts from the ConfigMaps, not from what this instance held.
         ctx.forget_all();
         ctx.metrics.set_leader(false);

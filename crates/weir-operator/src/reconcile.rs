@@ -177,8 +177,8 @@ pub struct Context<F: SourceFactory = PromSources, A: ActuatorFactory = IstioAct
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     governed: Mutex<GovernedMap<F::Source>>,
     recorder: Recorder,
-    /// The operator's metrics.
-    pub metrics: Metrics,
+    /// The operator's metrics (shared with the TrafficPolicy reconciler).
+    pub metrics: Arc<Metrics>,
     /// Save the state ConfigMap at least every this many decisions (and at every change of
     /// the weights in force).
     pub save_every: u64,
@@ -217,7 +217,7 @@ impl<F: SourceFactory, A: ActuatorFactory> Context<F, A> {
             actuators,
             clock,
             governed: Mutex::new(HashMap::new()),
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             save_every: 20,
         }
     }
@@ -226,6 +226,11 @@ impl<F: SourceFactory, A: ActuatorFactory> Context<F, A> {
         self.governed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The clock reconciliations read time from.
+    pub fn clock(&self) -> Arc<dyn Fn() -> Timestamp + Send + Sync> {
+        self.clock.clone()
     }
 
     /// How many ReadSplits are governed right now.
@@ -693,7 +698,7 @@ fn degraded_by<S>(g: &Governed<S>, tick: &Tick) -> Option<Degraded> {
     })
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -712,12 +717,31 @@ fn condition(
     reason: &str,
     message: &str,
 ) -> Condition {
+    let previous = rs.status.as_ref().map_or(&[][..], |s| &s.conditions);
+    new_condition(
+        previous,
+        rs.meta().generation,
+        now,
+        (type_, status),
+        reason,
+        message,
+    )
+}
+
+/// Condition `type_` with `status` for an object of `generation` whose conditions were
+/// `previous`: the transition time moves only when the status does.
+pub(crate) fn new_condition(
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Timestamp,
+    (type_, status): (&str, bool),
+    reason: &str,
+    message: &str,
+) -> Condition {
     let status = if status { "True" } else { "False" };
-    // The transition time moves only when the status does.
-    let since = rs
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_)
         .filter(|c| c.status == status)
         .map_or_else(|| Time(*now), |c| c.last_transition_time.clone());
     Condition {
@@ -726,7 +750,7 @@ fn condition(
         reason: reason.to_string(),
         message: message.to_string(),
         last_transition_time: since,
-        observed_generation: rs.meta().generation,
+        observed_generation: generation,
     }
 }
 

@@ -349,19 +349,12 @@ fn rule(group: &str, resource: &str, names: &[&str], verbs: &[&str]) -> Rule {
     )
 }
 
+/// What the operator needs in the namespaces it watches. Whether that is exactly what it
+/// uses is proven elsewhere: every operator test runs against a fake API server that enforces
+/// the committed manifests' RBAC (403 for anything they do not grant), and
+/// `tests/operator.rs` checks that the whole operator uses every permission they grant.
 fn watched_rules() -> BTreeSet<Rule> {
-    BTreeSet::from([
-        rule("weir.dev", "readsplits", &[], &["get", "list", "watch"]),
-        rule("weir.dev", "readsplits/status", &[], &["get", "patch"]),
-        rule(
-            "networking.istio.io",
-            "virtualservices",
-            &[],
-            &["get", "patch"],
-        ),
-        rule("", "configmaps", &[], &["get", "create", "patch"]),
-        rule("events.k8s.io", "events", &[], &["create", "patch"]),
-    ])
+    rules(&weir_operator::deploy::watch_rules())
 }
 
 fn lease_rules() -> BTreeSet<Rule> {

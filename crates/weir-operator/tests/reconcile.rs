@@ -60,19 +60,7 @@ fn route_weights(api: &FakeApiServer, ns: &str, name: &str) -> Vec<u64> {
 }
 
 fn condition(api: &FakeApiServer, ns: &str, name: &str, type_: &str) -> (String, String, String) {
-    let rs = api.get(&rs_path(ns, name)).unwrap();
-    let c = rs["status"]["conditions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no conditions in {rs}"))
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {rs}"))
-        .clone();
-    (
-        c["status"].as_str().unwrap().to_string(),
-        c["reason"].as_str().unwrap().to_string(),
-        c["message"].as_str().unwrap().to_string(),
-    )
+    support::condition_of(&api.get(&rs_path(ns, name)).unwrap(), type_)
 }
 
 fn context(api: &FakeApiServer, canned: &Canned) -> Arc<Context<Canned>> {
@@ -92,7 +80,7 @@ fn context_with(api: &FakeApiServer, canned: &Canned, clock: &Clock) -> Arc<Cont
 
 #[tokio::test]
 async fn a_lagging_replica_is_taken_out_of_the_route_with_status_event_and_state() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -153,7 +141,7 @@ async fn a_lagging_replica_is_taken_out_of_the_route_with_status_event_and_state
 
 #[tokio::test]
 async fn a_missing_virtual_service_degrades_with_route_not_found_and_writes_nothing() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
     canned.set("shop/orders", Some(&[0.2, 0.3]));
@@ -171,7 +159,7 @@ async fn a_missing_virtual_service_degrades_with_route_not_found_and_writes_noth
 
 #[tokio::test]
 async fn a_conflict_is_retried_from_a_fresh_read() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     api.force(&vs_path("shop", "mysql"), &[409]);
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
@@ -185,7 +173,7 @@ async fn a_conflict_is_retried_from_a_fresh_read() {
 
 #[tokio::test]
 async fn a_conflict_that_persists_degrades_with_conflict() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     api.force(&vs_path("shop", "mysql"), &[409, 409, 409, 409, 409]);
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
@@ -202,7 +190,7 @@ async fn a_conflict_that_persists_degrades_with_conflict() {
 
 #[tokio::test]
 async fn failed_actuations_back_off_exponentially_like_weir_run() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     // The API server answers the first four patches with 503.
     api.force(&vs_path("shop", "mysql"), &[503, 503, 503, 503]);
@@ -251,7 +239,7 @@ async fn failed_actuations_back_off_exponentially_like_weir_run() {
 
 #[tokio::test]
 async fn two_readsplits_stay_independent() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     api.put(
         &vs_path("billing", "mysql"),
@@ -279,7 +267,7 @@ async fn two_readsplits_stay_independent() {
 
 #[tokio::test]
 async fn a_deleted_readsplit_is_no_longer_governed_and_nothing_is_written() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -301,7 +289,7 @@ async fn a_deleted_readsplit_is_no_longer_governed_and_nothing_is_written() {
 
 #[tokio::test]
 async fn state_survives_a_restart_through_the_configmap() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -333,7 +321,7 @@ async fn state_survives_a_restart_through_the_configmap() {
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_and_nothing_else_happens() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let mut bad = readsplit_json("shop", "orders", "mysql", "Enforce");
     bad["spec"]["route"] = json!({ "tcpPort": 3306, "httpName": "reads" });
@@ -352,7 +340,7 @@ async fn an_invalid_spec_is_reported_and_nothing_else_happens() {
 
 #[tokio::test]
 async fn unreadable_metrics_hold_the_weights_and_say_so() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -370,7 +358,7 @@ async fn unreadable_metrics_hold_the_weights_and_say_so() {
 
 #[tokio::test]
 async fn shadow_mode_decides_and_reports_but_never_patches() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Shadow"));
     let canned = Canned::default();
@@ -387,7 +375,7 @@ async fn shadow_mode_decides_and_reports_but_never_patches() {
 
 #[tokio::test]
 async fn one_decision_per_interval_whatever_triggers_the_reconciliation() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -430,7 +418,6 @@ async fn one_decision_per_interval_whatever_triggers_the_reconciliation() {
 
     // A spec change (new generation) is acted on at once.
     let mut changed = api.get(&rs_path("shop", "orders")).unwrap();
-    changed["metadata"]["generation"] = json!(2);
     changed["spec"]["mode"] = json!("Shadow");
     api.put(&rs_path("shop", "orders"), changed);
     clock.advance(1);
@@ -444,7 +431,7 @@ async fn one_decision_per_interval_whatever_triggers_the_reconciliation() {
 
 #[tokio::test]
 async fn metrics_gone_for_too_long_engage_the_fail_safe_and_say_so() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
     let canned = Canned::default();
@@ -478,7 +465,7 @@ fn queries_config_map(ns: &str, queries: &str) -> Value {
 
 #[tokio::test]
 async fn shared_queries_come_from_the_queries_from_configmap_and_follow_its_edits() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     api.put(
         &cm_path("shop", "weir-queries"),
@@ -542,7 +529,7 @@ async fn shared_queries_come_from_the_queries_from_configmap_and_follow_its_edit
 
 #[tokio::test]
 async fn a_missing_or_bad_queries_from_configmap_is_reported_and_looked_for_again() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let mut object = readsplit_json("shop", "orders", "mysql", "Enforce");
     object["spec"]["prometheus"]["queriesFrom"] = json!("weir-queries");
@@ -613,7 +600,7 @@ async fn a_missing_or_bad_queries_from_configmap_is_reported_and_looked_for_agai
 
 #[tokio::test]
 async fn an_online_learned_table_is_saved_compressed_and_a_restart_learns_on_from_it() {
-    let api = FakeApiServer::new();
+    let api = support::cluster_api();
     api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
     let model = include_str!("../../../models/qlearn.json");
     api.put(
@@ -664,7 +651,6 @@ async fn an_online_learned_table_is_saved_compressed_and_a_restart_learns_on_fro
     // Without online learning, the model is required again.
     let mut object = api.get(&rs_path("shop", "orders")).unwrap();
     object["spec"]["policy"]["onlineLearning"] = json!(false);
-    object["metadata"]["generation"] = json!(2);
     api.put(&rs_path("shop", "orders"), object);
     reconcile(current(&api, "shop", "orders"), restarted)
         .await
@@ -672,4 +658,52 @@ async fn an_online_learned_table_is_saved_compressed_and_a_restart_learns_on_fro
     let (_, reason, message) = condition(&api, "shop", "orders", "Degraded");
     assert_eq!(reason, "InvalidSpec");
     assert!(message.contains("weir-model not found"), "{message}");
+}
+
+#[tokio::test]
+async fn the_state_configmap_drops_what_a_save_no_longer_writes() {
+    use weir_operator::state::{self, SaveOutcome, SavedState};
+    let api = support::cluster_api();
+    let rs = create(&api, readsplit_json("shop", "orders", "mysql", "Enforce"));
+    let client = api.client();
+    // What an earlier build wrote under the same field manager: the uncompressed table.
+    let legacy = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "weir-state-orders", "namespace": "shop" },
+        "data": { "state.json": "{}", "policy.json": "{\"table\": []}" }
+    });
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), "shop");
+    cms.patch(
+        "weir-state-orders",
+        &kube::api::PatchParams::apply(weir_operator::MANAGER).force(),
+        &kube::api::Patch::Apply(&legacy),
+    )
+    .await
+    .unwrap();
+    let mut saved = SavedState {
+        decisions: 3,
+        in_force: weir_core::Weights::even(2),
+        policy: Some(b"{\"a learned table\": 1}".to_vec()),
+    };
+    assert_eq!(
+        state::save(&client, &rs, &saved).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    assert!(cm["data"].get("policy.json").is_none(), "{cm}");
+    assert!(cm["binaryData"].get("policy.json.gz").is_some(), "{cm}");
+    // Learning switched off: the next save leaves the table out, and the apply removes it.
+    saved.policy = None;
+    assert_eq!(
+        state::save(&client, &rs, &saved).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let cm = api.get(&cm_path("shop", "weir-state-orders")).unwrap();
+    assert!(cm.get("binaryData").is_none(), "{cm}");
+    let loaded = state::load(&client, "shop", "orders")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((loaded.decisions, loaded.policy), (3, None));
 }

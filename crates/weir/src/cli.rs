@@ -57,7 +57,8 @@ pub enum Command {
     /// the target's current weights, and print the exact change the current observation
     /// would produce — without sending it.
     Check(CheckArgs),
-    /// Print the ReadSplit CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    /// Print the ReadSplit and TrafficPolicy CustomResourceDefinitions (YAML) for
+    /// `kubectl apply -f -`.
     Crd,
     /// Print the operator's plain Kubernetes manifests (default values), or with --write
     /// regenerate deploy/crd, deploy/manifests and the Helm chart under deploy/helm/weir.

@@ -24,9 +24,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Operator(args) => operator_cmd::run(args),
         cli::Command::Manifests(args) => operator_cmd::manifests(&args),
         cli::Command::Govern(cmd) => govern_cmd::run(cmd),
-        cli::Command::Crd => weir_operator::crd_yaml()
+        cli::Command::Crd => weir_operator::crds_yaml()
             .map(|y| print!("{y}"))
-            .map_err(|e| anyhow::anyhow!("rendering the CRD: {e}")),
+            .map_err(|e| anyhow::anyhow!("rendering the CRDs: {e}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -14,8 +14,83 @@ use weir_operator::reconcile::SourceFactory;
 use weir_prom::PromConfig;
 use weir_test_support::ObsBuilder;
 pub use weir_test_support::kube_api::{
-    FakeApiServer, Seen, cm_path, lease_path, object_path, vs_path,
+    FakeApiServer, Permission, Rbac, Seen, cm_path, lease_path, object_path, vs_path,
 };
+
+/// The operator's ServiceAccount in the committed manifests.
+pub const SERVICE_ACCOUNT: (&str, &str) = ("weir-system", "weir-operator");
+
+/// What the committed plain manifests (the file users apply) grant the operator's
+/// ServiceAccount.
+pub fn deployed_rbac() -> Rbac {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(weir_operator::deploy::MANIFESTS_PATH);
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Rbac::from_manifests(&yaml, SERVICE_ACCOUNT.0, SERVICE_ACCOUNT.1)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An empty fake cluster that answers the operator as the deployed RBAC allows: 403 for
+/// anything it does not grant.
+pub fn cluster_api() -> FakeApiServer {
+    let api = FakeApiServer::new();
+    api.enforce_rbac(deployed_rbac());
+    api
+}
+
+/// Path of TrafficPolicy `ns/name`.
+pub fn tp_path(ns: &str, name: &str) -> String {
+    object_path("weir.dev/v1alpha1", ns, "trafficpolicies", name)
+}
+
+/// An example policy from `deploy/policies/`, as a TrafficPolicy resource.
+pub fn example_policy(file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/policies")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::from_str(&text).unwrap()
+}
+
+/// `policy` with a local token bucket and a global limit (EnvoyFilters and the rate-limit
+/// ConfigMap among its objects).
+pub fn with_rate_limits(mut policy: Value) -> Value {
+    policy["spec"]["rate_limit"] = json!({
+        "local": { "requests": 100, "per": "second" },
+        "global": {
+            "domain": "checkout", "service": "ratelimit.infra.svc.cluster.local:8081",
+            "limits": [{ "key": "remote_address", "requests": 10, "per": "minute" }]
+        }
+    });
+    policy
+}
+
+/// Another writer removes the rate limit and the monitoring of the TrafficPolicy at `path`
+/// (a new generation).
+pub fn drop_rate_limit_and_monitoring(api: &FakeApiServer, path: &str) {
+    let mut changed = api.get(path).unwrap();
+    let spec = changed["spec"].as_object_mut().unwrap();
+    spec.remove("rate_limit");
+    spec.remove("monitoring");
+    api.put(path, changed);
+}
+
+/// `(status, reason, message)` of condition `type_` in `object`'s status.
+pub fn condition_of(object: &Value, type_: &str) -> (String, String, String) {
+    let c = object["status"]["conditions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no conditions in {object}"))
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {object}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+        c["message"].as_str().unwrap().to_string(),
+    )
+}
 
 pub fn rs_path(ns: &str, name: &str) -> String {
     object_path("weir.dev/v1alpha1", ns, "readsplits", name)
@@ -28,7 +103,7 @@ pub fn virtual_service(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
-        "metadata": { "name": name, "namespace": ns, "resourceVersion": "1", "generation": 1 },
+        "metadata": { "name": name, "namespace": ns, "resourceVersion": "1" },
         "spec": {
             "hosts": ["mysql"],
             "http": [{ "name": "admin", "route": [{ "destination": { "host": "adminer" } }] }],
@@ -41,7 +116,7 @@ pub fn readsplit_json(ns: &str, name: &str, vs: &str, mode: &str) -> Value {
     json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "ReadSplit",
-        "metadata": { "name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}"), "generation": 1, "resourceVersion": "1" },
+        "metadata": { "name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}"), "resourceVersion": "1" },
         "spec": {
             "virtualService": { "name": vs },
             "route": { "tcpPort": 3306 },
