@@ -50,6 +50,7 @@ pub mod policy;
 mod problem;
 pub mod range;
 pub mod ratelimit;
+pub mod standalone;
 
 pub use compile::{MANAGED_BY, Output, POLICY_LABEL, compile, to_yaml};
 pub use explain::explain;

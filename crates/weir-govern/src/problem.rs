@@ -71,6 +71,11 @@ impl Report {
         self.problems.len()
     }
 
+    /// The problems noted.
+    pub(crate) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
     /// `Ok(value)` when nothing was wrong.
     pub(crate) fn finish<T>(self, value: T) -> Result<T, Problems> {
         if self.problems.is_empty() {

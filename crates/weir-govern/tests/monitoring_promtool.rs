@@ -132,7 +132,7 @@ fn the_rate_limited_alert_fires_on_429s_of_this_service() {
         .unwrap()
         .clone();
     let tests = json!({
-        "rule_files": ["rules.json"],
+        "rule_files": [rules.file_name().unwrap().to_str().unwrap()],
         "evaluation_interval": "1m",
         "tests": [
             {

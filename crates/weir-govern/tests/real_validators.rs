@@ -526,3 +526,57 @@ fn envoy_rejects_what_it_must() {
         );
     }
 }
+
+/// An inventory with one or two endpoints per subset of `policy`, in two zones of one region.
+fn inventory_for(policy: &weir_govern::TrafficPolicy) -> String {
+    let mut inv = String::from(
+        "listen: 127.0.0.1:18000\nadmin: 127.0.0.1:18001\nratelimit_service: 127.0.0.1:8081\n\
+         caller: { region: east, zone: east-1, subzone: a, labels: { env: base } }\nendpoints:\n",
+    );
+    for (i, s) in policy.spec.subsets.iter().enumerate() {
+        for (j, zone) in ["east-1", "east-2"].iter().enumerate() {
+            inv.push_str(&format!(
+                "  - {{ subset: {}, address: 127.0.0.1:{}, locality: {{ region: east, zone: {zone} }} }}\n",
+                s.name,
+                19000 + i * 10 + j
+            ));
+        }
+    }
+    inv
+}
+
+#[test]
+fn envoy_accepts_the_standalone_target_of_every_policy() {
+    let dir = crate_dir().join("../../deploy/policies");
+    let mut configs = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let origin = f.display().to_string();
+        for p in parse(&std::fs::read_to_string(&f).unwrap(), &origin).unwrap() {
+            let out = compile(&p, &origin).unwrap();
+            let inv = weir_govern::standalone::parse_inventory(&inventory_for(&p), "inv").unwrap();
+            let s = weir_govern::standalone::render(&p, &out, &inv, "inv")
+                .unwrap_or_else(|e| panic!("{origin}: {e}"));
+            configs.push((format!("standalone {origin}"), s.bootstrap));
+        }
+    }
+    assert!(configs.len() >= 5);
+    let mut failures = Vec::new();
+    for (label, result) in envoy_validate_all(&configs) {
+        let out = text(&result);
+        println!("{label}: {}", out.trim());
+        if !result.status.success() || !out.contains("OK") {
+            failures.push(format!("{label}: {out}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "Envoy refused:\n{}",
+        failures.join("\n")
+    );
+}

@@ -110,9 +110,25 @@ pub struct GovernCompileArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Write `<namespace>.<name>.yaml` per policy here (created if missing) instead of
-    /// printing one stream.
+    /// printing one stream; with `--target envoy`, `envoy.yaml`.
     #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
+    /// `istio` (Kubernetes objects) or `envoy` (one standalone Envoy bootstrap: `envoy -c`).
+    #[arg(long, value_enum, default_value_t = GovernTarget::Istio)]
+    pub target: GovernTarget,
+    /// With `--target envoy`: where the proxy listens, the caller's locality and labels, each
+    /// subset's endpoints, the rate-limit service's address (YAML).
+    #[arg(long, required_if_eq("target", "envoy"))]
+    pub inventory: Option<PathBuf>,
+}
+
+/// What `weir govern compile` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GovernTarget {
+    /// Istio objects.
+    Istio,
+    /// A standalone Envoy bootstrap.
+    Envoy,
 }
 
 #[derive(Debug, Args)]

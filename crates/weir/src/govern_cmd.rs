@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use weir_govern::lint::{Severity, lint_all};
+use weir_govern::standalone::{parse_inventory, render};
 use weir_govern::{Output, Problems, compile, explain, parse, to_yaml};
 use weir_persist::write_atomic;
 
 use crate::cli::{
     GovernCheckArgs, GovernCommand, GovernCompileArgs, GovernExplainArgs, GovernLintArgs,
+    GovernTarget,
 };
 
 pub fn run(cmd: GovernCommand) -> Result<()> {
@@ -72,6 +74,9 @@ fn notes(outputs: &Outputs) {
 }
 
 fn compile_cmd(args: &GovernCompileArgs) -> Result<()> {
+    if args.target == GovernTarget::Envoy {
+        return compile_envoy(args);
+    }
     let outputs = match compile_files(&args.files)? {
         Ok(o) => o,
         Err(problems) => {
@@ -200,5 +205,69 @@ fn lint_cmd(args: &GovernLintArgs) -> Result<()> {
         bail!("{errors} error(s), {warnings} warning(s)");
     }
     println!("lint: 0 errors, {warnings} warning(s)");
+    Ok(())
+}
+
+/// `--target envoy`: one policy, one standalone bootstrap.
+fn compile_envoy(args: &GovernCompileArgs) -> Result<()> {
+    let [file] = args.files.as_slice() else {
+        bail!("--target envoy takes one policy file (one Envoy serves one service)");
+    };
+    let Some(inv_path) = &args.inventory else {
+        bail!("--target envoy needs --inventory FILE");
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let origin = file.display().to_string();
+    let policies = match parse(&text, &origin) {
+        Ok(p) => p,
+        Err(e) => {
+            let n = report(std::slice::from_ref(&e));
+            bail!("{n} problem(s): nothing written");
+        }
+    };
+    let [policy] = policies.as_slice() else {
+        bail!("{origin}: --target envoy takes a file with one policy");
+    };
+    let out = match compile(policy, &origin) {
+        Ok(o) => o,
+        Err(e) => {
+            let n = report(std::slice::from_ref(&e));
+            bail!("{n} problem(s): nothing written");
+        }
+    };
+    let inv_text = std::fs::read_to_string(inv_path)
+        .with_context(|| format!("reading {}", inv_path.display()))?;
+    let inv_origin = inv_path.display().to_string();
+    let rendered = match parse_inventory(&inv_text, &inv_origin)
+        .and_then(|inv| render(policy, &out, &inv, &inv_origin))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let n = report(std::slice::from_ref(&e));
+            bail!("{n} problem(s): nothing written");
+        }
+    };
+    for n in out.notes.iter().chain(&rendered.notes) {
+        eprintln!("note: {origin}: {n}");
+    }
+    let yaml = weir_govern::standalone::to_yaml(&rendered).context("rendering YAML")?;
+    match &args.out {
+        None => print!("{yaml}"),
+        Some(dir) => {
+            let path = dir.join("envoy.yaml");
+            write(&path, &yaml)?;
+            println!(
+                "wrote {} (run: envoy -c {})",
+                path.display(),
+                path.display()
+            );
+            if let Some(rl) = &out.ratelimit {
+                let path = dir.join(format!("ratelimit-{}.yaml", rl.domain));
+                write(&path, &rl.to_yaml().context("rendering YAML")?)?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
     Ok(())
 }

@@ -306,3 +306,59 @@ fn govern_lint_flags_the_seeds_hand_written_objects_and_passes_compiled_ones() {
         text(&o)
     );
 }
+
+#[test]
+fn govern_compiles_a_standalone_envoy_bootstrap_from_an_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let text_in = "listen: 127.0.0.1:18000
+caller: { region: east, zone: east-1 }
+ratelimit_service: 127.0.0.1:8081
+endpoints:
+  - { subset: v1, address: 127.0.0.1:18081, locality: { region: east, zone: east-1 } }
+  - { subset: v2, address: 127.0.0.1:18083 }
+";
+    std::fs::write(&inv, text_in).unwrap();
+    let out = dir.path().join("out");
+    let o = weir(&[
+        "govern",
+        "compile",
+        "--target",
+        "envoy",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "deploy/policies/ratelimit.yaml",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let envoy = std::fs::read_to_string(out.join("envoy.yaml")).unwrap();
+    assert!(envoy.contains("envoy.filters.http.ratelimit"), "{envoy}");
+    assert!(out.join("ratelimit-model-service.yaml").is_file());
+
+    // An inventory naming a subset the policy does not have: nothing written.
+    std::fs::write(&inv, text_in.replace("subset: v2", "subset: v3")).unwrap();
+    let again = dir.path().join("again");
+    let o = weir(&[
+        "govern",
+        "compile",
+        "--target",
+        "envoy",
+        "--inventory",
+        inv.to_str().unwrap(),
+        "deploy/policies/ratelimit.yaml",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("inventory.yaml: endpoints[1].subset = \"v3\": the policy has no such subset"),
+        "{t}"
+    );
+    assert!(
+        t.contains("endpoints = \"v2\": no endpoint for this subset"),
+        "{t}"
+    );
+    assert!(!again.exists());
+}
