@@ -348,12 +348,14 @@ fn tidy_checks(root: &Path) -> Result<()> {
 /// Prometheus source queries a real `prometheus`.
 /// The lab (`weir-lab experiment`) adds MariaDB and mysqld_exporter.
 /// The dashboard's browser test drives Debian's Chromium.
-const DEBIAN_PACKAGES: [(&str, &str); 5] = [
+/// The rate-limit service (`weir-ratelimit`) counts in a real `redis-server`.
+const DEBIAN_PACKAGES: [(&str, &str); 6] = [
     ("haproxy", "haproxy"),
     ("prometheus", "prometheus"),
     ("mariadb-server", "mariadbd"),
     ("prometheus-mysqld-exporter", "prometheus-mysqld-exporter"),
     ("chromium", "chromium"),
+    ("redis-server", "redis-server"),
 ];
 
 /// Installs what the later steps need beyond a Rust toolchain, idempotently and without
