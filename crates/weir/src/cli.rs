@@ -69,6 +69,9 @@ pub enum Command {
     /// Service governance: compile TrafficPolicy files into Istio objects, or check them.
     #[command(subcommand)]
     Govern(GovernCommand),
+    /// The global rate-limit service Envoy calls (RateLimitService over gRPC), counting in
+    /// Redis; reads the configuration `weir govern compile` writes.
+    Ratelimit(crate::ratelimit_cmd::RatelimitArgs),
 }
 
 #[derive(Debug, Subcommand)]

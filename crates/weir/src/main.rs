@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod govern_cmd;
 mod operator_cmd;
+mod ratelimit_cmd;
 mod run;
 mod train_cmd;
 
@@ -24,6 +25,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Operator(args) => operator_cmd::run(args),
         cli::Command::Manifests(args) => operator_cmd::manifests(&args),
         cli::Command::Govern(cmd) => govern_cmd::run(cmd),
+        cli::Command::Ratelimit(args) => ratelimit_cmd::run(args),
         cli::Command::Crd => weir_operator::crds_yaml()
             .map(|y| print!("{y}"))
             .map_err(|e| anyhow::anyhow!("rendering the CRDs: {e}")),

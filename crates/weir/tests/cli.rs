@@ -362,3 +362,56 @@ endpoints:
     );
     assert!(!again.exists());
 }
+
+#[test]
+fn ratelimit_serves_the_compiled_config_and_stops_on_sigterm() {
+    use std::time::Duration;
+    use weir_test_support::procs::{free_port, http_get, wait_for};
+
+    // The configuration exactly as `weir govern compile -o` writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let o = weir(&[
+        "govern",
+        "compile",
+        "deploy/policies/ratelimit.yaml",
+        "-o",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let config = dir
+        .path()
+        .join("models.model-service.ratelimit-model-service.yaml");
+    let (grpc, http, redis) = (free_port(), free_port(), free_port());
+    // Nothing listens on the Redis port: not fatal, said in /status.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "ratelimit",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{grpc}"),
+            "--metrics",
+            &format!("127.0.0.1:{http}"),
+            "--redis",
+            &format!("redis://127.0.0.1:{redis}"),
+            "--failure-mode",
+            "deny",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(Duration::from_secs(30), || {
+        http_get(http, "/status").filter(|(code, _)| *code == 200)
+    });
+    let stop = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let (_, body) = status.unwrap_or_else(|| panic!("no /status; log:\n{log}"));
+    assert!(body.contains("model-service"), "{body}");
+    assert!(out.status.success(), "exit {:?}; log:\n{log}", out.status);
+}
