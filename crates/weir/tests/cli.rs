@@ -383,7 +383,7 @@ fn ratelimit_serves_the_compiled_config_and_stops_on_sigterm() {
         .join("models.model-service.ratelimit-model-service.yaml");
     let (grpc, http, redis) = (free_port(), free_port(), free_port());
     // Nothing listens on the Redis port: not fatal, said in /status.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "ratelimit",
             "--config",
