@@ -1,0 +1,133 @@
+//! Nearby routing: traffic stays in the caller's zone, fails over to its region, then
+//! further, as the zone's upstreams die.
+
+use crate::check::{Check, Tally};
+use crate::harness::{Caller, Ctx, Probe, Running, send, send_all};
+use crate::upstream::{Locality, UpstreamSpec};
+
+const LOCALITY: &str = "locality: { levels: [zone, region] }";
+const BREAKER: &str = "circuit_breaker: { consecutive_5xx: 2, interval_s: 1, base_ejection_s: 60, \
+                       max_ejection_percent: 100 }";
+
+fn policy() -> String {
+    crate::policy(
+        "nearby",
+        &format!(
+            "  subsets: [ {{ name: s, labels: {{ version: s }} }} ]\n  \
+             routes: [ {{ name: all, destinations: [ {{ subset: s }} ] }} ]\n  {LOCALITY}\n  \
+             {BREAKER}\n"
+        ),
+    )
+}
+
+/// Runs the three phases.
+pub async fn run(ctx: &Ctx) -> Vec<Check> {
+    super::or_failed("nearby routing", LOCALITY, run_inner(ctx).await)
+}
+
+/// Requests until 20 in a row are answered by upstreams (the failed ones are the failover).
+async fn settle(ctx: &Ctx, r: &Running) -> (u64, Tally) {
+    let mut failed = Tally::new();
+    let mut in_a_row = 0;
+    let mut sent = 0;
+    while in_a_row < 20 && sent < 500 {
+        let o = send(&ctx.client, r.base(), &Probe::get()).await;
+        sent += 1;
+        if o.answer.is_some() && o.status == 200 {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            failed.add(&o.who());
+        }
+    }
+    (sent, failed)
+}
+
+async fn phase(
+    ctx: &Ctx,
+    r: &Running,
+    n: usize,
+    what: &str,
+    expected: &str,
+    settling: Option<(u64, Tally)>,
+) -> Check {
+    let outcomes = send_all(&ctx.client, r.base(), &vec![Probe::get(); n], 8).await;
+    let mut tally = Tally::new();
+    for o in &outcomes {
+        match &o.answer {
+            Some(a) if o.status == 200 => tally.add(&a.locality),
+            _ => tally.add(&o.who()),
+        }
+    }
+    let (settle_sent, failed) = settling.unwrap_or_default();
+    let stat = "cluster.outbound|8080|s|nearby.conformance.svc.cluster.local.outlier_detection.\
+                ejections_active";
+    let ejected = r
+        .proxy
+        .envoy
+        .stat(&ctx.client, stat)
+        .await
+        .map_or_else(|| "?".to_string(), |n| n.to_string());
+    Check {
+        feature: format!("nearby routing: {what}"),
+        policy_line: format!("{LOCALITY} (caller east/east-1)"),
+        requests: n as u64 + settle_sent,
+        expected: format!("all {n} answered in {expected}"),
+        observed: if settle_sent > 0 {
+            format!(
+                "{}; while failing over: {} (of {settle_sent}); endpoints ejected: {ejected}",
+                tally.describe(),
+                failed.describe()
+            )
+        } else {
+            format!("{}; endpoints ejected: {ejected}", tally.describe())
+        },
+        pass: tally.get(expected) == n as u64,
+    }
+}
+
+async fn run_inner(ctx: &Ctx) -> Result<Vec<Check>, crate::Error> {
+    let caller = Caller {
+        locality: Locality::zone("east", "east-1"),
+        ..Caller::default()
+    };
+    let r = ctx
+        .start(
+            "nearby",
+            &policy(),
+            &caller,
+            &[
+                UpstreamSpec::new("e1-a", "s").at(Locality::zone("east", "east-1")),
+                UpstreamSpec::new("e1-b", "s").at(Locality::zone("east", "east-1")),
+                UpstreamSpec::new("e2-a", "s").at(Locality::zone("east", "east-2")),
+                UpstreamSpec::new("w1-a", "s").at(Locality::zone("west", "west-1")),
+            ],
+        )
+        .await?;
+    let n = if ctx.short { 100 } else { 300 };
+    let mut checks = vec![phase(ctx, &r, n, "all healthy", "east/east-1", None).await];
+    for id in ["e1-a", "e1-b"] {
+        if let Some(u) = r.upstream(id) {
+            u.stop();
+        }
+    }
+    let s = settle(ctx, &r).await;
+    r.proxy.snapshot(ctx, "zone-stopped").await;
+    checks.push(phase(ctx, &r, n, "zone east-1 stopped", "east/east-2", Some(s)).await);
+    if let Some(u) = r.upstream("e2-a") {
+        u.stop();
+    }
+    let s = settle(ctx, &r).await;
+    r.proxy.snapshot(ctx, "region-stopped").await;
+    checks.push(phase(ctx, &r, n, "region east stopped", "west/west-1", Some(s)).await);
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_policy_compiles() {
+        let ps = weir_govern::parse(&super::policy(), "nearby").unwrap();
+        weir_govern::compile(&ps[0], "nearby").unwrap();
+    }
+}
