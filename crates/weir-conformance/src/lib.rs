@@ -56,6 +56,15 @@ pub enum Error {
         /// What happened.
         why: String,
     },
+    /// No `redis-server` (the global rate limit's counters).
+    #[error(
+        "`redis-server` is not installed: `apt-get install -y redis-server` (cargo xtask test \
+         installs it)"
+    )]
+    RedisMissing,
+    /// The rate-limit service could not start or stop.
+    #[error("weir ratelimit: {0}")]
+    RateLimit(String),
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(reqwest::Error),
@@ -82,7 +91,7 @@ pub fn policy(name: &str, spec: &str) -> String {
 }
 
 /// The suites, in the order they run.
-pub const SUITES: [&str; 8] = [
+pub const SUITES: [&str; 9] = [
     "matches",
     "weights",
     "affinity",
@@ -91,6 +100,7 @@ pub const SUITES: [&str; 8] = [
     "outlier-ejection",
     "nearby",
     "environments",
+    "global-rate-limit",
 ];
 
 /// Runs one suite of [`SUITES`] (an unknown name runs nothing).
@@ -104,6 +114,7 @@ pub async fn run_suite(ctx: &Ctx, suite: &str) -> Vec<Check> {
         "outlier-ejection" => suites::limits::outlier_ejection(ctx).await,
         "nearby" => suites::nearby::run(ctx).await,
         "environments" => suites::environments::run(ctx).await,
+        "global-rate-limit" => suites::global::run(ctx).await,
         _ => Vec::new(),
     }
 }

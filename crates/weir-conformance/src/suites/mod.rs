@@ -2,6 +2,7 @@
 //! and returns its checks; a setup that fails becomes a failed check with the reason.
 
 pub mod environments;
+pub mod global;
 pub mod limits;
 pub mod matches;
 pub mod nearby;

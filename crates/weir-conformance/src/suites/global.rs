@@ -1,0 +1,316 @@
+//! The global rate limit: two Envoys sharing one `weir ratelimit` (in process) and one Redis
+//! enforce a per-user limit across both; stopping the service shows `failure_mode` allow
+//! (requests pass) and deny (requests are refused).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_ratelimit::{FailureMode, ManualClock, Settings};
+
+use crate::Error;
+use crate::check::{Check, Tally};
+use crate::harness::{Caller, Ctx, DEFAULT_WORKERS, EndpointLine, Outcome, Probe, Proxy, send};
+use crate::upstream::{Upstream, UpstreamSpec};
+
+/// The per-user limit.
+pub const PER_USER: u64 = 10;
+const SERVICE: &str = "ratelimit.ratelimit.svc.cluster.local:8081";
+
+/// The policy with a global per-user limit and `failure_mode`, in `domain`.
+pub fn policy(name: &str, domain: &str, failure_mode: &str) -> String {
+    crate::policy(
+        name,
+        &format!(
+            "  subsets: [ {{ name: s, labels: {{ version: s }} }} ]\n  \
+             routes: [ {{ name: all, destinations: [ {{ subset: s }} ] }} ]\n  rate_limit:\n    \
+             global:\n      domain: {domain}\n      service: {SERVICE}\n      \
+             failure_mode: {failure_mode}\n      \
+             limits: [ {{ key: header, name: x-user-id, requests: {PER_USER}, per: minute }} ]\n"
+        ),
+    )
+}
+
+/// The rate-limit service's configuration file for `policy` (what `compile -o` writes).
+pub fn service_config(name: &str, policy: &str) -> Result<String, Error> {
+    let bad = |problems: String| Error::Policy {
+        name: name.to_string(),
+        problems,
+    };
+    let ps = weir_govern::parse(policy, name).map_err(|e| bad(e.to_string()))?;
+    let p = ps.first().ok_or_else(|| bad("no policy".into()))?;
+    let out = weir_govern::compile(p, name).map_err(|e| bad(e.to_string()))?;
+    let cm = out
+        .ratelimit_config_map()
+        .map_err(|e| bad(e.to_string()))?
+        .ok_or_else(|| bad("no global rate limit".into()))?;
+    cm["data"]
+        .as_object()
+        .and_then(|d| d.values().next())
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| bad("the ConfigMap has no data".into()))
+}
+
+/// A `redis-server` of our own on a free port, killed on drop.
+pub struct Redis {
+    /// Its URL.
+    pub url: String,
+    child: Child,
+}
+
+impl Redis {
+    /// Starts one writing nothing to disk but its log in `dir`, and waits until it listens.
+    pub async fn start(dir: &Path) -> Result<Redis, Error> {
+        let bin = find("redis-server").ok_or(Error::RedisMissing)?;
+        let port = crate::harness::free_port()?;
+        let log = std::fs::File::create(dir.join("redis.log"))
+            .map_err(|e| Error::io("creating redis.log", e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| Error::io("opening redis.log", e))?;
+        let child = Command::new(bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::io("starting redis-server", e))?;
+        let redis = Redis {
+            url: format!("redis://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(redis);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(Error::io(
+            "redis-server did not listen within 5 s",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs the global-limit checks.
+pub async fn run(ctx: &Ctx) -> Vec<Check> {
+    let line = format!(
+        "global: {{ limits: [ {{ key: header, name: x-user-id, requests: {PER_USER}, per: minute }} ] }}"
+    );
+    super::or_failed("global rate limit", &line, run_inner(ctx, &line).await)
+}
+
+fn who(o: &Outcome) -> String {
+    match (o.status, &o.answer) {
+        (200, Some(_)) => "200".into(),
+        (s, None) => format!("{s} from Envoy"),
+        (s, Some(_)) => format!("{s} from the upstream"),
+    }
+}
+
+async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
+    let dir = ctx.dir.join("global-rate-limit");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating the directory", e))?;
+    let redis = Redis::start(&dir).await?;
+    let allow = policy("global-allow", "conformance-allow", "allow");
+    let deny = policy("global-deny", "conformance-deny", "deny");
+    let mut configs = Vec::new();
+    for (name, p) in [("global-allow", &allow), ("global-deny", &deny)] {
+        let file = dir.join(format!("{name}.ratelimit.yaml"));
+        std::fs::write(&file, service_config(name, p)?)
+            .map_err(|e| Error::io("writing the rate-limit configuration", e))?;
+        configs.push(file);
+    }
+    // A clock that stands still: the checks count within one window, whatever the time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let settings = Settings::new(configs, listen, redis.url.clone(), FailureMode::Allow);
+    let service = weir_ratelimit::start(settings, Arc::new(ManualClock::new(now)))
+        .await
+        .map_err(|e| Error::RateLimit(e.to_string()))?;
+    let rl = service.grpc_addr.to_string();
+    let upstream = Upstream::start(UpstreamSpec::new("s-a", "s")).await?;
+    let eps = [EndpointLine {
+        subset: "s".into(),
+        address: upstream.addr,
+        locality: None,
+    }];
+    let caller = Caller::default();
+    let mut proxies = Vec::new();
+    for (name, p) in [
+        ("global-allow-a", &allow),
+        ("global-allow-b", &allow),
+        ("global-deny", &deny),
+    ] {
+        proxies.push(
+            ctx.proxy(name, p, &caller, Some(&rl), &eps, DEFAULT_WORKERS)
+                .await?,
+        );
+    }
+    let [a, b, d] = &proxies[..] else {
+        return Err(Error::RateLimit("three proxies expected".into()));
+    };
+    let mut checks = Vec::new();
+
+    // One user through both proxies, alternately: the limit holds across them.
+    let n = 2 * (PER_USER + 3);
+    let mut tally = Tally::new();
+    let mut via = Tally::new();
+    for i in 0..n {
+        let proxy: &Proxy = if i % 2 == 0 { a } else { b };
+        let o = send(
+            &ctx.client,
+            &proxy.base,
+            &Probe::get().header("x-user-id", "alice"),
+        )
+        .await;
+        if o.status == 429 {
+            via.add(if i % 2 == 0 { "429 via A" } else { "429 via B" });
+        }
+        tally.add(&who(&o));
+    }
+    checks.push(Check {
+        feature: "global rate limit: one user, two Envoys".into(),
+        policy_line: line.into(),
+        requests: n,
+        expected: format!(
+            "{n} requests as x-user-id alice, alternately through Envoy A and B: {PER_USER} × \
+             200, {} × 429",
+            n - PER_USER
+        ),
+        observed: format!("{}; 429s by proxy: {}", tally.describe(), via.describe()),
+        pass: tally.get("200") == PER_USER && tally.get("429 from Envoy") == n - PER_USER,
+    });
+    // The checks below mean something only when alice was limited.
+    let alice_limited = tally.get("429 from Envoy") > 0;
+
+    // Another user, and requests without the header, are not limited by alice's count.
+    let mut others = Tally::new();
+    for i in 0..PER_USER {
+        let proxy: &Proxy = if i % 2 == 0 { a } else { b };
+        let bob = send(
+            &ctx.client,
+            &proxy.base,
+            &Probe::get().header("x-user-id", "bob"),
+        )
+        .await;
+        others.add(&format!("bob {}", who(&bob)));
+        let anon = send(&ctx.client, &proxy.base, &Probe::get()).await;
+        others.add(&format!("no header {}", who(&anon)));
+    }
+    checks.push(Check {
+        feature: "global rate limit: counted per user".into(),
+        policy_line: line.into(),
+        requests: 2 * PER_USER,
+        expected: format!(
+            "alice limited above; then {PER_USER} as bob and {PER_USER} without x-user-id, all \
+             200"
+        ),
+        observed: format!("alice limited: {alice_limited}; {}", others.describe()),
+        pass: alice_limited
+            && others.get("bob 200") == PER_USER
+            && others.get("no header 200") == PER_USER,
+    });
+
+    // The deny proxy answers while the service is up.
+    let before = send(
+        &ctx.client,
+        &d.base,
+        &Probe::get().header("x-user-id", "carol"),
+    )
+    .await;
+    a.snapshot(ctx, "service-up").await;
+    d.snapshot(ctx, "service-up").await;
+    service
+        .shutdown()
+        .await
+        .map_err(|e| Error::RateLimit(e.to_string()))?;
+    let k = 5u64;
+    let mut allowed = Tally::new();
+    let mut denied = Tally::new();
+    for _ in 0..k {
+        let o = send(
+            &ctx.client,
+            &a.base,
+            &Probe::get().header("x-user-id", "alice"),
+        )
+        .await;
+        allowed.add(&who(&o));
+        let o = send(
+            &ctx.client,
+            &d.base,
+            &Probe::get().header("x-user-id", "carol"),
+        )
+        .await;
+        denied.add(&who(&o));
+    }
+    checks.push(Check {
+        feature: "global rate limit: failure_mode allow".into(),
+        policy_line: "global: { failure_mode: allow }".into(),
+        requests: k,
+        expected: format!(
+            "alice limited above; rate-limit service stopped: {k} requests as alice all 200"
+        ),
+        observed: format!("alice limited: {alice_limited}; {}", allowed.describe()),
+        pass: alice_limited && allowed.get("200") == k,
+    });
+    let refused = denied
+        .keys()
+        .all(|key| key.ends_with("from Envoy") && !key.starts_with("200"));
+    checks.push(Check {
+        feature: "global rate limit: failure_mode deny".into(),
+        policy_line: "global: { failure_mode: deny }".into(),
+        requests: k + 1,
+        expected: format!(
+            "service up: 200; service stopped: {k} requests all refused by Envoy (never reach \
+             the upstream)"
+        ),
+        observed: format!(
+            "service up: {}; stopped: {}",
+            who(&before),
+            denied.describe()
+        ),
+        pass: before.status == 200 && denied.total() == k && refused,
+    });
+    drop(redis);
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_configuration_comes_from_the_policy() {
+        let text = service_config("g", &policy("g", "dom", "deny")).unwrap();
+        assert!(text.contains("domain: dom"), "{text}");
+        assert!(text.contains("x-user-id"), "{text}");
+        assert!(text.contains("requests_per_unit: 10"), "{text}");
+    }
+}
