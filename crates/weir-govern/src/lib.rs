@@ -57,6 +57,21 @@ pub use explain::explain;
 pub use policy::TrafficPolicy;
 pub use problem::{Problem, Problems};
 
+/// How many YAML documents `text` has, and its first syntax error with the (1-based) document
+/// it is in. The YAML reader's document iterator does not end after a syntax error, so every
+/// reader of outside YAML scans first and stops at the first error.
+pub(crate) fn scan_yaml(text: &str) -> (usize, Option<(usize, serde_norway::Error)>) {
+    use serde::Deserialize as _;
+    let mut n = 0;
+    for doc in serde_norway::Deserializer::from_str(text) {
+        n += 1;
+        if let Err(e) = serde::de::IgnoredAny::deserialize(doc) {
+            return (n, Some((n, e)));
+        }
+    }
+    (n, None)
+}
+
 /// Reads every policy in `text` (one YAML document each; `---` separates several); `origin`
 /// names the file in problems.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<TrafficPolicy>, Problems> {
@@ -66,6 +81,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TrafficPolicy>, Problems> {
         .lines()
         .map(str::trim)
         .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
+    if !blank && let (_, Some((doc, e))) = scan_yaml(text) {
+        return Err(Problems(vec![Problem {
+            origin: origin.to_string(),
+            path: format!("(document {doc})"),
+            value: None,
+            message: format!("not YAML: {e}"),
+        }]));
+    }
     let docs: Vec<_> = if blank {
         Vec::new()
     } else {

@@ -281,7 +281,9 @@ fn local_filter(l: &LocalLimit, report: &mut Report) -> Option<Value> {
 }
 
 /// The Istio cluster of the rate-limit service, from `service: HOST:PORT`.
-fn service_cluster(g: &GlobalLimit, report: &mut Report) -> Option<String> {
+/// The Istio cluster of the rate-limit service, from `service: HOST:PORT`, with the host
+/// (the gRPC `:authority`).
+fn service_cluster(g: &GlobalLimit, report: &mut Report) -> Option<(String, String)> {
     let path = "spec.rate_limit.global.service";
     let value = Some(format!("{:?}", g.service));
     let Some((host, port)) = g.service.rsplit_once(':') else {
@@ -318,11 +320,12 @@ fn service_cluster(g: &GlobalLimit, report: &mut Report) -> Option<String> {
         );
         return None;
     }
-    Some(outbound_cluster(host, port))
+    Some((outbound_cluster(host, port), host.to_string()))
 }
 
-/// The global rate-limit filter.
-fn global_filter(g: &GlobalLimit, cluster: &str) -> Value {
+/// The global rate-limit filter. The gRPC `:authority` is the service's host: without it Envoy
+/// sends the cluster name, whose `|` an HTTP/2 server refuses (every check would fail).
+fn global_filter(g: &GlobalLimit, (cluster, host): &(String, String)) -> Value {
     json!({
         "name": "envoy.filters.http.ratelimit",
         "typed_config": {
@@ -331,7 +334,9 @@ fn global_filter(g: &GlobalLimit, cluster: &str) -> Value {
             "failure_mode_deny": g.failure_mode == FailureMode::Deny,
             "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
             "rate_limit_service": {
-                "grpc_service": { "envoy_grpc": { "cluster_name": cluster } },
+                "grpc_service": {
+                    "envoy_grpc": { "cluster_name": cluster, "authority": host },
+                },
                 "transport_api_version": "V3",
             },
         },

@@ -117,9 +117,12 @@ pub fn lint_all(files: &[(&str, &str)]) -> Vec<Finding> {
 }
 
 fn read_objects(origin: &str, text: &str, objects: &mut Vec<Object>, l: &mut Lint) {
-    let docs: Vec<_> = serde_norway::Deserializer::from_str(text).collect();
-    let several = docs.len() > 1;
-    for (i, doc) in docs.into_iter().enumerate() {
+    let (count, _) = crate::scan_yaml(text);
+    let several = count > 1;
+    for (i, doc) in serde_norway::Deserializer::from_str(text)
+        .take(count)
+        .enumerate()
+    {
         let label = if several {
             format!("(document {}) ", i + 1)
         } else {
@@ -137,7 +140,8 @@ fn read_objects(origin: &str, text: &str, objects: &mut Vec<Object>, l: &mut Lin
                     code: "WEIR-YAML",
                     message: format!("not YAML: {e}"),
                 });
-                continue;
+                // The reader does not get past a syntax error (nor end after one).
+                break;
             }
         };
         let kind = str_at(&value, &["kind"]).unwrap_or("?").to_string();
@@ -615,6 +619,9 @@ fn envoy_filter(l: &mut Lint, o: &Object, all: &[Object]) {
                  is ever limited — add a VIRTUAL_HOST or HTTP_ROUTE patch with rate_limits",
             );
         }
+        if let Some(v) = value {
+            grpc_authority(l, o, v, &format!("{path}.patch.value"));
+        }
         if apply_to == "CLUSTER"
             && op == "ADD"
             && let Some(c) = value
@@ -774,6 +781,44 @@ fn cluster(l: &mut Lint, o: &Object, c: &Value, path: &str, all: &[Object]) {
                  explicit_http_config.http2_protocol_options"
             ),
         );
+    }
+}
+
+/// An `envoy_grpc` whose cluster name is not a valid HTTP/2 authority (Istio's
+/// `outbound|PORT||HOST`) needs `authority`: Envoy sends the cluster name otherwise, and an
+/// HTTP/2 server refuses the `|` and resets every call.
+fn grpc_authority(l: &mut Lint, o: &Object, v: &Value, path: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{path}.{k}");
+                if k == "envoy_grpc"
+                    && let Some(name) = str_at(x, &["cluster_name"])
+                    && name.contains('|')
+                    && x.get("authority").is_none()
+                {
+                    l.add(
+                        o,
+                        &p,
+                        Severity::Error,
+                        "WEIR-EF11",
+                        format!(
+                            "no `authority`: Envoy sends the cluster name {name:?} as the gRPC \
+                             :authority, an HTTP/2 server refuses its `|` and resets the call, \
+                             so every check takes the failure mode — set authority to the \
+                             service's host"
+                        ),
+                    );
+                }
+                grpc_authority(l, o, x, &p);
+            }
+        }
+        Value::Array(xs) => {
+            for (i, x) in xs.iter().enumerate() {
+                grpc_authority(l, o, x, &format!("{path}[{i}]"));
+            }
+        }
+        _ => {}
     }
 }
 

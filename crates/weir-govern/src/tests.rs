@@ -363,3 +363,11 @@ fn the_environments_example() {
     let (_, out) = shipped_compiled("environments.yaml");
     insta::assert_snapshot!("environments", to_yaml(&[out]).unwrap());
 }
+
+#[test]
+fn a_yaml_syntax_error_is_reported_not_looped_on() {
+    let p = problems("kind: [\n");
+    assert!(p.starts_with("p.yaml: (document 1): not YAML: "), "{p}");
+    let p = problems(&format!("{BASE}---\nkind: [\n"));
+    assert!(p.starts_with("p.yaml: (document 2): not YAML: "), "{p}");
+}

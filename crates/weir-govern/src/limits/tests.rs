@@ -59,10 +59,13 @@ fn every_global_limit_is_sent_and_counted_under_the_same_descriptor() {
     let cfg = &patches[0].patch.value["typed_config"];
     assert_eq!(cfg["domain"], "model-service");
     assert_eq!(cfg["failure_mode_deny"], true);
+    let grpc = &cfg["rate_limit_service"]["grpc_service"]["envoy_grpc"];
     assert_eq!(
-        cfg["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"],
+        grpc["cluster_name"],
         "outbound|8081||ratelimit.ratelimit.svc.cluster.local"
     );
+    // The cluster name is not a valid HTTP/2 authority: the host is sent instead.
+    assert_eq!(grpc["authority"], "ratelimit.ratelimit.svc.cluster.local");
     assert_eq!(patches[1].apply_to, "VIRTUAL_HOST");
     let vhost = patches[1].match_.route_configuration.as_ref().unwrap();
     assert_eq!(vhost.vhost.as_ref().unwrap().name, "inbound|http|8080");

@@ -183,3 +183,34 @@ spec:
     }
     assert_eq!(got.len(), 9, "{findings:#?}");
 }
+
+#[test]
+fn a_yaml_syntax_error_is_one_finding_and_reading_stops() {
+    let findings = lint("kind: [\n", "bad.yaml");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].code, "WEIR-YAML");
+    let findings = lint(&format!("{SEED}---\nkind: [\n"), "bad.yaml");
+    let yaml: Vec<_> = findings.iter().filter(|f| f.code == "WEIR-YAML").collect();
+    assert_eq!(yaml.len(), 1, "{findings:#?}");
+    assert_eq!(yaml[0].object, "(document 4) document");
+    assert_eq!(
+        findings.len(),
+        14,
+        "the three good documents are still read"
+    );
+}
+
+#[test]
+fn a_grpc_service_named_by_an_istio_cluster_needs_an_authority() {
+    let (_, out) = shipped_compiled("ratelimit.yaml");
+    let yaml = to_yaml(&[out]).unwrap();
+    assert!(lint(&yaml, "r.yaml").is_empty());
+    let without = yaml.replace("authority: ratelimit.ratelimit.svc.cluster.local", "");
+    let findings = lint(&without, "r.yaml");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].code, "WEIR-EF11");
+    assert!(
+        findings[0].path.ends_with("grpc_service.envoy_grpc"),
+        "{findings:#?}"
+    );
+}
