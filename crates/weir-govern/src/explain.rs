@@ -215,9 +215,13 @@ fn rate_limits(rl: &RateLimit, spec: &TrafficPolicySpec) -> Vec<String> {
     if let Some(g) = &rl.global {
         out.push(format!(
             "global rate limit (domain {}, service {}), counted across every proxy; over a \
-             limit: 429; service unreachable or slower than Envoy's 20 ms default timeout: {}",
+             limit: 429; service unreachable or slower than {}: {}",
             g.domain,
             g.service,
+            g.timeout_ms
+                .map_or("Envoy's 20 ms default timeout".to_string(), |t| format!(
+                    "the {t} ms timeout"
+                )),
             match g.failure_mode {
                 FailureMode::Allow => "the request goes through (failure_mode: allow)",
                 FailureMode::Deny => "the request fails with 500 (failure_mode: deny)",

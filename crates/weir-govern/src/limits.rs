@@ -80,6 +80,13 @@ pub(crate) fn compile(
                  spec.port (and spec.target_port when the containers listen elsewhere)",
             );
         }
+        if global.timeout_ms == Some(0) || global.timeout_ms.is_some_and(|t| t > 60_000) {
+            report.add(
+                "spec.rate_limit.global.timeout_ms",
+                global.timeout_ms.map(|t| t.to_string()),
+                "between 1 and 60000 milliseconds",
+            );
+        }
         let cluster = service_cluster(global, report);
         let actions = actions(global, report);
         let c = service_config(global);
@@ -326,7 +333,7 @@ fn service_cluster(g: &GlobalLimit, report: &mut Report) -> Option<(String, Stri
 /// The global rate-limit filter. The gRPC `:authority` is the service's host: without it Envoy
 /// sends the cluster name, whose `|` an HTTP/2 server refuses (every check would fail).
 fn global_filter(g: &GlobalLimit, (cluster, host): &(String, String)) -> Value {
-    json!({
+    let mut f = json!({
         "name": "envoy.filters.http.ratelimit",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
@@ -340,7 +347,11 @@ fn global_filter(g: &GlobalLimit, (cluster, host): &(String, String)) -> Value {
                 "transport_api_version": "V3",
             },
         },
-    })
+    });
+    if let Some(ms) = g.timeout_ms {
+        f["typed_config"]["timeout"] = json!(format!("{}.{:03}s", ms / 1000, ms % 1000));
+    }
+    f
 }
 
 /// The descriptor key and value a limit sends.

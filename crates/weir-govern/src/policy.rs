@@ -557,6 +557,10 @@ pub struct GlobalLimit {
     /// When it cannot be asked.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// How long a proxy waits for the service's answer, milliseconds (default: Envoy's 20); a
+    /// later answer counts as a failure (`failure_mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
     /// The limits.
     pub limits: Vec<Limit>,
 }

@@ -18,6 +18,10 @@ use crate::upstream::{Upstream, UpstreamSpec};
 /// The per-user limit.
 pub const PER_USER: u64 = 10;
 const SERVICE: &str = "ratelimit.ratelimit.svc.cluster.local:8081";
+/// The proxies' wait for the service: Envoy's default (20 ms) is shorter than a cold first
+/// call (a new HTTP/2 connection, the service's first Redis connection), which `deny` would
+/// turn into a 500 (measured: `upstream_rq_504`).
+const TIMEOUT_MS: u32 = 250;
 
 /// The policy with a global per-user limit and `failure_mode`, in `domain`.
 pub fn policy(name: &str, domain: &str, failure_mode: &str) -> String {
@@ -27,7 +31,7 @@ pub fn policy(name: &str, domain: &str, failure_mode: &str) -> String {
             "  subsets: [ {{ name: s, labels: {{ version: s }} }} ]\n  \
              routes: [ {{ name: all, destinations: [ {{ subset: s }} ] }} ]\n  rate_limit:\n    \
              global:\n      domain: {domain}\n      service: {SERVICE}\n      \
-             failure_mode: {failure_mode}\n      \
+             failure_mode: {failure_mode}\n      timeout_ms: {TIMEOUT_MS}\n      \
              limits: [ {{ key: header, name: x-user-id, requests: {PER_USER}, per: minute }} ]\n"
         ),
     )
@@ -272,7 +276,7 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
     }
     checks.push(Check {
         feature: "global rate limit: failure_mode allow".into(),
-        policy_line: "global: { failure_mode: allow }".into(),
+        policy_line: format!("global: {{ failure_mode: allow, timeout_ms: {TIMEOUT_MS} }}"),
         requests: k,
         expected: format!(
             "alice limited above; rate-limit service stopped: {k} requests as alice all 200"
@@ -285,7 +289,7 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
         .all(|key| key.ends_with("from Envoy") && !key.starts_with("200"));
     checks.push(Check {
         feature: "global rate limit: failure_mode deny".into(),
-        policy_line: "global: { failure_mode: deny }".into(),
+        policy_line: format!("global: {{ failure_mode: deny, timeout_ms: {TIMEOUT_MS} }}"),
         requests: k + 1,
         expected: format!(
             "service up: 200; service stopped: {k} requests all refused by Envoy (never reach \

@@ -238,3 +238,20 @@ fn wrong_limits_are_refused_with_their_field() {
         "{p}"
     );
 }
+
+#[test]
+fn a_timeout_is_set_only_when_asked_for_and_bounded() {
+    let yaml = compile_text(&with_limits(GLOBAL)).unwrap();
+    assert!(
+        !yaml.contains("timeout:"),
+        "Envoy's default unless asked: {yaml}"
+    );
+    let asked = GLOBAL.replace("      limits:", "      timeout_ms: 250\n      limits:");
+    let yaml = compile_text(&with_limits(&asked)).unwrap();
+    assert!(yaml.contains("timeout: 0.250s"), "{yaml}");
+    let p = problems(&with_limits(&asked.replace("250", "0")));
+    assert!(
+        p.contains("spec.rate_limit.global.timeout_ms = 0: between 1 and 60000"),
+        "{p}"
+    );
+}
