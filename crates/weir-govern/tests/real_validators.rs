@@ -433,6 +433,23 @@ fn envoy_validate_all(configs: &[(String, Value)]) -> Vec<(String, ProcessOutput
     results
 }
 
+/// Every configuration passes `envoy --mode validate`; each result is printed.
+fn assert_envoy_accepts(configs: &[(String, Value)]) {
+    let mut failures = Vec::new();
+    for (label, result) in envoy_validate_all(configs) {
+        let out = text(&result);
+        println!("{label}: {}", out.trim());
+        if !result.status.success() || !out.contains("OK") {
+            failures.push(format!("{label}: {out}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "Envoy refused:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn envoy_accepts_every_compiled_policy() {
     let envoy = envoy_bin();
@@ -477,19 +494,7 @@ fn envoy_accepts_every_compiled_policy() {
         ]
     );
 
-    let mut failures = Vec::new();
-    for (label, result) in envoy_validate_all(&configs) {
-        let out = text(&result);
-        println!("{label}: {}", out.trim());
-        if !result.status.success() || !out.contains("OK") {
-            failures.push(format!("{label}: {out}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "Envoy refused:\n{}",
-        failures.join("\n")
-    );
+    assert_envoy_accepts(&configs);
 }
 
 #[test]
@@ -566,17 +571,5 @@ fn envoy_accepts_the_standalone_target_of_every_policy() {
         }
     }
     assert!(configs.len() >= 5);
-    let mut failures = Vec::new();
-    for (label, result) in envoy_validate_all(&configs) {
-        let out = text(&result);
-        println!("{label}: {}", out.trim());
-        if !result.status.success() || !out.contains("OK") {
-            failures.push(format!("{label}: {out}"));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "Envoy refused:\n{}",
-        failures.join("\n")
-    );
+    assert_envoy_accepts(&configs);
 }
