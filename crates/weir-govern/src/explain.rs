@@ -359,6 +359,17 @@ pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
     }
     if let Some(l) = &spec.locality {
         let _ = writeln!(s, "{}", locality(l));
+        let interval = spec
+            .circuit_breaker
+            .as_ref()
+            .and_then(|cb| cb.interval_s)
+            .unwrap_or(10);
+        let _ = writeln!(
+            s,
+            "nearby routing fails over once a level's instances are ejected; Envoy ejects the \
+             second and later instances of a level only at its next check, so a dead zone fails \
+             requests for up to {interval}s (circuit_breaker.interval_s; envoyproxy/envoy#28304)"
+        );
     }
     if let Some(rl) = &spec.rate_limit {
         for line in rate_limits(rl, spec) {

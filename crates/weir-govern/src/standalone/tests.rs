@@ -226,3 +226,224 @@ fn a_wrong_inventory_is_refused_with_its_field() {
         .to_string();
     assert!(e.contains("inv.yaml: endpoint: unknown field"), "{e}");
 }
+
+/// The Istio target's objects as a user applies them (camelCase JSON), for the test below.
+fn istio_json<T: serde::Serialize>(x: &T) -> Value {
+    serde_json::to_value(x).unwrap()
+}
+
+/// What Istio's DestinationRule means for an Envoy cluster, written from Istio's reference
+/// (`DestinationRule`: LoadBalancerSettings, ConnectionPoolSettings, OutlierDetection) and
+/// independent of `cluster()`: field → (cluster path, value).
+fn istio_cluster_expectations(dr: &Value) -> Vec<(&'static str, Value)> {
+    const MAX: u64 = u32::MAX as u64;
+    let tp = &dr["spec"]["trafficPolicy"];
+    let ch = &tp["loadBalancer"]["consistentHash"];
+    let mut want = vec![];
+    if ch.is_null() {
+        // Istio's default for a DestinationRule without a load balancer since 1.14.
+        want.push(("/lb_policy", serde_json::json!("LEAST_REQUEST")));
+    } else if !ch["maglev"].is_null() {
+        want.push(("/lb_policy", serde_json::json!("MAGLEV")));
+        want.push((
+            "/maglev_lb_config/table_size",
+            ch["maglev"]["tableSize"].clone(),
+        ));
+    } else {
+        want.push(("/lb_policy", serde_json::json!("RING_HASH")));
+        let size = ch["ringHash"]["minimumRingSize"].as_u64().unwrap_or(1024);
+        want.push((
+            "/ring_hash_lb_config/minimum_ring_size",
+            serde_json::json!(size),
+        ));
+    }
+    let pool = &tp["connectionPool"];
+    let or_max = |v: &Value| {
+        if v.is_null() {
+            serde_json::json!(MAX)
+        } else {
+            v.clone()
+        }
+    };
+    want.push((
+        "/circuit_breakers/thresholds/0/max_connections",
+        or_max(&pool["tcp"]["maxConnections"]),
+    ));
+    want.push((
+        "/circuit_breakers/thresholds/0/max_pending_requests",
+        or_max(&pool["http"]["http1MaxPendingRequests"]),
+    ));
+    if let Some(n) = pool["http"]["maxRequestsPerConnection"]
+        .as_u64()
+        .filter(|n| *n > 0)
+    {
+        want.push((
+            "/typed_extension_protocol_options/envoy.extensions.upstreams.http.v3.HttpProtocolOptions/common_http_protocol_options/max_requests_per_connection",
+            serde_json::json!(n),
+        ));
+    }
+    let od = &tp["outlierDetection"];
+    if !od.is_null() {
+        for (istio, envoy) in [
+            ("consecutive5xxErrors", "/outlier_detection/consecutive_5xx"),
+            ("interval", "/outlier_detection/interval"),
+            ("baseEjectionTime", "/outlier_detection/base_ejection_time"),
+            (
+                "maxEjectionPercent",
+                "/outlier_detection/max_ejection_percent",
+            ),
+        ] {
+            if !od[istio].is_null() {
+                want.push((envoy, od[istio].clone()));
+            }
+        }
+        // minHealthPercent unset is 0 in Istio: no panic routing.
+        want.push((
+            "/common_lb_config/healthy_panic_threshold/value",
+            serde_json::json!(0),
+        ));
+    } else {
+        want.push(("/outlier_detection", Value::Null));
+    }
+    want
+}
+
+/// One policy model, two renderers: on every shipped policy, the standalone bootstrap says what
+/// the Istio objects say wherever both can say it — routes (after deciding `sourceLabels` for
+/// the caller), the hash key, every subset's load balancing, connection limits and outlier
+/// detection, the inbound EnvoyFilters' HTTP filters and rate-limit actions, and locality
+/// priorities from `failoverPriority`.
+#[test]
+fn the_two_renderers_agree_on_every_shipped_policy() {
+    for file in [
+        "canary.yaml",
+        "affinity.yaml",
+        "nearby.yaml",
+        "ratelimit.yaml",
+        "environments.yaml",
+    ] {
+        let (p, out) = shipped_compiled(file);
+        let zones = [("east", "east-1"), ("east", "east-2"), ("west", "west-1")];
+        let mut inv = String::from(
+            "listen: 127.0.0.1:18000\nratelimit_service: 127.0.0.1:8081\n\
+             caller: { region: east, zone: east-1 }\nendpoints:\n",
+        );
+        let mut port = 18100;
+        for s in &p.spec.subsets {
+            for (region, zone) in zones {
+                port += 1;
+                inv += &format!(
+                    "  - {{ subset: {}, address: 127.0.0.1:{port}, locality: {{ region: {region}, zone: {zone} }} }}\n",
+                    s.name
+                );
+            }
+        }
+        let inv = parse_inventory(&inv, "inv.yaml").unwrap();
+        let s = render(&p, &out, &inv, "inv.yaml").unwrap_or_else(|e| panic!("{file}: {e}"));
+        let hcm = &s.bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"];
+        let vhost = &hcm["route_config"]["virtual_hosts"][0];
+
+        // Routes: the VirtualService's, in order, as envoy::routes renders Istio's translation;
+        // a caller without labels keeps exactly the routes with no `sourceLabels`.
+        let vs = istio_json(&out.virtual_service);
+        let dr = istio_json(&out.destination_rule);
+        let ch = &dr["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"];
+        let mut want = Vec::new();
+        for r in &out.virtual_service.spec.http {
+            if r.matches.iter().any(|m| !m.source_labels.is_empty()) {
+                continue;
+            }
+            for mut x in envoy::routes(r, p.spec.port.unwrap_or(80)).unwrap() {
+                let hash = if let Some(h) = ch["httpHeaderName"].as_str() {
+                    Some(serde_json::json!({ "header": { "header_name": h } }))
+                } else if let Some(c) = ch.get("httpCookie").filter(|c| !c.is_null()) {
+                    Some(serde_json::json!({ "cookie": c }))
+                } else if ch["useSourceIp"] == true {
+                    Some(serde_json::json!({ "connection_properties": { "source_ip": true } }))
+                } else {
+                    ch["httpQueryParameterName"]
+                        .as_str()
+                        .map(|q| serde_json::json!({ "query_parameter": { "name": q } }))
+                };
+                if let Some(h) = hash {
+                    x["route"]["hash_policy"] = serde_json::json!([h]);
+                }
+                want.push(x);
+            }
+        }
+        assert_eq!(vhost["routes"], Value::Array(want), "{file}: routes");
+        assert!(
+            vs["spec"]["http"].as_array().unwrap().len()
+                >= vhost["routes"].as_array().unwrap().len(),
+            "{file}"
+        );
+
+        // Clusters: one per DestinationRule subset, each with the DestinationRule's settings.
+        let expectations = istio_cluster_expectations(&dr);
+        for subset in dr["spec"]["subsets"].as_array().unwrap() {
+            let c = cluster(&s.bootstrap, subset["name"].as_str().unwrap());
+            for (path, value) in &expectations {
+                let got = c.pointer(path).cloned().unwrap_or(Value::Null);
+                assert_eq!(&got, value, "{file}: subset {}: {path}", subset["name"]);
+            }
+            // Locality: priority = how many failoverPriority labels (broadest first) the
+            // endpoint does not share with the caller (region, then zone).
+            let failover = &dr["spec"]["trafficPolicy"]["loadBalancer"]["localityLbSetting"]["failoverPriority"];
+            for g in c["load_assignment"]["endpoints"].as_array().unwrap() {
+                let want = match failover.as_array() {
+                    None => 0,
+                    Some(labels) => {
+                        let shared = labels
+                            .iter()
+                            .take_while(|l| match l.as_str().unwrap() {
+                                "topology.kubernetes.io/region" => {
+                                    g["locality"]["region"] == "east"
+                                }
+                                "topology.kubernetes.io/zone" => g["locality"]["zone"] == "east-1",
+                                other => panic!("{file}: label {other} not in this test"),
+                            })
+                            .count();
+                        labels.len() - shared
+                    }
+                };
+                assert_eq!(g["priority"], want, "{file}: {g}");
+            }
+        }
+
+        // EnvoyFilters: each inbound HTTP_FILTER patch's value is in the chain before the
+        // router, in order; each VIRTUAL_HOST merge's rate limits are on the virtual host.
+        let chain = hcm["http_filters"].as_array().unwrap();
+        let mut filters_want = Vec::new();
+        let mut actions_want = Vec::new();
+        for f in &out.envoy_filters {
+            for patch in &istio_json(f)["spec"]["configPatches"]
+                .as_array()
+                .unwrap()
+                .clone()
+            {
+                if patch["match"]["context"] != "SIDECAR_INBOUND" {
+                    continue;
+                }
+                match patch["applyTo"].as_str().unwrap() {
+                    "HTTP_FILTER" => filters_want.push(patch["patch"]["value"].clone()),
+                    "VIRTUAL_HOST" => actions_want.extend(
+                        patch["patch"]["value"]["rate_limits"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                    other => panic!("{file}: applyTo {other} not in this test"),
+                }
+            }
+        }
+        filters_want.push(chain.last().unwrap().clone());
+        assert_eq!(chain.last().unwrap()["name"], "envoy.filters.http.router");
+        assert_eq!(chain, &filters_want, "{file}: http filters");
+        assert_eq!(
+            vhost["rate_limits"].as_array().cloned().unwrap_or_default(),
+            actions_want,
+            "{file}: rate-limit actions"
+        );
+    }
+}
