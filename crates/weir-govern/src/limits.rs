@@ -91,10 +91,6 @@ pub(crate) fn compile(
         let actions = actions(global, report);
         let c = service_config(global);
         for (path, message) in c.check() {
-            // Zero requests were reported above, on the limit itself.
-            if path.ends_with("requests_per_unit") {
-                continue;
-            }
             let (path, value) = match path.strip_prefix("descriptors") {
                 Some(rest) => (format!("spec.rate_limit.global.limits{rest}"), None),
                 None => (
@@ -480,10 +476,9 @@ fn service_config(g: &GlobalLimit) -> RateLimitConfig {
                 Descriptor {
                     key,
                     value,
-                    rate_limit: Some(RateLimitValue {
-                        unit: l.per.into(),
-                        requests_per_unit: l.requests,
-                    }),
+                    rate_limit: Some(RateLimitValue::per(l.per.into(), l.requests)),
+                    shadow_mode: false,
+                    detailed_metric: false,
                     descriptors: Vec::new(),
                 }
             })

@@ -289,6 +289,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         reload_errors: 0,
     };
     tracing::info!(domains = ?config.domains, files = ?config.files, "rate-limit configuration loaded");
+    warn_detailed_metric(&limits);
     let shared = Arc::new(Shared {
         limits: ArcSwap::from_pointee(limits),
         metrics,
@@ -482,6 +483,19 @@ async fn reload_loop(
     }
 }
 
+/// `detailed_metric` is accepted (files written for envoyproxy/ratelimit load unchanged) but
+/// has no effect: said once per load.
+fn warn_detailed_metric(limits: &limits::Limits) {
+    let entries = limits.detailed_metric_entries();
+    if !entries.is_empty() {
+        tracing::warn!(
+            ?entries,
+            "detailed_metric has no effect: weir ratelimit's metrics are per domain and \
+             outcome, never per descriptor value"
+        );
+    }
+}
+
 fn apply_reload(
     shared: &Shared,
     result: Result<limits::Limits, ConfigError>,
@@ -494,6 +508,7 @@ fn apply_reload(
     match result {
         Ok(limits) => {
             let domains = limits.domains();
+            warn_detailed_metric(&limits);
             shared.limits.store(Arc::new(limits));
             shared.metrics.reloads.inc();
             shared.metrics.config_ok.set(1);

@@ -149,31 +149,79 @@ fn parse_one(path: &Path, bytes: &[u8]) -> Result<RateLimitConfig, ConfigError> 
 #[derive(Debug, Default)]
 struct Node {
     limit: Option<RateLimitValue>,
+    shadow: bool,
     children: Level,
 }
 
-/// The entries at one depth, by key and (for entries that name one) value.
-type Level = HashMap<(String, Option<String>), Node>;
+/// The entries at one depth: by key and (for entries that name one) value, plus the
+/// wildcard entries (`value: prefix*`) in file order.
+#[derive(Debug, Default)]
+struct Level {
+    exact: HashMap<(String, Option<String>), Node>,
+    wildcards: Vec<(String, String, Node)>,
+}
+
+impl Level {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcards.is_empty()
+    }
+
+    /// The reference service's order: key and value, then the first wildcard whose prefix the
+    /// value starts with, then the key alone.
+    fn get(&self, key: &str, value: &str) -> Option<&Node> {
+        self.exact
+            .get(&(key.to_string(), Some(value.to_string())))
+            .or_else(|| {
+                self.wildcards
+                    .iter()
+                    .find(|(k, prefix, _)| k == key && value.starts_with(prefix.as_str()))
+                    .map(|(_, _, n)| n)
+            })
+            .or_else(|| self.exact.get(&(key.to_string(), None)))
+    }
+}
 
 fn compile(descriptors: &[Descriptor]) -> Level {
-    descriptors
-        .iter()
-        .map(|d| {
-            (
-                (d.key.clone(), d.value.clone()),
-                Node {
-                    limit: d.rate_limit,
-                    children: compile(&d.descriptors),
-                },
-            )
-        })
-        .collect()
+    let mut level = Level::default();
+    for d in descriptors {
+        let node = Node {
+            limit: d.rate_limit.clone(),
+            shadow: d.shadow_mode,
+            children: compile(&d.descriptors),
+        };
+        match d.value.as_deref().and_then(|v| v.strip_suffix('*')) {
+            Some(prefix) => level
+                .wildcards
+                .push((d.key.clone(), prefix.to_string(), node)),
+            None => {
+                level.exact.insert((d.key.clone(), d.value.clone()), node);
+            }
+        }
+    }
+    level
+}
+
+/// Entries that set `detailed_metric`, as `domain: descriptors[i]…` (it has no effect here).
+fn detailed_metric_paths(
+    domain: &str,
+    descriptors: &[Descriptor],
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    for (i, d) in descriptors.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        if d.detailed_metric {
+            out.push(format!("{domain}: {here}"));
+        }
+        detailed_metric_paths(domain, &d.descriptors, &format!("{here}.descriptors"), out);
+    }
 }
 
 /// Every loaded domain's limits.
 #[derive(Debug, Default)]
 pub struct Limits {
     domains: HashMap<String, Level>,
+    detailed_metric: Vec<String>,
 }
 
 /// The limit a request descriptor falls under.
@@ -181,6 +229,8 @@ pub struct Limits {
 pub struct Matched {
     /// The limit.
     pub limit: RateLimitValue,
+    /// Counted, but always answered OK.
+    pub shadow: bool,
     /// The counter key without its window suffix: `domain_key_value_…_`.
     pub key: String,
 }
@@ -188,12 +238,28 @@ pub struct Matched {
 impl Limits {
     /// Compiles checked configurations (one per domain).
     pub fn new(configs: Vec<RateLimitConfig>) -> Self {
+        let mut detailed_metric = Vec::new();
+        for c in &configs {
+            detailed_metric_paths(
+                &c.domain,
+                &c.descriptors,
+                "descriptors",
+                &mut detailed_metric,
+            );
+        }
         Limits {
             domains: configs
                 .into_iter()
                 .map(|c| (c.domain, compile(&c.descriptors)))
                 .collect(),
+            detailed_metric,
         }
+    }
+
+    /// The entries that set `detailed_metric`, which has no effect in this service (its
+    /// metrics are per domain and outcome, never per value): the loader logs them.
+    pub fn detailed_metric_entries(&self) -> &[String] {
+        &self.detailed_metric
     }
 
     /// Whether a domain is configured.
@@ -216,20 +282,19 @@ impl Limits {
         let mut level = self.domains.get(domain)?;
         let mut found = None;
         for (i, (key, value)) in entries.iter().enumerate() {
-            let node = level
-                .get(&(key.to_string(), Some(value.to_string())))
-                .or_else(|| level.get(&(key.to_string(), None)))?;
+            let node = level.get(key, value)?;
             if i + 1 == entries.len() {
-                found = node.limit;
+                found = node.limit.as_ref().map(|l| (l, node.shadow));
             }
             if node.children.is_empty() {
                 break;
             }
             level = &node.children;
         }
-        let limit = found?;
+        let (limit, shadow) = found?;
         Some(Matched {
-            limit,
+            limit: limit.clone(),
+            shadow,
             key: counter_key(domain, entries),
         })
     }
@@ -294,7 +359,7 @@ descriptors:
     }
 
     fn per(m: Option<Matched>) -> Option<(Unit, u32)> {
-        m.map(|m| (m.limit.unit, m.limit.requests_per_unit))
+        m.and_then(|m| Some((m.limit.unit?, m.limit.requests_per_unit?)))
     }
 
     #[test]
@@ -378,13 +443,17 @@ descriptors:
         .to_string();
         assert!(msg.contains("shadow"), "{msg}");
 
-        let zero = "domain: x\ndescriptors:\n  - key: a\n    rate_limit: { unit: second, requests_per_unit: 0 }\n";
-        let msg = parse(&vec![(PathBuf::from("z.yaml"), zero.as_bytes().to_vec())])
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let no_unit =
+            "domain: x\ndescriptors:\n  - key: a\n    rate_limit: { requests_per_unit: 3 }\n";
+        let msg = parse(&vec![(
+            PathBuf::from("z.yaml"),
+            no_unit.as_bytes().to_vec(),
+        )])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
         assert!(
-            msg.contains("z.yaml: descriptors[0].rate_limit.requests_per_unit: must be positive"),
+            msg.contains("z.yaml: descriptors[0].rate_limit.unit: missing"),
             "{msg}"
         );
 
@@ -430,5 +499,50 @@ descriptors:
             Err(ConfigError::Read { .. })
         ));
         assert!(matches!(read_files(&[]), Err(ConfigError::NoPaths)));
+    }
+
+    #[test]
+    fn wildcards_come_after_an_exact_value_and_before_a_key_alone() {
+        let text = "\
+domain: w
+descriptors:
+  - key: path
+    value: /api/*
+    rate_limit: { unit: second, requests_per_unit: 20 }
+  - key: path
+    value: /api/admin
+    rate_limit: { unit: second, requests_per_unit: 1 }
+  - key: path
+    rate_limit: { unit: second, requests_per_unit: 100 }
+  - key: ldap
+    rate_limit: { unlimited: true }
+  - key: user
+    value: beta
+    shadow_mode: true
+    detailed_metric: true
+    rate_limit: { unit: second, requests_per_unit: 5 }
+";
+        let l = parse(&vec![(PathBuf::from("w.yaml"), text.as_bytes().to_vec())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n = |v: &str| {
+            l.find("w", &[("path", v)])
+                .and_then(|m| m.limit.requests_per_unit)
+        };
+        assert_eq!(n("/api/admin"), Some(1));
+        assert_eq!(n("/api/users"), Some(20));
+        assert_eq!(n("/web"), Some(100));
+        // Each value under a wildcard has its own counter, as the reference keys it.
+        assert_eq!(
+            l.find("w", &[("path", "/api/users")]).map(|m| m.key),
+            Some("w_path_/api/users_".to_string())
+        );
+        assert!(
+            l.find("w", &[("ldap", "x")])
+                .is_some_and(|m| m.limit.unlimited)
+        );
+        let beta = l.find("w", &[("user", "beta")]);
+        assert!(beta.is_some_and(|m| m.shadow));
+        assert!(!l.find("w", &[("path", "/web")]).is_some_and(|m| m.shadow));
+        assert_eq!(l.detailed_metric_entries(), ["w: descriptors[4]"]);
     }
 }

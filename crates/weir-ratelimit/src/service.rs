@@ -150,6 +150,21 @@ fn entries(d: &RateLimitDescriptor) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// What one request descriptor gets.
+enum Decision {
+    /// No limit applies (no match, or a replaced limit).
+    NoLimit,
+    /// `unlimited: true`: OK, not counted.
+    Unlimited,
+    /// Counted against `requests` per `unit`; `shadow`: never refused.
+    Counted {
+        unit: Unit,
+        requests: u32,
+        shadow: bool,
+        reset: u64,
+    },
+}
+
 impl RateLimiter {
     pub(crate) async fn decide(&self, req: RateLimitRequest) -> Result<RateLimitResponse, Status> {
         let shared = &self.shared;
@@ -179,30 +194,61 @@ impl RateLimiter {
         };
         let now = shared.clock.now_unix();
 
-        // The limit of each descriptor (None: not limited) and, for the limited ones, the
-        // counter to raise.
-        let mut matched: Vec<Option<(Matched, u64)>> = Vec::with_capacity(req.descriptors.len());
-        let mut hits = Vec::new();
-        for d in &req.descriptors {
-            let m = limits.find(&req.domain, &entries(d));
-            if let Some(m) = &m {
-                let period = m.limit.unit.seconds();
-                let (start, reset) = window(now, period);
-                let by = d
-                    .hits_addend
-                    .map_or(request_hits, |h| h.value)
-                    .min(MAX_HITS);
-                hits.push(Hit {
-                    key: format!("{}{start}", m.key),
-                    hits: by,
-                    ttl: period,
-                });
-                matched.push(Some((m.clone(), reset)));
-            } else {
-                matched.push(None);
-            }
-        }
+        // The limit of each descriptor and, for the counted ones, the counter to raise.
+        let found: Vec<Option<Matched>> = req
+            .descriptors
+            .iter()
+            .map(|d| limits.find(&req.domain, &entries(d)))
+            .collect();
         drop(limits);
+        // `replaces`: a limit named by another matched limit's `replaces` is not applied.
+        let replaced: Vec<&str> = found
+            .iter()
+            .flatten()
+            .flat_map(|m| m.limit.replaces.iter().map(|r| r.name.as_str()))
+            .collect();
+        let mut matched: Vec<Decision> = Vec::with_capacity(req.descriptors.len());
+        let mut hits = Vec::new();
+        for (d, m) in req.descriptors.iter().zip(&found) {
+            let Some(m) = m else {
+                matched.push(Decision::NoLimit);
+                continue;
+            };
+            if m.limit
+                .name
+                .as_deref()
+                .is_some_and(|n| replaced.contains(&n))
+            {
+                matched.push(Decision::NoLimit);
+                continue;
+            }
+            if m.limit.unlimited {
+                matched.push(Decision::Unlimited);
+                continue;
+            }
+            // Both are present on every limit that is not unlimited (the loader's check).
+            let (Some(unit), Some(requests)) = (m.limit.unit, m.limit.requests_per_unit) else {
+                matched.push(Decision::NoLimit);
+                continue;
+            };
+            let period = unit.seconds();
+            let (start, reset) = window(now, period);
+            let by = d
+                .hits_addend
+                .map_or(request_hits, |h| h.value)
+                .min(MAX_HITS);
+            hits.push(Hit {
+                key: format!("{}{start}", m.key),
+                hits: by,
+                ttl: period,
+            });
+            matched.push(Decision::Counted {
+                unit,
+                requests,
+                shadow: m.shadow,
+                reset,
+            });
+        }
 
         let counts = match shared.counter.raise(&hits).await {
             Ok(counts) => {
@@ -242,27 +288,46 @@ impl RateLimiter {
 
         let mut counts = counts.into_iter();
         let mut overall = Code::Ok;
+        let mut shadow_over = false;
         let statuses = matched
             .into_iter()
             .map(|m| {
-                let Some((m, reset)) = m else {
-                    return DescriptorStatus {
-                        code: Code::Ok as i32,
-                        ..Default::default()
-                    };
+                let (unit, requests, shadow, reset) = match m {
+                    Decision::NoLimit => {
+                        return DescriptorStatus {
+                            code: Code::Ok as i32,
+                            ..Default::default()
+                        };
+                    }
+                    // The reference service's answer for an unlimited descriptor.
+                    Decision::Unlimited => {
+                        return DescriptorStatus {
+                            code: Code::Ok as i32,
+                            limit_remaining: u32::MAX,
+                            ..Default::default()
+                        };
+                    }
+                    Decision::Counted {
+                        unit,
+                        requests,
+                        shadow,
+                        reset,
+                    } => (unit, requests, shadow, reset),
                 };
                 let count = counts.next().unwrap_or(0);
-                let limit = u64::from(m.limit.requests_per_unit);
+                let limit = u64::from(requests);
                 let over = count > limit;
-                if over {
+                let refused = over && !shadow;
+                if refused {
                     overall = Code::OverLimit;
                 }
+                shadow_over |= over && shadow;
                 DescriptorStatus {
-                    code: if over { Code::OverLimit } else { Code::Ok } as i32,
+                    code: if refused { Code::OverLimit } else { Code::Ok } as i32,
                     current_limit: Some(RateLimit {
                         name: String::new(),
-                        requests_per_unit: m.limit.requests_per_unit,
-                        unit: pb_unit(m.limit.unit) as i32,
+                        requests_per_unit: requests,
+                        unit: pb_unit(unit) as i32,
                     }),
                     limit_remaining: u32::try_from(limit.saturating_sub(count)).unwrap_or(0),
                     duration_until_reset: Some(PbDuration {
@@ -277,6 +342,8 @@ impl RateLimiter {
             domain_label,
             if overall == Code::OverLimit {
                 "over_limit"
+            } else if shadow_over {
+                "shadow_over_limit"
             } else {
                 "ok"
             },

@@ -390,12 +390,15 @@ async fn a_broken_config_change_keeps_the_last_good_one_and_says_why() {
     // A file that parses but breaks the loader's rules: refused with the rule.
     write_config(
         &s.config(),
-        &SHOP.replace("requests_per_unit: 3", "requests_per_unit: 0"),
+        &SHOP.replace(
+            "requests_per_unit: 3",
+            "requests_per_unit: 3, unlimited: true",
+        ),
     );
     status_until(&svc, |st| st.config.reload_errors == 2).await;
     let why = svc.status().config.last_error.unwrap_or_default();
     assert!(
-        why.contains("descriptors[0].rate_limit.requests_per_unit: must be positive"),
+        why.contains("descriptors[0].rate_limit: unlimited: true takes no unit"),
         "{why}"
     );
 
@@ -524,4 +527,128 @@ async fn metrics_count_decisions_by_domain_and_code_and_time_requests() {
     assert_eq!(sample(&m, "weir_ratelimit_config_domains"), 1.0, "{m}");
     assert_eq!(sample(&m, "weir_ratelimit_redis_up"), 1.0, "{m}");
     assert_eq!(http(&svc, "/healthz").await, "ok\n");
+}
+
+/// The reference service's rule kinds, each as its README describes it: a block-list entry
+/// (`requests_per_unit: 0`), `unlimited`, `shadow_mode`, `name` / `replaces`, a wildcard value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_services_rule_kinds_behave_as_it_documents() {
+    let s = Setup::new();
+    let path = s.dir.path().join("kinds.yaml");
+    write_config(
+        &path,
+        "\
+domain: kinds
+descriptors:
+  - key: remote_address
+    value: 50.0.0.5
+    rate_limit: { unit: second, requests_per_unit: 0 }
+  - key: remote_address
+    rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: ldap
+    rate_limit: { unlimited: true }
+  - key: user
+    value: soft
+    shadow_mode: true
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: plan
+    value: basic
+    descriptors:
+      - key: user
+        rate_limit: { name: basic_user, unit: minute, requests_per_unit: 1 }
+  - key: promo
+    value: spring
+    descriptors:
+      - key: user
+        rate_limit: { replaces: [ { name: basic_user } ], unit: minute, requests_per_unit: 3 }
+  - key: path
+    value: /api/*
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+",
+    );
+    let svc = start(
+        settings(&[path], &s.redis.url(), FailureMode::Deny),
+        &s.clock,
+    )
+    .await;
+    let mut c = client(&svc).await;
+    let overall = |r: RateLimitResponse| code(r.overall_code);
+
+    // Block-list: the first request is already over.
+    let r = answer(
+        &mut c,
+        request("kinds", &[&[("remote_address", "50.0.0.5")]]),
+    )
+    .await;
+    assert_eq!(overall(r), Code::OverLimit);
+    let r = answer(
+        &mut c,
+        request("kinds", &[&[("remote_address", "50.0.0.6")]]),
+    )
+    .await;
+    assert_eq!(overall(r), Code::Ok);
+
+    // Unlimited: OK with the reference's remaining count, and never counted in Redis.
+    for _ in 0..5 {
+        let r = answer(&mut c, request("kinds", &[&[("ldap", "x")]])).await;
+        assert_eq!(code(r.overall_code), Code::Ok);
+        assert_eq!(r.statuses[0].limit_remaining, u32::MAX);
+    }
+    let keys = s.redis.command("KEYS kinds_ldap*").unwrap_or_default();
+    assert!(keys.starts_with("*0"), "unlimited must not count: {keys}");
+
+    // Shadow mode: counted and reported, never refused.
+    for _ in 0..3 {
+        let r = answer(&mut c, request("kinds", &[&[("user", "soft")]])).await;
+        assert_eq!(code(r.overall_code), Code::Ok);
+    }
+    let key = format!("kinds_user_soft_{CLOCK_START}");
+    assert_eq!(
+        s.redis.command(&format!("GET {key}")).as_deref(),
+        Some("$1")
+    );
+    let m = http(&svc, "/metrics").await;
+    assert!(
+        m.contains("code=\"shadow_over_limit\",domain=\"kinds\"")
+            || m.contains("domain=\"kinds\",code=\"shadow_over_limit\""),
+        "{m}"
+    );
+
+    // replaces: with the promo, the basic plan's 1/min is neither applied nor counted.
+    let both: &[&[(&str, &str)]] = &[
+        &[("plan", "basic"), ("user", "ann")],
+        &[("promo", "spring"), ("user", "ann")],
+    ];
+    for _ in 0..3 {
+        let r = answer(&mut c, request("kinds", both)).await;
+        assert_eq!(code(r.overall_code), Code::Ok);
+    }
+    let r = answer(&mut c, request("kinds", both)).await;
+    assert_eq!(code(r.overall_code), Code::OverLimit);
+    assert_eq!(code(r.statuses[0].code), Code::Ok, "replaced");
+    // The basic plan alone was never counted: its first request is still within 1/min.
+    let r = answer(
+        &mut c,
+        request("kinds", &[&[("plan", "basic"), ("user", "ann")]]),
+    )
+    .await;
+    assert_eq!(code(r.overall_code), Code::Ok);
+    let r = answer(
+        &mut c,
+        request("kinds", &[&[("plan", "basic"), ("user", "ann")]]),
+    )
+    .await;
+    assert_eq!(code(r.overall_code), Code::OverLimit);
+
+    // A wildcard value: each value under it has its own 1/min.
+    for p in ["/api/a", "/api/b"] {
+        let r = answer(&mut c, request("kinds", &[&[("path", p)]])).await;
+        assert_eq!(code(r.overall_code), Code::Ok, "{p}");
+    }
+    let r = answer(&mut c, request("kinds", &[&[("path", "/api/a")]])).await;
+    assert_eq!(code(r.overall_code), Code::OverLimit);
+    let r = answer(&mut c, request("kinds", &[&[("path", "/web")]])).await;
+    assert_eq!(code(r.statuses[0].code), Code::Ok);
+    assert_eq!(r.statuses[0].current_limit, None);
+    svc.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
 }
