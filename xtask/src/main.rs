@@ -9,8 +9,10 @@
 //! - `cargo xtask test` (alias `ci`) is *the* test command: the one the README names and the
 //!   one `.ci/run` executes. It runs, in order and stopping at the first failure: prerequisites,
 //!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, the test suite
-//!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), and the short lab
-//!   experiment on real MariaDB replication (`weir-lab experiment --short --check`).
+//!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), the dashboard in
+//!   headless Chromium, the governance conformance suite on a real Envoy
+//!   (`weir-conformance run --short --check`), and the short lab experiment on real MariaDB
+//!   replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
 //! - `cargo xtask prerequisites` runs only the first step: what the tests run for real
 //!   (Debian packages; the npm packages and the Envoy virtualenv the governance compiler's
@@ -36,7 +38,9 @@ USAGE:
 COMMANDS:
     test     The full check, as CI runs it: prerequisites, cargo fmt --check, tidy,
              clippy (-D warnings), then the tests (cargo nextest + doc tests when
-             nextest is installed, cargo test otherwise). Stops at the first failure.
+             nextest is installed, cargo test otherwise), the dashboard in headless
+             Chromium, the conformance suite on a real Envoy and the short lab
+             experiment. Stops at the first failure.
     ci       Alias for `test`.
     tidy     Only the repository hygiene checks: crate docs, no leftover debugging
              macros, no huge or generated tracked files, every crate in ARCHITECTURE.md,
@@ -172,6 +176,16 @@ fn run_test(root: &Path) -> Result<()> {
         },
     )?;
 
+    // Real Envoy, upstreams, `weir ratelimit` and Redis: the governance conformance suite.
+    timed(
+        &mut timings,
+        "weir-conformance run --short --check (real Envoy, Redis)",
+        || {
+            passed += conformance(root)?;
+            Ok(())
+        },
+    )?;
+
     // Real MariaDB replication, exporters, Prometheus, HAProxy and `weir run`: the short
     // experiment, once, after everything else passed. Its table is printed in the log.
     timed(
@@ -201,39 +215,82 @@ fn run_test(root: &Path) -> Result<()> {
 /// rebuilt; they are built here only if missing); returns the number of checks that passed.
 fn lab_experiment(root: &Path) -> Result<u64> {
     let target = debug_binaries(root, &["weir", "weir-lab"])?;
-    let out_dir = target.join("weir-lab-ci");
+    checked_run(
+        root,
+        &target,
+        "weir-lab",
+        &["experiment", "--short", "--check"],
+        "weir-lab-experiment",
+        "weir-lab-ci",
+    )
+}
+
+/// Runs the conformance suite (`weir-conformance run --short --check`): real requests through
+/// a real Envoy configured by the standalone target, a real `redis-server` behind the global
+/// rate limits; returns the number of checks that passed. Its table is in the log and under
+/// `target/weir-conformance-ci/`.
+fn conformance(root: &Path) -> Result<u64> {
+    let target = debug_binaries(root, &["weir-conformance"])?;
+    checked_run(
+        root,
+        &target,
+        "weir-conformance",
+        &["run", "--short", "--check"],
+        "weir-conformance",
+        "weir-conformance-ci",
+    )
+}
+
+/// Runs `target/debug/<bin> <args> --dir target/<work> --json … --markdown …` (reports under
+/// `target/<reports>/`), echoing its output; counts its `PASS ` lines. A non-zero exit is the
+/// step's failure.
+fn checked_run(
+    root: &Path,
+    target: &Path,
+    bin: &str,
+    args: &[&str],
+    work: &str,
+    reports: &str,
+) -> Result<u64> {
+    let out_dir = target.join(reports);
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| StepError(format!("creating {}: {e}", out_dir.display())))?;
-    let bin = target.join("debug").join("weir-lab");
+    let path = target.join("debug").join(bin);
     let json = out_dir.join("report.json");
     let table = out_dir.join("table.md");
-    let mut child = Command::new(&bin)
-        .args(["experiment", "--short", "--check"])
+    let mut child = Command::new(&path)
+        .args(args)
         .arg("--dir")
-        .arg(target.join("weir-lab-experiment"))
+        .arg(target.join(work))
         .arg("--json")
         .arg(&json)
         .arg("--markdown")
         .arg(&table)
         .current_dir(root)
+        .envs(validator_env(root))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| StepError(format!("could not start {}: {e}", bin.display())))?;
+        .map_err(|e| StepError(format!("could not start {}: {e}", path.display())))?;
     let mut passed = 0;
     echo_lines(child.stdout.take(), |line| {
         passed += u64::from(line.starts_with("PASS "))
     });
     let status = child
         .wait()
-        .map_err(|e| StepError(format!("waiting for weir-lab: {e}")))?;
-    println!("lab artifacts: {} and {}", json.display(), table.display());
+        .map_err(|e| StepError(format!("waiting for {bin}: {e}")))?;
+    println!(
+        "{bin} artifacts: {} and {}",
+        json.display(),
+        table.display()
+    );
     if status.success() {
         Ok(passed)
     } else {
         Err(StepError(format!(
-            "weir-lab experiment --short --check failed ({status}); logs under {}",
-            target.join("weir-lab-experiment").display()
+            "{bin} {} failed ({status}); logs under {}",
+            args.join(" "),
+            target.join(work).display()
         )))
     }
 }
