@@ -1,6 +1,7 @@
 //! The global rate limit: two Envoys sharing one `weir ratelimit` (in process) and one Redis
-//! enforce a per-user limit across both; stopping the service shows `failure_mode` allow
-//! (requests pass) and deny (requests are refused).
+//! enforce a per-user limit across both; a third Envoy limits per client address and one
+//! path; stopping the service shows `failure_mode` allow (requests pass) and deny (requests
+//! are refused).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,33 @@ pub fn policy(name: &str, domain: &str, failure_mode: &str) -> String {
              global:\n      domain: {domain}\n      service: {SERVICE}\n      \
              failure_mode: {failure_mode}\n      timeout_ms: {TIMEOUT_MS}\n      \
              limits: [ {{ key: header, name: x-user-id, requests: {PER_USER}, per: minute }} ]\n"
+        ),
+    )
+}
+
+/// Per client address, for the keys policy.
+pub const PER_ADDRESS: u64 = 4;
+/// For the one path, for the keys policy.
+pub const PER_PATH: u64 = 3;
+
+/// The limits by client address and by one path.
+fn keys_limits() -> String {
+    format!(
+        "limits: [ {{ key: remote_address, requests: {PER_ADDRESS}, per: minute }}, \
+         {{ key: path, value: /checkout, requests: {PER_PATH}, per: minute }} ]"
+    )
+}
+
+/// The policy limiting each client address and the path `/checkout`.
+pub fn keys_policy() -> String {
+    crate::policy(
+        "global-keys",
+        &format!(
+            "  subsets: [ {{ name: s, labels: {{ version: s }} }} ]\n  \
+             routes: [ {{ name: all, destinations: [ {{ subset: s }} ] }} ]\n  rate_limit:\n    \
+             global:\n      domain: conformance-keys\n      service: {SERVICE}\n      \
+             timeout_ms: {TIMEOUT_MS}\n      {}\n",
+            keys_limits()
         ),
     )
 }
@@ -142,8 +170,13 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
     let redis = Redis::start(&dir).await?;
     let allow = policy("global-allow", "conformance-allow", "allow");
     let deny = policy("global-deny", "conformance-deny", "deny");
+    let keys = keys_policy();
     let mut configs = Vec::new();
-    for (name, p) in [("global-allow", &allow), ("global-deny", &deny)] {
+    for (name, p) in [
+        ("global-allow", &allow),
+        ("global-deny", &deny),
+        ("global-keys", &keys),
+    ] {
         let file = dir.join(format!("{name}.ratelimit.yaml"));
         std::fs::write(&file, service_config(name, p)?)
             .map_err(|e| Error::io("writing the rate-limit configuration", e))?;
@@ -171,16 +204,17 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
         ("global-allow-a", &allow),
         ("global-allow-b", &allow),
         ("global-deny", &deny),
+        ("global-keys", &keys),
     ] {
         proxies.push(
             ctx.proxy(name, p, &caller, Some(&rl), &eps, DEFAULT_WORKERS)
                 .await?,
         );
     }
-    let [a, b, d] = &proxies[..] else {
-        return Err(Error::RateLimit("three proxies expected".into()));
+    let [a, b, d, k] = &proxies[..] else {
+        return Err(Error::RateLimit("four proxies expected".into()));
     };
-    let mut checks = Vec::new();
+    let mut checks = key_checks(k).await?;
 
     // One user through both proxies, alternately: the limit holds across them.
     let n = 2 * (PER_USER + 3);
@@ -255,10 +289,10 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
         .shutdown()
         .await
         .map_err(|e| Error::RateLimit(e.to_string()))?;
-    let k = 5u64;
+    let stopped = 5u64;
     let mut allowed = Tally::new();
     let mut denied = Tally::new();
-    for _ in 0..k {
+    for _ in 0..stopped {
         let o = send(
             &ctx.client,
             &a.base,
@@ -277,12 +311,13 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
     checks.push(Check {
         feature: "global rate limit: failure_mode allow".into(),
         policy_line: format!("global: {{ failure_mode: allow, timeout_ms: {TIMEOUT_MS} }}"),
-        requests: k,
+        requests: stopped,
         expected: format!(
-            "alice limited above; rate-limit service stopped: {k} requests as alice all 200"
+            "alice limited above; rate-limit service stopped: {stopped} requests as alice all \
+             200"
         ),
         observed: format!("alice limited: {alice_limited}; {}", allowed.describe()),
-        pass: alice_limited && allowed.get("200") == k,
+        pass: alice_limited && allowed.get("200") == stopped,
     });
     let refused = denied
         .keys()
@@ -290,20 +325,103 @@ async fn run_inner(ctx: &Ctx, line: &str) -> Result<Vec<Check>, Error> {
     checks.push(Check {
         feature: "global rate limit: failure_mode deny".into(),
         policy_line: format!("global: {{ failure_mode: deny, timeout_ms: {TIMEOUT_MS} }}"),
-        requests: k + 1,
+        requests: stopped + 1,
         expected: format!(
-            "service up: 200; service stopped: {k} requests all refused by Envoy (never reach \
-             the upstream)"
+            "service up: 200; service stopped: {stopped} requests all refused by Envoy (never \
+             reach the upstream)"
         ),
         observed: format!(
             "service up: {}; stopped: {}",
             who(&before),
             denied.describe()
         ),
-        pass: before.status == 200 && denied.total() == k && refused,
+        pass: before.status == 200 && denied.total() == stopped && refused,
     });
     drop(redis);
     Ok(checks)
+}
+
+/// Requests through the keys proxy from `127.0.0.<last>`, one client per address.
+async fn from(
+    k: &Proxy,
+    last: u8,
+    probes: &[Probe],
+    tally: &mut Tally,
+    label: &str,
+) -> Result<(), Error> {
+    let client = crate::harness::client(Some([127, 0, 0, last].into()))?;
+    for p in probes {
+        let o = send(&client, &k.base, p).await;
+        tally.add(&format!("{label} {}", who(&o)));
+    }
+    Ok(())
+}
+
+/// Limits by client address (each address its own count) and by one path (any query string,
+/// nothing else), through the keys proxy.
+async fn key_checks(k: &Proxy) -> Result<Vec<Check>, Error> {
+    let line = format!("global: {{ {} }}", keys_limits());
+    let over = PER_ADDRESS + 2;
+    let mut by_address = Tally::new();
+    let other = Probe::get().path("/other");
+    from(
+        k,
+        2,
+        &vec![other.clone(); over as usize],
+        &mut by_address,
+        "127.0.0.2",
+    )
+    .await?;
+    from(
+        k,
+        3,
+        &vec![other; PER_ADDRESS as usize],
+        &mut by_address,
+        "127.0.0.3",
+    )
+    .await?;
+    let address = Check {
+        feature: "global rate limit: per client address".into(),
+        policy_line: line.clone(),
+        requests: over + PER_ADDRESS,
+        expected: format!(
+            "{over} from 127.0.0.2: {PER_ADDRESS} × 200, 2 × 429; {PER_ADDRESS} from 127.0.0.3: \
+             all 200"
+        ),
+        observed: by_address.describe(),
+        pass: by_address.get("127.0.0.2 200") == PER_ADDRESS
+            && by_address.get("127.0.0.2 429 from Envoy") == 2
+            && by_address.get("127.0.0.3 200") == PER_ADDRESS,
+    };
+    // Each request from its own address, so that only the path's count can refuse it.
+    let mut by_path = Tally::new();
+    let sends = [
+        ("/checkout", 10),
+        ("/checkout?step=2", 11),
+        ("/checkout", 12),
+        ("/checkout", 13),
+        ("/checkoutx", 14),
+        ("/other", 15),
+    ];
+    for (p, last) in sends {
+        from(k, last, &[Probe::get().path(p)], &mut by_path, p).await?;
+    }
+    let path = Check {
+        feature: "global rate limit: one path".into(),
+        policy_line: line,
+        requests: sends.len() as u64,
+        expected: format!(
+            "each from its own address: /checkout, /checkout?step=2, /checkout: 200 ({PER_PATH} \
+             counted); a 4th /checkout: 429; /checkoutx and /other: 200 (not the path)"
+        ),
+        observed: by_path.describe(),
+        pass: by_path.get("/checkout 200") == 2
+            && by_path.get("/checkout?step=2 200") == 1
+            && by_path.get("/checkout 429 from Envoy") == 1
+            && by_path.get("/checkoutx 200") == 1
+            && by_path.get("/other 200") == 1,
+    };
+    Ok(vec![address, path])
 }
 
 #[cfg(test)]
@@ -316,5 +434,8 @@ mod tests {
         assert!(text.contains("domain: dom"), "{text}");
         assert!(text.contains("x-user-id"), "{text}");
         assert!(text.contains("requests_per_unit: 10"), "{text}");
+        let text = service_config("k", &keys_policy()).unwrap();
+        assert!(text.contains("key: remote_address"), "{text}");
+        assert!(text.contains("value: /checkout"), "{text}");
     }
 }
