@@ -91,10 +91,11 @@ pub fn policy(name: &str, spec: &str) -> String {
 }
 
 /// The suites, in the order they run.
-pub const SUITES: [&str; 9] = [
+pub const SUITES: [&str; 10] = [
     "matches",
     "weights",
     "affinity",
+    "affinity-payoff",
     "local-rate-limit",
     "circuit-breaker",
     "outlier-ejection",
@@ -109,6 +110,7 @@ pub async fn run_suite(ctx: &Ctx, suite: &str) -> Vec<Check> {
         "matches" => suites::matches::run(ctx).await,
         "weights" => suites::traffic::weights(ctx).await,
         "affinity" => suites::traffic::affinity(ctx).await,
+        "affinity-payoff" => suites::payoff::run(ctx).await,
         "local-rate-limit" => suites::limits::local_rate_limit(ctx).await,
         "circuit-breaker" => suites::limits::circuit_breaker(ctx).await,
         "outlier-ejection" => suites::limits::outlier_ejection(ctx).await,

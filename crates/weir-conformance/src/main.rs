@@ -49,8 +49,9 @@ struct RunArgs {
     /// installs).
     #[arg(long, value_name = "PATH")]
     envoy: Option<PathBuf>,
-    /// Run only these suites (repeatable): matches, weights, affinity, local-rate-limit,
-    /// circuit-breaker, outlier-ejection, nearby, environments, global-rate-limit.
+    /// Run only these suites (repeatable): matches, weights, affinity, affinity-payoff,
+    /// local-rate-limit, circuit-breaker, outlier-ejection, nearby, environments,
+    /// global-rate-limit.
     #[arg(long, value_name = "SUITE", value_parser = clap::builder::PossibleValuesParser::new(weir_conformance::SUITES))]
     only: Vec<String>,
     /// Where each scenario's policy, inventory, bootstrap and Envoy log are written.

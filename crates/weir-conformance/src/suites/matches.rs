@@ -566,6 +566,7 @@ mod tests {
                 locality: "-".into(),
                 path: "/".into(),
                 headers,
+                cache: None,
             }),
             headers: Vec::new(),
             elapsed: Duration::ZERO,

@@ -6,6 +6,7 @@ pub mod global;
 pub mod limits;
 pub mod matches;
 pub mod nearby;
+pub mod payoff;
 pub mod traffic;
 
 use crate::check::Check;
