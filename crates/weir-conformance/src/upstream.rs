@@ -204,6 +204,7 @@ struct Switches {
     delay_ms: AtomicU64,
     in_flight: AtomicU64,
     peak: AtomicU64,
+    received: AtomicU64,
     cache: Option<Mutex<Lru>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -231,6 +232,7 @@ struct InFlight<'a>(&'a Switches);
 
 impl<'a> InFlight<'a> {
     fn new(s: &'a Switches) -> InFlight<'a> {
+        s.received.fetch_add(1, Ordering::SeqCst);
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.peak.fetch_max(now, Ordering::SeqCst);
         InFlight(s)
@@ -268,6 +270,7 @@ impl Upstream {
             delay_ms: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             cache: spec
                 .cache
                 .as_ref()
@@ -299,6 +302,12 @@ impl Upstream {
     /// The most requests it has had in flight at once.
     pub fn peak_in_flight(&self) -> u64 {
         self.switches.peak.load(Ordering::SeqCst)
+    }
+
+    /// Requests it has received so far (whatever it answered): what Envoy sent it, retries
+    /// included, whether or not the client saw the answer.
+    pub fn received(&self) -> u64 {
+        self.switches.received.load(Ordering::SeqCst)
     }
 
     /// Cache (hits, misses) so far (both 0 without a cache).
@@ -463,6 +472,7 @@ mod tests {
         assert_eq!(a.cache, None);
         assert_eq!(u.cache_counts(), (0, 0));
         assert_eq!(u.peak_in_flight(), 1);
+        assert!(u.received() >= 1);
         u.set_failing(true);
         assert_eq!(client.get(&url).send().await.unwrap().status(), 503);
         u.stop();

@@ -195,10 +195,35 @@ fn route_action(
     }
 }
 
+/// The retry policy Istio gives every route whose VirtualService sets no `retries` (the
+/// compiler never sets them): 2 retries on connect failure, refused stream, gRPC
+/// `unavailable`/`cancelled` and HTTP 503, each to another host — except under consistent
+/// hashing, where a retry must stay on the key's host (Istio's `DefaultPolicy` and
+/// `DefaultConsistentHashPolicy`, pilot/pkg/networking/core/route/retry).
+pub fn istio_default_retry_policy(consistent_hash: bool) -> Value {
+    let mut p = json!({
+        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "num_retries": 2,
+        "retriable_status_codes": [503],
+    });
+    if !consistent_hash {
+        p["retry_host_predicate"] = json!([{
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+            },
+        }]);
+        p["host_selection_retry_max_attempts"] = json!(5);
+    }
+    p
+}
+
 /// One Istio route as Envoy routes: one per match entry (Istio ORs them), or one catch-all for
-/// a route without a match; header `set` operations become `request_headers_to_add`.
+/// a route without a match; header `set` operations become `request_headers_to_add`; Istio's
+/// default retry policy ([`istio_default_retry_policy`], without consistent hashing).
 pub fn routes(route: &HttpRoute, service_port: u32) -> Result<Vec<Value>, RenderError> {
-    let action = route_action(route, service_port, &route.route)?;
+    let mut action = route_action(route, service_port, &route.route)?;
+    action["retry_policy"] = istio_default_retry_policy(false);
     let matches = if route.matches.is_empty() {
         vec![route_match(&route.name, &HttpMatchRequest::default())?]
     } else {
@@ -681,11 +706,25 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[1]["match"]["prefix"], "/b");
         assert_eq!(
-            got[0]["route"],
-            json!({ "weighted_clusters": { "clusters": [
+            got[0]["route"]["weighted_clusters"],
+            json!({ "clusters": [
                 { "name": "outbound|8080|v1|checkout.shop.svc.cluster.local", "weight": 90 },
                 { "name": "outbound|8080|v2|checkout.shop.svc.cluster.local", "weight": 10 },
-            ]}})
+            ]})
+        );
+        // Istio's default retries, as its sidecars get them.
+        assert_eq!(
+            got[0]["route"]["retry_policy"],
+            json!({
+                "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+                "num_retries": 2,
+                "retriable_status_codes": [503],
+                "retry_host_predicate": [{
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+                }],
+                "host_selection_retry_max_attempts": 5,
+            })
         );
         assert_eq!(
             got[0]["request_headers_to_add"],

@@ -367,8 +367,10 @@ pub fn explain(policy: &TrafficPolicy, out: &Output) -> String {
         let _ = writeln!(
             s,
             "nearby routing fails over once a level's instances are ejected; Envoy ejects the \
-             second and later instances of a level only at its next check, so a dead zone fails \
-             requests for up to {interval}s (circuit_breaker.interval_s; envoyproxy/envoy#28304)"
+             second and later instances of a level only at its next check, so for up to \
+             {interval}s (circuit_breaker.interval_s; envoyproxy/envoy#28304) requests still \
+             reach a dead zone, and those the default retries (2, to other instances) do not \
+             save fail"
         );
     }
     if let Some(rl) = &spec.rate_limit {

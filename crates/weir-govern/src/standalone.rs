@@ -231,6 +231,7 @@ pub fn render(
                 if let Some(h) = hash_policy(&tp) {
                     for x in &mut rs {
                         x["route"]["hash_policy"] = json!([h]);
+                        x["route"]["retry_policy"] = envoy::istio_default_retry_policy(true);
                     }
                 }
                 routes.extend(rs);

@@ -32,21 +32,38 @@ pub async fn run(ctx: &Ctx) -> Vec<Check> {
 /// a burst sent inside that second keeps reaching a dead host. Far above the 1 s it takes.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 
-/// What failing over cost: requests sent, those that failed, and how long until 20 in a row
-/// were answered.
+/// How long after the last ejection shows in the stats until load balancing surely reflects it:
+/// one detection interval (`interval_s: 1`) and a margin. `ejections_active` and `/clusters`
+/// show a host ejected while the workers' healthy-host lists may still hold it until the
+/// detector's next tick (measured: a request failed right after both were counted).
+const APPLIED: Duration = Duration::from_millis(1_200);
+
+/// The admin stat counting ejected endpoints.
+const EJECTED: &str = "cluster.outbound|8080|s|nearby.conformance.svc.cluster.local.outlier_detection.ejections_active";
+
+/// What failing over cost: requests sent, those that failed, and how long until every stopped
+/// endpoint was ejected (plus [`APPLIED`]) and 20 requests in a row were answered.
 struct Settled {
     sent: u64,
     failed: Tally,
     took: Duration,
 }
 
-/// Requests, 20 ms apart while they fail, until 20 in a row are answered by upstreams.
-async fn settle(ctx: &Ctx, r: &Running) -> Settled {
+async fn ejected(ctx: &Ctx, r: &Running) -> Option<u64> {
+    r.proxy.envoy.stat(&ctx.client, EJECTED).await
+}
+
+/// Requests, 20 ms apart while they fail, until Envoy has ejected `stopped` endpoints, one
+/// [`APPLIED`] has passed since, and 20 requests in a row are answered. Istio's default retries (rendered by the standalone target
+/// too) hide most failures before the ejections are done, so answers alone do not show that
+/// failover is complete.
+async fn settle(ctx: &Ctx, r: &Running, stopped: u64) -> Settled {
     let started = Instant::now();
     let mut failed = Tally::new();
     let mut in_a_row = 0;
     let mut sent = 0;
-    while in_a_row < 20 && started.elapsed() < SETTLE_DEADLINE {
+    let mut all_ejected = None;
+    while started.elapsed() < SETTLE_DEADLINE {
         let o = send(&ctx.client, r.base(), &Probe::get()).await;
         sent += 1;
         if o.answer.is_some() && o.status == 200 {
@@ -55,6 +72,12 @@ async fn settle(ctx: &Ctx, r: &Running) -> Settled {
             in_a_row = 0;
             failed.add(&o.who());
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if all_ejected.is_none() && ejected(ctx, r).await.is_some_and(|n| n >= stopped) {
+            all_ejected = Some(Instant::now());
+        }
+        if in_a_row >= 20 && all_ejected.is_some_and(|t| t.elapsed() >= APPLIED) {
+            break;
         }
     }
     Settled {
@@ -80,12 +103,7 @@ async fn phase(
             _ => tally.add(&o.who()),
         }
     }
-    let stat = "cluster.outbound|8080|s|nearby.conformance.svc.cluster.local.outlier_detection.\
-                ejections_active";
-    let ejected = r
-        .proxy
-        .envoy
-        .stat(&ctx.client, stat)
+    let ejected = ejected(ctx, r)
         .await
         .map_or_else(|| "?".to_string(), |n| n.to_string());
     Check {
@@ -95,8 +113,9 @@ async fn phase(
         expected: format!("all {n} answered in {expected}"),
         observed: match &settling {
             Some(s) => format!(
-                "{}; failing over took {} ms, {} of {} requests failed meanwhile ({}); \
-                 endpoints ejected: {ejected}",
+                "{}; failing over (every stopped endpoint ejected, 1.2 s more, 20 answered in a \
+                 row) took {} ms, {} of {} requests failed meanwhile ({}); endpoints ejected: \
+                 {ejected}",
                 tally.describe(),
                 s.took.as_millis(),
                 s.failed.total(),
@@ -134,13 +153,13 @@ async fn run_inner(ctx: &Ctx) -> Result<Vec<Check>, crate::Error> {
             u.stop();
         }
     }
-    let s = settle(ctx, &r).await;
+    let s = settle(ctx, &r, 2).await;
     r.proxy.snapshot(ctx, "zone-stopped").await;
     checks.push(phase(ctx, &r, n, "zone east-1 stopped", "east/east-2", Some(s)).await);
     if let Some(u) = r.upstream("e2-a") {
         u.stop();
     }
-    let s = settle(ctx, &r).await;
+    let s = settle(ctx, &r, 3).await;
     r.proxy.snapshot(ctx, "region-stopped").await;
     checks.push(phase(ctx, &r, n, "region east stopped", "west/west-1", Some(s)).await);
     Ok(checks)
