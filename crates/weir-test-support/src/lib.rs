@@ -2,7 +2,8 @@
 //!
 //! [`ObsBuilder`] makes a fresh, healthy observation of a primary and N replicas, and lets a
 //! test change one thing at a time (a lagging replica, a down replica, stale metrics, a hot
-//! primary). [`procs`] starts real Prometheus and HAProxy processes for end-to-end tests.
+//! primary). [`procs`] starts real Prometheus, HAProxy and Redis processes for end-to-end
+//! tests and benchmarks.
 //! With the `kube` feature, [`kube_api`] is a fake Kubernetes API server for kube clients.
 
 #[cfg(feature = "kube")]

@@ -1,6 +1,7 @@
-//! Real components for end-to-end tests: a Prometheus and an HAProxy from Debian, started on
-//! free 127.0.0.1 ports, and a tiny `/metrics` endpoint whose text the test controls. Every
-//! child is killed on drop. Blocking std code only, so any test can use it.
+//! Real components for end-to-end tests: a Prometheus, an HAProxy and a Redis from Debian,
+//! started on free 127.0.0.1 ports, and a tiny `/metrics` endpoint whose text the test
+//! controls. Every child is killed on drop. Blocking std code only, so any test (or benchmark)
+//! can use it.
 //!
 //! A missing binary is a failure with the command that installs it, never a skipped test.
 
@@ -20,19 +21,23 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
 }
 
-/// Finds `name` on the PATH or in the sbin directories; panics with how to install it.
-pub fn find_binary(name: &str, package: &str) -> PathBuf {
+/// `name` on the PATH or in the sbin directories, if installed.
+pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed and this test needs a real one: run `cargo xtask test` \
-                 (it installs the Debian package `{package}`) or `apt-get install -y {package}`"
-            )
-        })
+}
+
+/// Finds `name` on the PATH or in the sbin directories; panics with how to install it.
+pub fn find_binary(name: &str, package: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed and this test needs a real one: run `cargo xtask test` \
+             (it installs the Debian package `{package}`) or `apt-get install -y {package}`"
+        )
+    })
 }
 
 /// A finished command's stdout and stderr as one text, for assertions on what a user sees.
@@ -278,5 +283,99 @@ impl Drop for Haproxy {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A Debian `redis-server` of our own on a free 127.0.0.1 port, without persistence
+/// (`--save '' --appendonly no`), killed on drop. It inherits the caller's CPU affinity.
+pub struct Redis {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts one and waits until it answers `PING`.
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts it (again, on the same port) and waits for `PONG`.
+    pub fn restart(&mut self) {
+        let bin = find_binary("redis-server", "redis-server");
+        let args = [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &self.dir.path().display().to_string(),
+        ]
+        .map(str::to_string);
+        self.child = Some(spawn_logged(
+            &bin,
+            &args,
+            &self.dir.path().join("redis.log"),
+        ));
+        let port = self.port;
+        let up = wait_for(Duration::from_secs(10), || {
+            (redis_command(port, "PING").as_deref() == Some("+PONG")).then_some(())
+        });
+        assert!(up.is_some(), "redis-server did not answer:\n{}", self.log());
+    }
+
+    /// Stops it, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// One inline command; the first line of the reply.
+    pub fn command(&self, cmd: &str) -> Option<String> {
+        redis_command(self.port, cmd)
+    }
+}
+
+fn redis_command(port: u16, cmd: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "{cmd}\r\n").ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().map(str::to_string)
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

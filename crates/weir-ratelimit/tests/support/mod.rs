@@ -1,12 +1,9 @@
-//! A real Debian `redis-server` per test on a free 127.0.0.1 port, a started service with an
-//! injected clock, and a tonic client.
+//! A real Debian `redis-server` per test on a free 127.0.0.1 port (`weir_test_support`'s
+//! [`Redis`]), a started service with an injected clock, and a tonic client.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,95 +13,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::R
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use tonic::transport::Channel;
 use weir_ratelimit::{FailureMode, ManualClock, Running, Settings};
-use weir_test_support::procs::{find_binary, free_port, http_get, wait_for};
-
-/// A redis-server of our own, killed on drop.
-pub struct Redis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let mut r = Redis {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (again, on the same port) and waits for PONG.
-    pub fn restart(&mut self) {
-        let bin = find_binary("redis-server", "redis-server");
-        let log = std::fs::File::create(self.dir.path().join("redis.log"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &self.dir.path().display().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start redis-server: {e}"));
-        self.child = Some(child);
-        let port = self.port;
-        let up = wait_for(Duration::from_secs(10), || {
-            (command(port, "PING").as_deref() == Some("+PONG")).then_some(())
-        });
-        assert!(up.is_some(), "redis-server did not answer:\n{}", self.log());
-    }
-
-    /// Stops it, as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-
-    /// One inline command; the first line of the reply.
-    pub fn command(&self, cmd: &str) -> Option<String> {
-        command(self.port, cmd)
-    }
-}
-
-fn command(port: u16, cmd: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "{cmd}\r\n").ok()?;
-    let mut buf = [0u8; 4096];
-    let n = s.read(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-    text.lines().next().map(str::to_string)
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub use weir_test_support::procs::Redis;
+use weir_test_support::procs::http_get;
 
 /// Writes a configuration file.
 pub fn write_config(path: &Path, text: &str) {
