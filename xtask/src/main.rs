@@ -10,9 +10,9 @@
 //!   one `.ci/run` executes. It runs, in order and stopping at the first failure: prerequisites,
 //!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, the test suite
 //!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), the dashboard in
-//!   headless Chromium, the governance conformance suite on a real Envoy
-//!   (`weir-conformance run --short --check`), and the short lab experiment on real MariaDB
-//!   replication (`weir-lab experiment --short --check`).
+//!   headless Chromium, the rate-limit benchmark's short run, the governance conformance
+//!   suite on a real Envoy (`weir-conformance run --short --check`), and the short lab
+//!   experiment on real MariaDB replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
 //! - `cargo xtask conformance` runs the full traffic conformance suite and writes the table
 //!   `docs/conformance.md` shows (`target/weir-conformance-report/table.md`).
@@ -41,8 +41,8 @@ COMMANDS:
     test     The full check, as CI runs it: prerequisites, cargo fmt --check, tidy,
              clippy (-D warnings), then the tests (cargo nextest + doc tests when
              nextest is installed, cargo test otherwise), the dashboard in headless
-             Chromium, the conformance suite on a real Envoy and the short lab
-             experiment. Stops at the first failure.
+             Chromium, the rate-limit benchmark's short run, the conformance suite on
+             a real Envoy and the short lab experiment. Stops at the first failure.
     ci       Alias for `test`.
     tidy     Only the repository hygiene checks: crate docs, no leftover debugging
              macros, no huge or generated tracked files, every crate in ARCHITECTURE.md,
@@ -180,6 +180,31 @@ fn run_test(root: &Path) -> Result<()> {
         || {
             passed += dashboard_tests(root)?;
             Ok(())
+        },
+    )?;
+
+    // The rate-limit service's benchmark, short and in the dev profile (the test build's
+    // artifacts, no release build): it must run; its numbers mean something only from the full
+    // run documented in docs/ratelimit-bench.md.
+    timed(
+        &mut timings,
+        "cargo bench -p weir-ratelimit --bench service --profile dev -- --short",
+        || {
+            cargo(
+                root,
+                &[
+                    "bench",
+                    "--locked",
+                    "-p",
+                    "weir-ratelimit",
+                    "--bench",
+                    "service",
+                    "--profile",
+                    "dev",
+                    "--",
+                    "--short",
+                ],
+            )
         },
     )?;
 
