@@ -262,7 +262,8 @@ fn lab_experiment(root: &Path) -> Result<u64> {
 /// rate limits; returns the number of checks that passed. Its table is in the log and under
 /// `target/weir-conformance-ci/`.
 fn conformance(root: &Path) -> Result<u64> {
-    let target = conformance_binary(root)?;
+    // Its CLI tests make the test build build it, with the workspace's features.
+    let target = debug_binaries(root, &["weir-conformance"])?;
     checked_run(
         root,
         &target,
@@ -290,8 +291,9 @@ fn run_conformance_report(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds `weir-conformance` (a no-op when it is up to date: no test step builds it, so a
-/// binary left from an older tree must not be reused) and returns the target directory.
+/// Builds `weir-conformance` (a no-op when it is up to date; outside `cargo xtask test` no test
+/// build has just made it, and a binary left from an older tree must not be reused) and
+/// returns the target directory.
 fn conformance_binary(root: &Path) -> Result<PathBuf> {
     cargo(root, &["build", "--locked", "-p", "weir-conformance"])?;
     debug_binaries(root, &["weir-conformance"])
