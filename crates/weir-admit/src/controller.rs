@@ -1,0 +1,80 @@
+//! What sets the concurrency limit: a [`Controller`] reads [`Sample`]s of completed requests
+//! and answers the current limit. [`Static`] is the floor: a fixed limit.
+
+use std::time::Duration;
+
+/// How an admitted request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The inner service answered (any status below 500).
+    Success,
+    /// The inner service answered 5xx (or a gRPC error status in the headers).
+    Error,
+    /// The caller went away, or the inner service panicked, before an answer: no latency.
+    Dropped,
+}
+
+/// One admitted request that completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// From admission to the response head.
+    pub latency: Duration,
+    /// Requests in flight when it was admitted, itself included.
+    pub in_flight: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Sets the concurrency limit. Called on the hot path: `limit` must be cheap (an atomic load).
+pub trait Controller: Send + Sync + 'static {
+    /// The current limit (at least 1).
+    fn limit(&self) -> u32;
+    /// A completed admitted request. Never called for rejected ones.
+    fn on_sample(&self, sample: Sample);
+    /// The controller's name, for metrics and explanations.
+    fn name(&self) -> &'static str;
+}
+
+/// A fixed limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Static {
+    limit: u32,
+}
+
+impl Static {
+    /// A fixed limit of `limit` requests in flight; 0 is refused.
+    pub fn new(limit: u32) -> Result<Static, crate::ConfigError> {
+        if limit == 0 {
+            return Err(crate::ConfigError::Invalid {
+                field: "limit",
+                value: "0".into(),
+                why: "must be at least 1: a limit of 0 rejects every request",
+            });
+        }
+        Ok(Static { limit })
+    }
+}
+
+impl Controller for Static {
+    fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    fn on_sample(&self, _sample: Sample) {}
+
+    fn name(&self) -> &'static str {
+        "static"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_limit_of_zero_is_refused_naming_the_field() {
+        let e = Static::new(0).unwrap_err().to_string();
+        assert!(e.contains("limit = 0"), "{e}");
+        assert_eq!(Static::new(7).map(|s| s.limit()).ok(), Some(7));
+    }
+}
