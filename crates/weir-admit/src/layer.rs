@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
@@ -204,11 +204,6 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Time since admission, by the gate's clock.
-    pub fn age(&self) -> Duration {
-        (self.gate.now)().saturating_duration_since(self.started)
-    }
-
     fn finish(&mut self, outcome: Outcome) {
         if !self.reported {
             self.reported = true;
