@@ -1,7 +1,8 @@
 //! What sets the concurrency limit: a [`Controller`] reads [`Sample`]s of completed requests
-//! and answers the current limit. [`Static`] is the floor: a fixed limit.
+//! and answers the current limit, and can say why ([`Explanation`]). [`Static`] is the floor:
+//! a fixed limit. Controllers that read CPU take a [`CpuGauge`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How an admitted request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,29 @@ pub struct Sample {
     pub in_flight: u32,
     /// How it ended.
     pub outcome: Outcome,
+    /// When it completed, on the gate's clock (injected: tests and simulators drive it).
+    pub finished: Instant,
+}
+
+/// What a controller says about itself: its state, its limit, and why the limit is what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The controller's name.
+    pub controller: &'static str,
+    /// The current limit.
+    pub limit: u32,
+    /// Its state in a few `key=value` words (e.g. `min_rt=5.1ms max_pass=812/s cpu=0.93`).
+    pub state: String,
+    /// One sentence: why the limit is what it is now.
+    pub why: String,
+}
+
+/// CPU utilisation of what the service may use: the container's cgroup quota where there is
+/// one, the host's CPUs otherwise.
+pub trait CpuGauge: Send + Sync + 'static {
+    /// Utilisation over the gauge's last window, 0.0–1.0 of the quota (may exceed 1.0
+    /// briefly); `None` while unknown (too early, or unreadable).
+    fn utilisation(&self) -> Option<f64>;
 }
 
 /// Sets the concurrency limit. Called on the hot path: `limit` must be cheap (an atomic load).
@@ -31,8 +55,12 @@ pub trait Controller: Send + Sync + 'static {
     fn limit(&self) -> u32;
     /// A completed admitted request. Never called for rejected ones.
     fn on_sample(&self, sample: Sample);
+    /// A request was rejected at `now`: a count only (offered load), never a latency.
+    fn on_reject(&self, _now: Instant) {}
     /// The controller's name, for metrics and explanations.
     fn name(&self) -> &'static str;
+    /// Current state, limit and why.
+    fn explain(&self) -> Explanation;
 }
 
 /// A fixed limit.
@@ -64,6 +92,15 @@ impl Controller for Static {
 
     fn name(&self) -> &'static str {
         "static"
+    }
+
+    fn explain(&self) -> Explanation {
+        Explanation {
+            controller: "static",
+            limit: self.limit,
+            state: format!("limit={}", self.limit),
+            why: "a fixed limit, set in the configuration".into(),
+        }
     }
 }
 

@@ -142,6 +142,7 @@ impl Gate {
         loop {
             if current >= limit {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
+                self.controller.on_reject((self.now)());
                 return Err(Rejection {
                     limit,
                     in_flight: current,
@@ -207,11 +208,12 @@ impl Permit {
     fn finish(&mut self, outcome: Outcome) {
         if !self.reported {
             self.reported = true;
-            let latency = (self.gate.now)().saturating_duration_since(self.started);
+            let finished = (self.gate.now)();
             self.gate.controller.on_sample(Sample {
-                latency,
+                latency: finished.saturating_duration_since(self.started),
                 in_flight: self.in_flight,
                 outcome,
+                finished,
             });
         }
     }

@@ -21,5 +21,5 @@
 pub mod controller;
 pub mod layer;
 
-pub use controller::{Controller, Outcome, Sample, Static};
+pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
 pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Rejection};

@@ -11,7 +11,9 @@ use axum::routing::get;
 use http::{Request, StatusCode};
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
-use weir_admit::{AdmitLayer, Config, Controller, Gate, Outcome, Rejection, Sample, Static};
+use weir_admit::{
+    AdmitLayer, Config, Controller, Explanation, Gate, Outcome, Rejection, Sample, Static,
+};
 
 /// A fixed limit that records every sample it is given.
 struct Recording {
@@ -30,6 +32,14 @@ impl Controller for Recording {
     }
     fn name(&self) -> &'static str {
         "recording"
+    }
+    fn explain(&self) -> Explanation {
+        Explanation {
+            controller: "recording",
+            limit: self.limit,
+            state: String::new(),
+            why: "a test double".into(),
+        }
     }
 }
 
