@@ -1,5 +1,7 @@
 //! The layer: [`AdmitLayer`] wraps a service in [`Admit`], which asks the shared [`Gate`] for
-//! an in-flight slot on every request and answers at once when there is none.
+//! an in-flight slot on every request and answers at once when there is none. The gate also
+//! applies the class shares and partition guarantees of [`crate::class`], counts what it
+//! does (for [`crate::metrics`]), and logs a `tracing` event when the limit moves.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +14,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::class::{self, Class, ClassShares, Partition, PartitionState};
 use crate::controller::{Controller, Outcome, Sample};
+use crate::metrics::LatencyHistogram;
 
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,7 +34,8 @@ pub enum ConfigError {
 }
 
 /// How rejections look, and what is never rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// HTTP status of a rejection: 429 (default) or 503.
     pub reject_status: u16,
@@ -38,6 +43,12 @@ pub struct Config {
     pub retry_after_s: u32,
     /// Paths admitted whatever the load (health checks): exact matches.
     pub exempt_paths: Vec<String>,
+    /// The header a request's [`Class`] is read from when its extensions carry none.
+    pub criticality_header: String,
+    /// The share of the limit each class may fill.
+    pub class_shares: ClassShares,
+    /// Route partitions and their guaranteed shares (none by default).
+    pub partitions: Vec<Partition>,
 }
 
 impl Default for Config {
@@ -46,6 +57,9 @@ impl Default for Config {
             reject_status: 429,
             retry_after_s: 1,
             exempt_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
+            criticality_header: "x-weir-criticality".into(),
+            class_shares: ClassShares::default(),
+            partitions: Vec::new(),
         }
     }
 }
@@ -71,6 +85,25 @@ impl Config {
     }
 }
 
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Every slot under the limit was taken.
+    OverLimit,
+    /// Below the limit, but over the share of the limit the request's class may fill.
+    ClassShare,
+}
+
+impl Reason {
+    /// The reason's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::OverLimit => "over_limit",
+            Reason::ClassShare => "class_share",
+        }
+    }
+}
+
 /// What a rejected response carries in its extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
@@ -78,18 +111,31 @@ pub struct Rejection {
     pub limit: u32,
     /// Requests in flight at the time.
     pub in_flight: u32,
+    /// The request's class.
+    pub class: Class,
+    /// Why.
+    pub reason: Reason,
 }
 
 /// The state every clone of the service shares: in-flight count, controller, counters.
 pub struct Gate {
     in_flight: AtomicU32,
-    admitted: AtomicU64,
-    rejected: AtomicU64,
-    controller: Arc<dyn Controller>,
+    pub(crate) admitted: [AtomicU64; 3],
+    /// Per class, per [`Reason`] (over limit, class share).
+    pub(crate) rejected: [[AtomicU64; 2]; 3],
+    pub(crate) exempt: AtomicU64,
+    /// Per class, per outcome (success, error): latency of admitted requests.
+    pub(crate) latency: [[LatencyHistogram; 2]; 3],
+    pub(crate) partitions: Vec<PartitionState>,
+    pub(crate) partition_counts: Vec<[AtomicU64; 2]>,
+    pub(crate) controller: Arc<dyn Controller>,
+    last_limit: AtomicU32,
     now: Arc<dyn Fn() -> Instant + Send + Sync>,
     reject_status: StatusCode,
     retry_after: HeaderValue,
     exempt_paths: Vec<String>,
+    criticality_header: http::HeaderName,
+    shares: [f64; 3],
 }
 
 impl std::fmt::Debug for Gate {
@@ -110,16 +156,52 @@ impl Gate {
         now: Arc<dyn Fn() -> Instant + Send + Sync>,
     ) -> Result<Arc<Gate>, ConfigError> {
         let reject_status = config.check()?;
+        let shares = config.class_shares.check()?;
+        let partitions = class::check_partitions(&config.partitions)?;
+        let criticality_header = http::HeaderName::from_bytes(config.criticality_header.as_bytes())
+            .map_err(|_| ConfigError::Invalid {
+                field: "criticality_header",
+                value: format!("{:?}", config.criticality_header),
+                why: "not a valid HTTP header name",
+            })?;
+        let initial = controller.limit();
         Ok(Arc::new(Gate {
             in_flight: AtomicU32::new(0),
-            admitted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            admitted: Default::default(),
+            rejected: Default::default(),
+            exempt: AtomicU64::new(0),
+            latency: Default::default(),
+            partition_counts: partitions.iter().map(|_| Default::default()).collect(),
+            partitions,
             controller,
+            last_limit: AtomicU32::new(initial),
             now,
             reject_status,
             retry_after: HeaderValue::from(config.retry_after_s),
             exempt_paths: config.exempt_paths.clone(),
+            criticality_header,
+            shares,
         }))
+    }
+
+    /// The controller (for explanations).
+    pub fn controller(&self) -> &Arc<dyn Controller> {
+        &self.controller
+    }
+
+    /// Logs the controller's explanation when the limit it answers has moved since the last
+    /// request saw it: a load and a compare on the hot path, a swap only on change.
+    fn note_limit(&self, limit: u32) {
+        let seen = self.last_limit.load(Ordering::Relaxed);
+        if seen != limit && self.last_limit.swap(limit, Ordering::Relaxed) != limit {
+            let e = self.controller.explain();
+            let big = seen.abs_diff(limit).saturating_mul(5) >= seen.max(1);
+            if big {
+                tracing::info!(controller = e.controller, from = seen, to = limit, state = %e.state, why = %e.why, "admission limit moved");
+            } else {
+                tracing::debug!(controller = e.controller, from = seen, to = limit, state = %e.state, why = %e.why, "admission limit moved");
+            }
+        }
     }
 
     /// Requests in flight now.
@@ -127,25 +209,74 @@ impl Gate {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Requests admitted and rejected so far (exempt ones are in neither).
+    /// Requests admitted and rejected so far, all classes (exempt ones are in neither).
     pub fn counts(&self) -> (u64, u64) {
+        let admitted = self
+            .admitted
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum();
+        let rejected = self
+            .rejected
+            .iter()
+            .flatten()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum();
+        (admitted, rejected)
+    }
+
+    /// Requests of `class` admitted and rejected so far.
+    pub fn class_counts(&self, class: Class) -> (u64, u64) {
+        let i = class.index();
         (
-            self.admitted.load(Ordering::Relaxed),
-            self.rejected.load(Ordering::Relaxed),
+            self.admitted[i].load(Ordering::Relaxed),
+            self.rejected[i]
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .sum(),
         )
     }
 
-    /// A slot, or the rejection: one compare-and-swap, no lock, no wait.
+    /// A `default`-class slot outside any partition, or the rejection.
     pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Rejection> {
+        self.try_acquire_as(Class::Default, None)
+    }
+
+    /// A slot for a request of `class` in partition `partition` (an index into the configured
+    /// partitions), or the rejection: one compare-and-swap on the shared count, no lock, no
+    /// wait. A partition below its guaranteed share is admitted over the class threshold (the
+    /// overshoot is bounded by the guarantees, which sum to at most the limit).
+    pub fn try_acquire_as(
+        self: &Arc<Self>,
+        class: Class,
+        partition: Option<usize>,
+    ) -> Result<Permit, Rejection> {
         let limit = self.controller.limit().max(1);
+        self.note_limit(limit);
+        let threshold = ClassShares::threshold(&self.shares, class, limit);
+        let part = partition.and_then(|i| self.partitions.get(i).map(|p| (i, p)));
+        let guaranteed = part.is_some_and(|(_, p)| {
+            let share = (f64::from(threshold) * p.share).floor() as u32;
+            p.in_flight.load(Ordering::Acquire) < share
+        });
         let mut current = self.in_flight.load(Ordering::Acquire);
         loop {
-            if current >= limit {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
+            if current >= threshold && !guaranteed {
+                let reason = if current >= limit {
+                    Reason::OverLimit
+                } else {
+                    Reason::ClassShare
+                };
+                self.rejected[class.index()][reason as usize].fetch_add(1, Ordering::Relaxed);
+                if let Some((i, _)) = part {
+                    self.partition_counts[i][1].fetch_add(1, Ordering::Relaxed);
+                }
                 self.controller.on_reject((self.now)());
                 return Err(Rejection {
                     limit,
                     in_flight: current,
+                    class,
+                    reason,
                 });
             }
             match self.in_flight.compare_exchange_weak(
@@ -158,13 +289,31 @@ impl Gate {
                 Err(seen) => current = seen,
             }
         }
-        self.admitted.fetch_add(1, Ordering::Relaxed);
+        self.admitted[class.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some((i, p)) = part {
+            p.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.partition_counts[i][0].fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Permit {
             gate: self.clone(),
             started: (self.now)(),
             in_flight: current + 1,
+            class,
+            partition: part.map(|(i, _)| i),
             reported: false,
         })
+    }
+
+    /// The class of a request: a [`Class`] in its extensions, else the criticality header,
+    /// else `default`.
+    fn class_of<B>(&self, req: &Request<B>) -> Class {
+        if let Some(c) = req.extensions().get::<Class>() {
+            return *c;
+        }
+        req.headers()
+            .get(&self.criticality_header)
+            .and_then(|v| Class::parse(v.as_bytes()))
+            .unwrap_or(Class::Default)
     }
 
     fn exempt(&self, path: &str) -> bool {
@@ -201,6 +350,8 @@ pub struct Permit {
     gate: Arc<Gate>,
     started: Instant,
     in_flight: u32,
+    class: Class,
+    partition: Option<usize>,
     reported: bool,
 }
 
@@ -209,8 +360,13 @@ impl Permit {
         if !self.reported {
             self.reported = true;
             let finished = (self.gate.now)();
+            let latency = finished.saturating_duration_since(self.started);
+            if outcome != Outcome::Dropped {
+                let o = usize::from(outcome == Outcome::Error);
+                self.gate.latency[self.class.index()][o].observe(latency);
+            }
             self.gate.controller.on_sample(Sample {
-                latency: finished.saturating_duration_since(self.started),
+                latency,
                 in_flight: self.in_flight,
                 outcome,
                 finished,
@@ -223,6 +379,9 @@ impl Drop for Permit {
     fn drop(&mut self) {
         // Cancelled, or the inner service panicked: no answer, so no latency sample.
         self.finish(Outcome::Dropped);
+        if let Some(p) = self.partition.and_then(|i| self.gate.partitions.get(i)) {
+            p.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
         self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -291,11 +450,14 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         if self.gate.exempt(req.uri().path()) {
+            self.gate.exempt.fetch_add(1, Ordering::Relaxed);
             return AdmitFuture::Exempt {
                 fut: self.inner.call(req),
             };
         }
-        match self.gate.try_acquire() {
+        let class = self.gate.class_of(&req);
+        let partition = class::partition_of(&self.gate.partitions, req.uri().path());
+        match self.gate.try_acquire_as(class, partition) {
             Ok(permit) => AdmitFuture::Admitted {
                 fut: self.inner.call(req),
                 permit: Some(permit),

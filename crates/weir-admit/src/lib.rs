@@ -11,6 +11,10 @@
 //! - **Controllers** ([`controller::Controller`]) set the limit and learn only from admitted
 //!   requests that completed: rejected requests never produce a latency sample.
 //! - **Exempt paths** (health checks) bypass admission.
+//! - **Classes and partitions** ([`class`]): `sheddable` requests are refused before
+//!   `default` ones, `default` before `critical`; a route partition keeps its guaranteed share.
+//! - **Metrics** ([`metrics`]) through prometheus-client, read from atomics at scrape time;
+//!   a `tracing` event when the limit moves.
 //!
 //! Hand-written: tower's `ConcurrencyLimit` waits for a permit (a queue) and `LoadShed` turns
 //! "not ready" into an error the application must map; neither lets the limit move per
@@ -18,8 +22,14 @@
 //!
 //! **Never:** block or queue a request, feed a rejected request to a controller, or do IO.
 
+pub mod class;
 pub mod controller;
 pub mod layer;
+pub mod metrics;
+pub mod spec;
 
+pub use class::{Class, ClassShares, Partition};
 pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
-pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Rejection};
+pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Reason, Rejection};
+pub use metrics::GateMetrics;
+pub use spec::ControllerSpec;

@@ -12,7 +12,8 @@ use http::{Request, StatusCode};
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use weir_admit::{
-    AdmitLayer, Config, Controller, Explanation, Gate, Outcome, Rejection, Sample, Static,
+    AdmitLayer, Class, ClassShares, Config, Controller, Explanation, Gate, GateMetrics, Outcome,
+    Partition, Reason, Rejection, Sample, Static,
 };
 
 /// A fixed limit that records every sample it is given.
@@ -43,19 +44,20 @@ impl Controller for Recording {
     }
 }
 
-/// A router whose `/work` waits until the test lets it finish, `/boom` panics.
+/// A router whose `/work`, `/a` and `/b` wait until the test lets them finish, `/boom`
+/// panics.
 fn app(release: Arc<Semaphore>) -> Router {
+    let held = get(move || {
+        let release = release.clone();
+        async move {
+            let _ = release.acquire().await.map(|p| p.forget());
+            "done"
+        }
+    });
     Router::new()
-        .route(
-            "/work",
-            get(move || {
-                let release = release.clone();
-                async move {
-                    let _ = release.acquire().await.map(|p| p.forget());
-                    "done"
-                }
-            }),
-        )
+        .route("/work", held.clone())
+        .route("/a", held.clone())
+        .route("/b", held)
         .route("/healthz", get(|| async { "ok" }))
         .route("/boom", get(boom))
 }
@@ -105,7 +107,9 @@ async fn at_the_limit_requests_are_rejected_at_once_and_never_sampled() {
             r.extensions().get::<Rejection>(),
             Some(&Rejection {
                 limit: 2,
-                in_flight: 2
+                in_flight: 2,
+                class: Class::Default,
+                reason: Reason::OverLimit,
             })
         );
     }
@@ -193,4 +197,132 @@ fn bad_configuration_is_refused_naming_the_field() {
     });
     assert!(e.starts_with("retry_after_s = 0: "), "{e}");
     assert!(Static::new(0).is_err());
+}
+
+fn req_as(path: &str, class: &str) -> Request<Body> {
+    Request::get(path)
+        .header("x-weir-criticality", class)
+        .body(Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheddable_requests_are_refused_first_and_critical_ones_last() {
+    let (_rec, gate, release, app) = setup(10, &Config::default());
+    let mut held = Vec::new();
+    for _ in 0..7 {
+        held.push(tokio::spawn(app.clone().oneshot(req("/work"))));
+    }
+    until_in_flight(&gate, 7).await;
+    // 7 of 10 taken: over sheddable's 70 %, under the limit.
+    let r = app
+        .clone()
+        .oneshot(req_as("/work", "sheddable"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let why = r.extensions().get::<Rejection>().copied().unwrap();
+    assert_eq!(
+        (why.class, why.reason),
+        (Class::Sheddable, Reason::ClassShare)
+    );
+    // Default traffic has the whole limit; then only critical gets in (10 % headroom).
+    for _ in 0..3 {
+        held.push(tokio::spawn(app.clone().oneshot(req("/work"))));
+    }
+    until_in_flight(&gate, 10).await;
+    let r = app
+        .clone()
+        .oneshot(req_as("/work", "Default"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // An unknown class value is default, never critical.
+    let r = app.clone().oneshot(req_as("/work", "vip")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The class can also come from an earlier layer, through the request's extensions.
+    let mut critical = req_as("/work", "sheddable");
+    critical.extensions_mut().insert(Class::Critical);
+    held.push(tokio::spawn(app.clone().oneshot(critical)));
+    until_in_flight(&gate, 11).await;
+    let r = app
+        .clone()
+        .oneshot(req_as("/work", "critical"))
+        .await
+        .unwrap();
+    let why = r.extensions().get::<Rejection>().copied().unwrap();
+    assert_eq!(
+        (why.class, why.reason),
+        (Class::Critical, Reason::OverLimit)
+    );
+    assert_eq!(gate.class_counts(Class::Critical), (1, 1));
+    assert_eq!(gate.class_counts(Class::Sheddable), (0, 1));
+    assert_eq!(gate.class_counts(Class::Default), (10, 2));
+    release.add_permits(11);
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_keeps_its_share_when_another_route_fills_the_service() {
+    let config = Config {
+        class_shares: ClassShares {
+            critical: 1.0,
+            default: 1.0,
+            sheddable: 1.0,
+        },
+        partitions: vec![Partition {
+            name: "a".into(),
+            path_prefix: "/a".into(),
+            share: 0.5,
+        }],
+        ..Config::default()
+    };
+    let (_rec, gate, release, app) = setup(4, &config);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::spawn(app.clone().oneshot(req("/b"))));
+    }
+    until_in_flight(&gate, 4).await;
+    assert_eq!(
+        app.clone().oneshot(req("/b")).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // `/a` is guaranteed half the limit: two get in although the service is full.
+    for n in 5..=6 {
+        held.push(tokio::spawn(app.clone().oneshot(req("/a"))));
+        until_in_flight(&gate, n).await;
+    }
+    assert_eq!(
+        app.clone().oneshot(req("/a")).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "beyond its share, /a waits its turn like everyone"
+    );
+    release.add_permits(6);
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(gate.in_flight(), 0);
+
+    // What /metrics shows.
+    let mut registry = prometheus_client::registry::Registry::default();
+    GateMetrics::register(gate.clone(), &mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "weir_admit_limit{controller=\"recording\"} 4",
+        "weir_admit_in_flight 0",
+        "weir_admit_admitted_total{class=\"default\"} 6",
+        "weir_admit_rejected_total{class=\"default\",reason=\"over_limit\"} 2",
+        "weir_admit_partition_requests_total{partition=\"a\",result=\"admitted\"} 2",
+        "weir_admit_partition_requests_total{partition=\"a\",result=\"rejected\"} 1",
+        "weir_admit_partition_in_flight{partition=\"a\"} 0",
+        "weir_admit_latency_seconds_count{class=\"default\",outcome=\"success\"} 6",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
 }

@@ -1,0 +1,68 @@
+//! Choosing a controller from configuration: [`ControllerSpec`] is what a file says
+//! (`kind = "static" | …` plus that controller's fields), and [`ControllerSpec::build`] makes
+//! the controller or refuses with the field that is wrong. Each controller owns its config
+//! type; this module only dispatches.
+//!
+//! **Never:** fall back to another controller when the one asked for cannot be built.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+use crate::controller::{Controller, CpuGauge, Static};
+
+/// A controller and its settings, as written in a configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ControllerSpec {
+    /// A fixed limit.
+    Static {
+        /// Requests in flight (at least 1).
+        limit: u32,
+    },
+}
+
+impl ControllerSpec {
+    /// The controller's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControllerSpec::Static { .. } => "static",
+        }
+    }
+
+    /// Builds the controller; `cpu` is given to controllers that read CPU.
+    pub fn build(
+        &self,
+        _cpu: Option<Arc<dyn CpuGauge>>,
+    ) -> Result<Arc<dyn Controller>, ConfigError> {
+        Ok(match self {
+            ControllerSpec::Static { limit } => Arc::new(Static::new(*limit)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ControllerSpec, String> {
+        toml::from_str::<ControllerSpec>(s).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_kind_selects_the_controller_and_unknown_ones_are_named() {
+        let spec = parse("kind = \"static\"\nlimit = 8").expect("valid");
+        assert_eq!(spec.build(None).map(|c| c.limit()).ok(), Some(8));
+        let e = parse("kind = \"gradient\"").unwrap_err();
+        assert!(e.contains("unknown variant `gradient`"), "{e}");
+        let e = parse("kind = \"static\"\nlimit = 8\nlimt = 9").unwrap_err();
+        assert!(e.contains("unknown field `limt`"), "{e}");
+        let e = ControllerSpec::Static { limit: 0 }
+            .build(None)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limit = 0"), "{e}");
+    }
+}
