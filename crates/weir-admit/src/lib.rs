@@ -18,10 +18,12 @@
 //!
 //! **Never:** block or queue a request, feed a rejected request to a controller, or do IO.
 
+pub mod bbr;
 pub mod controller;
 pub mod cpu;
 pub mod layer;
 
+pub use bbr::{Bbr, BbrConfig, BbrMode, BbrState};
 pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
 pub use cpu::{CgroupCpu, CpuError, CpuSource};
 pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Rejection};
