@@ -20,16 +20,22 @@
 //! "not ready" into an error the application must map; neither lets the limit move per
 //! request.
 //!
-//! **Never:** block or queue a request, feed a rejected request to a controller, or do IO.
+//! **Never:** block or queue a request, feed a rejected request to a controller, or do IO on
+//! the request path (the one IO here is [`cpu::CgroupCpu`] reading cgroup files, from its
+//! own sampler thread).
 
+pub mod bbr;
 pub mod class;
 pub mod controller;
+pub mod cpu;
 pub mod layer;
 pub mod metrics;
 pub mod spec;
 
+pub use bbr::{Bbr, BbrConfig, BbrMode, BbrState};
 pub use class::{Class, ClassShares, Partition};
 pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
+pub use cpu::{CgroupCpu, CpuError, CpuSource};
 pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Reason, Rejection};
 pub use metrics::GateMetrics;
 pub use spec::ControllerSpec;

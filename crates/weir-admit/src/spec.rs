@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::ConfigError;
+use crate::bbr::{Bbr, BbrConfig};
 use crate::controller::{Controller, CpuGauge, Static};
 
 /// A controller and its settings, as written in a configuration file.
@@ -21,6 +22,8 @@ pub enum ControllerSpec {
         /// Requests in flight (at least 1).
         limit: u32,
     },
+    /// The BBR-style rule (Sentinel/Kratos): in-flight against max-pass × min-RT.
+    Bbr(BbrConfig),
 }
 
 impl ControllerSpec {
@@ -28,16 +31,19 @@ impl ControllerSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             ControllerSpec::Static { .. } => "static",
+            ControllerSpec::Bbr(_) => "bbr",
         }
     }
 
-    /// Builds the controller; `cpu` is given to controllers that read CPU.
+    /// Builds the controller; `cpu` is given to controllers that read CPU (the BBR rule's
+    /// CPU gate is on only with a gauge).
     pub fn build(
         &self,
-        _cpu: Option<Arc<dyn CpuGauge>>,
+        cpu: Option<Arc<dyn CpuGauge>>,
     ) -> Result<Arc<dyn Controller>, ConfigError> {
         Ok(match self {
             ControllerSpec::Static { limit } => Arc::new(Static::new(*limit)?),
+            ControllerSpec::Bbr(cfg) => Arc::new(Bbr::new(cfg.clone(), cpu)?),
         })
     }
 }
@@ -58,6 +64,22 @@ mod tests {
         assert!(e.contains("unknown variant `gradient`"), "{e}");
         let e = parse("kind = \"static\"\nlimit = 8\nlimt = 9").unwrap_err();
         assert!(e.contains("unknown field `limt`"), "{e}");
+        let spec = parse("kind = \"bbr\"\ninitial_limit = 20").expect("valid");
+        assert_eq!(spec.kind(), "bbr");
+        assert_eq!(
+            spec.build(None).map(|c| c.limit()).ok(),
+            Some(20),
+            "warm-up"
+        );
+        let e = parse("kind = \"bbr\"\ngain = 1.5\nwindow = 3").unwrap_err();
+        assert!(e.contains("unknown field `window`"), "{e}");
+        let e = parse("kind = \"bbr\"\nmin_limit = 50\nmax_limit = 10")
+            .expect("parses")
+            .build(None)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("min_limit") && e.contains("max_limit"), "{e}");
         let e = ControllerSpec::Static { limit: 0 }
             .build(None)
             .map(|_| ())
