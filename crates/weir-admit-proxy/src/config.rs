@@ -177,7 +177,7 @@ share = 0.5
         assert_eq!(c.admit.reject_status, 503);
         assert_eq!(c.admit.class_shares.sheddable, 0.5);
         assert_eq!(
-            c.admit.class_shares.default, 0.9,
+            c.admit.class_shares.critical, 1.1,
             "unset fields keep defaults"
         );
         assert_eq!(c.admit.partitions.len(), 1);

@@ -508,10 +508,10 @@ impl Controller for Bbr {
         let cfg = &self.cfg;
         let cpu = s.cpu.map_or("n/a".to_string(), |c| format!("{c:.2}"));
         let min_rt = s.min_rt.map_or("n/a".to_string(), |d| {
-            format!("{:.2}", d.as_secs_f64() * 1e3)
+            format!("{:.2}ms", d.as_secs_f64() * 1e3)
         });
         let state = format!(
-            "max_pass={:.0}/s min_rt={min_rt}ms cpu={cpu} warm_up={} mode={:?} passes={}",
+            "max_pass={:.0}/s min_rt={min_rt} cpu={cpu} warm_up={} mode={:?} passes={}",
             s.max_pass_per_s,
             s.mode == BbrMode::WarmUp,
             s.mode,

@@ -72,6 +72,9 @@ pub enum Command {
     /// The global rate-limit service Envoy calls (RateLimitService over gRPC), counting in
     /// Redis; reads the configuration `weir govern compile` writes.
     Ratelimit(crate::ratelimit_cmd::RatelimitArgs),
+    /// Adaptive admission control: the sidecar proxy (`weir admit proxy`).
+    #[command(subcommand)]
+    Admit(crate::admit_cmd::AdmitCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! The `weir` command: a thin layer that parses arguments and wires the crates together.
 
+mod admit_cmd;
 mod bench_cmd;
 mod check;
 mod cli;
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Manifests(args) => operator_cmd::manifests(&args),
         cli::Command::Govern(cmd) => govern_cmd::run(cmd),
         cli::Command::Ratelimit(args) => ratelimit_cmd::run(args),
+        cli::Command::Admit(cmd) => admit_cmd::run(cmd),
         cli::Command::Crd => weir_operator::crds_yaml()
             .map(|y| print!("{y}"))
             .map_err(|e| anyhow::anyhow!("rendering the CRDs: {e}")),
