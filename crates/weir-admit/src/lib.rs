@@ -20,6 +20,9 @@
 
 pub mod controller;
 pub mod layer;
+pub mod qlearn;
+pub mod sim;
 
 pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
 pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Rejection};
+pub use qlearn::{QLearn, QLearnConfig, QLearnError};
