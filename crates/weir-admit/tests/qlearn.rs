@@ -218,27 +218,50 @@ fn warm_up_holds_and_unanswered_requests_never_give_latency() {
     assert!(nl >= Duration::from_micros(9_900), "{nl:?}");
 }
 
+/// Feeds `ms` milliseconds of answers from a saturated server (in-flight = limit) whose
+/// latency is `latency_ms`: by Little's law they complete at limit / latency per second.
+fn saturated(q: &QLearn, t0: Instant, from_us: &mut u64, ms: u64, latency_ms: f64, reject: bool) {
+    let end = *from_us + ms * 1000;
+    while *from_us < end {
+        let l = q.limit();
+        let at = t0 + Duration::from_micros(*from_us);
+        q.on_sample(Sample {
+            latency: Duration::from_secs_f64(latency_ms / 1000.0),
+            in_flight: l,
+            outcome: Outcome::Success,
+            finished: at,
+        });
+        if reject {
+            q.on_reject(at);
+        }
+        *from_us += (latency_ms * 1000.0 / l as f64).max(1.0) as u64;
+    }
+}
+
 #[test]
 fn latency_above_the_slo_is_cut_and_explained() {
     let q = QLearn::with_default_table(QLearnConfig::default(), None).unwrap();
     let t0 = Instant::now();
-    // A saturated server (in-flight = limit) at 5 ms, through warm-up and its probe.
-    for i in 0..=1000 {
-        q.on_sample(sample(t0, i, 5.0, q.limit(), Outcome::Success));
-    }
+    let mut t = 0;
+    // Saturated at 5 ms through warm-up and its probe.
+    saturated(&q, t0, &mut t, 1000, 5.0, false);
     assert!(
         q.explain().state.contains("no_load=5.00ms"),
         "{:?}",
         q.explain()
     );
+    // Then a queue builds: latency climbs interval by interval, well past the SLO.
     let before = q.limit();
-    for i in 1001..=1110 {
-        q.on_sample(sample(t0, i, 25.0, q.limit(), Outcome::Success));
-        q.on_reject(t0 + Duration::from_millis(i));
+    let mut cuts = Vec::new();
+    for k in 0..6 {
+        saturated(&q, t0, &mut t, 110, 5.0 * 1.4f64.powi(k + 1), true);
+        let e = q.explain();
+        if e.why.contains("> SLO 2×") && e.why.contains(": cut") {
+            cuts.push(e);
+        }
     }
-    let e = q.explain();
-    assert!(q.limit() < before, "{before} {e:?}");
-    assert!(e.why.contains("> SLO 2×") && e.why.contains("cut"), "{e:?}");
+    assert!(q.limit() < before, "{before} {:?}", q.explain());
+    assert!(!cuts.is_empty(), "{:?}", q.explain());
 }
 
 #[test]
@@ -330,7 +353,7 @@ fn bad_table_files_give_named_errors() {
 
     let p = write(
         "edges.json",
-        &good.replacen("[0.1,0.25,0.5,0.75,1.0,1.5,3.0]", "[0.2,0.5]", 1),
+        &good.replacen("[0.05,0.1,0.25,0.5,0.75,1.0,1.5,3.0]", "[0.2,0.5]", 1),
     );
     assert!(matches!(err(&p), TableError::WrongDimensions { .. }));
 }

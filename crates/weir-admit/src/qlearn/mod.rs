@@ -26,7 +26,7 @@
 //!
 //! Hand-written: no crate on crates.io offers tabular Q-learning over admission-control
 //! signals (the RL crates are generic frameworks over `ndarray`/`tch`, far heavier than a
-//! 17 k-entry table).
+//! 19 k-entry table).
 //!
 //! **Never:** read a clock, spawn a thread, take a latency from a request that was not
 //! answered, or block `limit()` (one atomic load).

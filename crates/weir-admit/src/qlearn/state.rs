@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Latency above no-load as a share of the SLO headroom: `(lat/no_load - 1) / (slo - 1)`
 /// (0: no queueing, 1: at the SLO).
-pub const LATENCY_EDGES: [f64; 7] = [0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0];
+pub const LATENCY_EDGES: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 3.0];
 /// This interval's mean latency / the previous interval's.
 pub const GRADIENT_EDGES: [f64; 2] = [0.85, 1.15];
 /// Mean in-flight at admission / limit.
