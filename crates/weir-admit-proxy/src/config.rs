@@ -31,7 +31,7 @@ pub enum ConfigFileError {
         /// The file (or `<command line>`).
         path: PathBuf,
         /// The field and why.
-        source: weir_admit::ConfigError,
+        source: weir_admit::BuildError,
     },
 }
 

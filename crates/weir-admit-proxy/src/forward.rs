@@ -44,13 +44,13 @@ impl Proxy {
     /// Checks `config` and builds the controller and the layer; `source` names the file in
     /// errors.
     pub fn build(config: &ProxyConfig, source: &Path) -> Result<Proxy, ConfigFileError> {
-        let invalid = |e| ConfigFileError::Invalid {
+        let invalid = |e: weir_admit::BuildError| ConfigFileError::Invalid {
             path: source.to_path_buf(),
             source: e,
         };
-        let upstream = config.upstream_uri().map_err(invalid)?;
+        let upstream = config.upstream_uri().map_err(|e| invalid(e.into()))?;
         let controller = config.controller.build(None).map_err(invalid)?;
-        let layer = AdmitLayer::with(controller, &config.admit).map_err(invalid)?;
+        let layer = AdmitLayer::with(controller, &config.admit).map_err(|e| invalid(e.into()))?;
         let mut registry = Registry::default();
         GateMetrics::register(layer.gate().clone(), &mut registry);
         let mut connector = HttpConnector::new();

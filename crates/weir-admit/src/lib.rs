@@ -30,6 +30,8 @@ pub mod controller;
 pub mod cpu;
 pub mod layer;
 pub mod metrics;
+pub mod qlearn;
+pub mod sim;
 pub mod spec;
 
 pub use bbr::{Bbr, BbrConfig, BbrMode, BbrState};
@@ -38,4 +40,5 @@ pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static}
 pub use cpu::{CgroupCpu, CpuError, CpuSource};
 pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Reason, Rejection};
 pub use metrics::GateMetrics;
-pub use spec::ControllerSpec;
+pub use qlearn::{QLearn, QLearnConfig, QLearnError};
+pub use spec::{BuildError, ControllerSpec};

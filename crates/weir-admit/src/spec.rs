@@ -12,6 +12,19 @@ use serde::Deserialize;
 use crate::ConfigError;
 use crate::bbr::{Bbr, BbrConfig};
 use crate::controller::{Controller, CpuGauge, Static};
+use crate::qlearn::table::{QTable, TableError};
+use crate::qlearn::{QLearn, QLearnConfig};
+
+/// Why a controller could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A field is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The `qlearn` table file could not be used.
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
 
 /// A controller and its settings, as written in a configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,6 +37,8 @@ pub enum ControllerSpec {
     },
     /// The BBR-style rule (Sentinel/Kratos): in-flight against max-pass × min-RT.
     Bbr(BbrConfig),
+    /// The learned controller: a Q-table trained in the queueing simulator, served greedily.
+    Qlearn(QLearnConfig),
 }
 
 impl ControllerSpec {
@@ -32,18 +47,24 @@ impl ControllerSpec {
         match self {
             ControllerSpec::Static { .. } => "static",
             ControllerSpec::Bbr(_) => "bbr",
+            ControllerSpec::Qlearn(_) => "qlearn",
         }
     }
 
     /// Builds the controller; `cpu` is given to controllers that read CPU (the BBR rule's
-    /// CPU gate is on only with a gauge).
-    pub fn build(
-        &self,
-        cpu: Option<Arc<dyn CpuGauge>>,
-    ) -> Result<Arc<dyn Controller>, ConfigError> {
+    /// CPU gate is on only with a gauge). `qlearn` reads its `table` file here, if one is
+    /// named, or serves the embedded table.
+    pub fn build(&self, cpu: Option<Arc<dyn CpuGauge>>) -> Result<Arc<dyn Controller>, BuildError> {
         Ok(match self {
             ControllerSpec::Static { limit } => Arc::new(Static::new(*limit)?),
             ControllerSpec::Bbr(cfg) => Arc::new(Bbr::new(cfg.clone(), cpu)?),
+            ControllerSpec::Qlearn(cfg) => {
+                let table = match &cfg.table {
+                    Some(path) => QTable::load(path)?,
+                    None => QTable::embedded()?,
+                };
+                Arc::new(QLearn::new(cfg.clone(), table, cpu)?)
+            }
         })
     }
 }
@@ -80,6 +101,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("min_limit") && e.contains("max_limit"), "{e}");
+        let spec = parse("kind = \"qlearn\"\ninitial_limit = 24").expect("valid");
+        assert_eq!(
+            spec.build(None).map(|c| (c.name(), c.limit())).ok(),
+            Some(("qlearn", 24))
+        );
+        let e = parse("kind = \"qlearn\"\ntable = \"/nonexistent/q.json\"")
+            .expect("parses")
+            .build(None)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/q.json"), "{e}");
         let e = ControllerSpec::Static { limit: 0 }
             .build(None)
             .map(|_| ())

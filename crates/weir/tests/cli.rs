@@ -415,3 +415,55 @@ fn ratelimit_serves_the_compiled_config_and_stops_on_sigterm() {
     assert!(body.contains("model-service"), "{body}");
     assert!(out.status.success(), "exit {:?}; log:\n{log}", out.status);
 }
+
+#[test]
+fn admit_train_is_deterministic_and_the_proxy_serves_its_table_or_names_the_bad_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    for out in [&a, &b] {
+        let o = weir(&[
+            "admit",
+            "train",
+            "--episodes",
+            "30",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("30 episodes"), "{}", text(&o));
+    }
+    let (ta, tb) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+    assert!(!ta.is_empty());
+    assert_eq!(ta, tb, "same seed, same table, byte for byte");
+
+    // A proxy configuration naming a table that is not one: refused before listening.
+    std::fs::write(
+        dir.path().join("bad-table.json"),
+        "{\"format\": \"something else\"}",
+    )
+    .expect("write");
+    let conf = dir.path().join("admit.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "upstream = \"http://127.0.0.1:1\"\n[controller]\nkind = \"qlearn\"\ntable = \"{}\"\n",
+            dir.path().join("bad-table.json").display()
+        ),
+    )
+    .expect("write");
+    let o = weir(&["admit", "proxy", "--config", conf.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("admit.toml") && t.contains("bad-table.json"),
+        "{t}"
+    );
+    std::fs::write(&conf, "upstream = \"http://127.0.0.1:1\"\n[controller]\nkind = \"bbr\"\nmin_limit = 9\nmax_limit = 3\n").expect("write");
+    let o = weir(&["admit", "proxy", "--config", conf.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("min_limit") && t.contains("max_limit"), "{t}");
+}
