@@ -10,12 +10,12 @@ use weir_admit::{Config as AdmitConfig, ControllerSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not chained: it would print twice).
+        error: std::io::Error,
     },
     /// Not valid TOML for this format (the message names the field and line).
     #[error("{path}: {message}")]
@@ -26,12 +26,12 @@ pub enum ConfigFileError {
         message: String,
     },
     /// A value that cannot work.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Invalid {
         /// The file (or `<command line>`).
         path: PathBuf,
         /// The field and why.
-        source: weir_admit::BuildError,
+        error: weir_admit::BuildError,
     },
 }
 
@@ -92,9 +92,9 @@ impl ProxyConfig {
     /// Reads and parses `path` (values are checked by [`ProxyConfig::upstream_uri`] and when
     /// the proxy is built).
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         ProxyConfig::parse(path, &text)
     }

@@ -44,9 +44,9 @@ impl Proxy {
     /// Checks `config` and builds the controller and the layer; `source` names the file in
     /// errors.
     pub fn build(config: &ProxyConfig, source: &Path) -> Result<Proxy, ConfigFileError> {
-        let invalid = |e: weir_admit::BuildError| ConfigFileError::Invalid {
+        let invalid = |error: weir_admit::BuildError| ConfigFileError::Invalid {
             path: source.to_path_buf(),
-            source: e,
+            error,
         };
         let upstream = config.upstream_uri().map_err(|e| invalid(e.into()))?;
         let controller = config.controller.build(None).map_err(invalid)?;
