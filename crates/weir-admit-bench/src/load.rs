@@ -24,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::server::Stats;
 
@@ -32,7 +32,7 @@ use crate::server::Stats;
 pub const MAX_P99_LAG: Duration = Duration::from_millis(5);
 
 /// A stretch of constant offered load.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     /// Length, seconds.
     pub secs: f64,
@@ -41,7 +41,7 @@ pub struct Phase {
 }
 
 /// Something the generator does to the server at a point in the run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Probe {
     /// Read `/stats`.
     Stats,
@@ -50,7 +50,7 @@ pub enum Probe {
 }
 
 /// Which route a request goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Route {
     /// `/work`.
     Work,
@@ -71,7 +71,7 @@ impl Route {
 }
 
 /// The criticality a request carries (`x-weir-criticality`), if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Class {
     /// No header.
     Unmarked,
@@ -82,7 +82,7 @@ pub enum Class {
 }
 
 /// One load run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadSpec {
     /// The server.
     pub addr: SocketAddr,
@@ -103,7 +103,7 @@ pub struct LoadSpec {
 }
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// 200.
     Ok,
@@ -116,7 +116,7 @@ pub enum Outcome {
 }
 
 /// One request.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Intended send time, seconds from the start.
     pub at: f64,
@@ -133,7 +133,7 @@ pub struct Record {
 }
 
 /// A probe's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
     /// Offset, seconds.
     pub at: f64,
@@ -146,7 +146,7 @@ pub struct ProbeResult {
 }
 
 /// The generator's own timeliness.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Lag {
     /// p50 send lag, ms.
     pub p50_ms: f64,
@@ -157,7 +157,7 @@ pub struct Lag {
 }
 
 /// What a load run produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadRun {
     /// Every request, in intended order.
     pub records: Vec<Record>,
@@ -174,7 +174,7 @@ pub struct LoadRun {
 }
 
 /// Totals over a window of intended send times.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Window {
     /// Window length, seconds.
     pub secs: f64,
@@ -233,7 +233,7 @@ impl Window {
 }
 
 /// One per-second row.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SecondRow {
     /// Second since the start.
     pub second: u32,

@@ -75,6 +75,9 @@ enum Cmd {
         /// Server worker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Exit when stdin closes (the runner's way to never leave a server behind).
+        #[arg(long)]
+        exit_on_stdin_eof: bool,
     },
     /// One open-loop load run; prints per-second rows and totals.
     Load {
@@ -100,6 +103,15 @@ enum Cmd {
         /// Fraction marked critical (rest sheddable); unmarked if absent.
         #[arg(long)]
         critical_frac: Option<f64>,
+    },
+    /// Writes report.md again from a report.json (e.g. after changing the report).
+    Report {
+        /// The report.json.
+        #[arg(long)]
+        json: PathBuf,
+        /// Where report.md (and report.json) go; the json's folder if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The benchmark: calibration, every arm and seed, report.md + report.json.
     Run {
@@ -137,7 +149,14 @@ fn main() -> anyhow::Result<()> {
             sigma,
             double_after_s,
             threads,
+            exit_on_stdin_eof,
         } => {
+            if exit_on_stdin_eof {
+                std::thread::spawn(|| {
+                    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                    std::process::exit(0);
+                });
+            }
             arms::check_arm(&arm)?;
             shape.check()?;
             anyhow::ensure!(
@@ -248,6 +267,19 @@ fn main() -> anyhow::Result<()> {
                     .map(|d| format!(" — DISCARDED: {d}"))
                     .unwrap_or_default()
             );
+            Ok(())
+        }
+        Cmd::Report { json, out } => {
+            let v: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&json).map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?,
+            )?;
+            let res: runner::Results = serde_json::from_value(v["results"].clone())
+                .map_err(|e| anyhow::anyhow!("{}: not a report.json: {e}", json.display()))?;
+            let out = out
+                .or_else(|| json.parent().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("."));
+            runner::write(&res, &out)?;
+            eprintln!("wrote {}", out.join("report.md").display());
             Ok(())
         }
         Cmd::Run {

@@ -74,6 +74,8 @@ pub struct PointSummary {
     pub timeout_pct: Option<Agg>,
     /// Runs discarded (generator fell behind).
     pub discarded: usize,
+    /// Every run was discarded: the numbers are of those runs, indicative only.
+    pub indicative: bool,
 }
 
 /// A goal of the issue, met or missed, with the numbers.
@@ -89,36 +91,43 @@ pub struct Goal {
     pub detail: String,
 }
 
-fn over<T>(
-    items: &[T],
-    keep: impl Fn(&T) -> bool,
-    used: impl Fn(&T) -> bool,
-    f: impl Fn(&T) -> f64,
-) -> Option<Agg> {
-    agg(items.iter().filter(|x| keep(x) && used(x)).map(f).collect())
-}
-
 /// Summaries of the load points.
 pub fn points(res: &Results) -> Vec<PointSummary> {
     let cap = res.calibration.capacity_rps;
     let mut out = Vec::new();
     for m in res.config.points() {
         for arm in &res.config.arms {
-            let keep = |p: &&crate::runner::PointResult| &p.arm == arm && p.mult == m;
-            let used = |p: &&crate::runner::PointResult| p.discarded.is_none();
-            let v: Vec<_> = res.points.iter().filter(keep).collect();
+            let all: Vec<_> = res
+                .points
+                .iter()
+                .filter(|p| &p.arm == arm && p.mult == m)
+                .collect();
+            let (v, indicative) = used(&all, arm);
+            let a = |f: &dyn Fn(&crate::runner::PointResult) -> f64| {
+                agg(v.iter().map(|p| f(p)).collect())
+            };
             out.push(PointSummary {
                 arm: arm.clone(),
                 mult: m,
-                goodput_pct: over(&v, |_| true, used, |p| p.w.goodput() / cap * 100.0),
-                p99_ms: over(&v, |_| true, used, |p| p.w.p99_ms),
-                reject_pct: over(&v, |_| true, used, |p| p.w.reject_pct()),
-                timeout_pct: over(&v, |_| true, used, |p| p.w.timeout_pct()),
-                discarded: v.iter().filter(|p| p.discarded.is_some()).count(),
+                goodput_pct: a(&|p| p.w.goodput() / cap * 100.0),
+                p99_ms: a(&|p| p.w.p99_ms),
+                reject_pct: a(&|p| p.w.reject_pct()),
+                timeout_pct: a(&|p| p.w.timeout_pct()),
+                discarded: all.iter().filter(|p| p.discarded.is_some()).count(),
+                indicative,
             });
         }
     }
     out
+}
+
+/// The note on numbers of discarded runs only.
+fn tag(indicative: bool) -> &'static str {
+    if indicative {
+        " † discarded runs only: indicative"
+    } else {
+        ""
+    }
 }
 
 fn good_pct(w: &Window) -> f64 {
@@ -157,11 +166,7 @@ pub fn goals(res: &Results) -> Vec<Goal> {
                 ),
             });
         }
-        let steps: Vec<_> = res
-            .steps
-            .iter()
-            .filter(|s| &s.arm == arm && s.discarded.is_none())
-            .collect();
+        let (steps, ind) = used(&res.steps, arm);
         if !steps.is_empty() {
             let never = steps.iter().filter(|s| s.converge_s.is_none()).count();
             let c = agg(steps.iter().filter_map(|s| s.converge_s).collect());
@@ -171,17 +176,14 @@ pub fn goals(res: &Results) -> Vec<Goal> {
                 goal: "convergence after the step 1× → 3× within 1 s".into(),
                 met,
                 detail: format!(
-                    "converged after {} s (median [range]); never in {never} of {} runs",
+                    "converged after {} s (median [range]); never in {never} of {} runs{}",
                     show(c, 2),
-                    steps.len()
+                    steps.len(),
+                    tag(ind)
                 ),
             });
         }
-        let cls: Vec<_> = res
-            .classes
-            .iter()
-            .filter(|c| &c.arm == arm && c.discarded.is_none())
-            .collect();
+        let (cls, ind) = used(&res.classes, arm);
         if !cls.is_empty() {
             let crit = agg(cls.iter().map(|c| good_pct(&c.critical)).collect());
             let shed = agg(cls.iter().map(|c| good_pct(&c.sheddable)).collect());
@@ -190,38 +192,54 @@ pub fn goals(res: &Results) -> Vec<Goal> {
                 goal: "two classes at 3×: critical goodput ≥ 99% of critical offered".into(),
                 met: crit.is_some_and(|c| c.median >= 99.0),
                 detail: format!(
-                    "critical {}%, sheddable {}% of their offered load served within the bound",
+                    "critical {}%, sheddable {}% of their offered load served within the bound{}",
                     show(crit, 1),
-                    show(shed, 1)
+                    show(shed, 1),
+                    tag(ind)
                 ),
             });
         }
     }
-    // Weir against the best baseline at 3×.
+    // Weir against the best baseline at 3×: a win needs the median above the baseline's
+    // whole range over seeds (a difference inside it is a tie).
     let best = pts
         .iter()
         .filter(|p| p.mult == 3.0 && !is_weir(&p.arm))
-        .filter_map(|p| Some((p.arm.clone(), p.goodput_pct?.median, p.p99_ms?.median)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+        .filter_map(|p| Some((p.arm.clone(), p.goodput_pct?, p.p99_ms?.median)))
+        .max_by(|a, b| a.1.median.total_cmp(&b.1.median));
     if let Some((barm, bg, bp)) = best {
         for p in pts.iter().filter(|p| p.mult == 3.0 && is_weir(&p.arm)) {
             let (Some(gp), Some(p99)) = (p.goodput_pct, p.p99_ms) else {
                 continue;
+            };
+            let met = gp.median > bg.max && p99.median <= bp;
+            let verdict = if !met && (bg.min..=bg.max).contains(&gp.median) {
+                " — a tie: within the baseline's range over seeds"
+            } else {
+                ""
             };
             g.push(Goal {
                 arm: p.arm.clone(),
                 goal: format!(
                     "at 3×: better goodput than the best baseline ({barm}) at equal or lower p99"
                 ),
-                met: gp.median > bg && p99.median <= bp,
+                met,
                 detail: format!(
-                    "{}: {:.1}% at p99 {:.1} ms; {barm}: {bg:.1}% at p99 {bp:.1} ms",
-                    p.arm, gp.median, p99.median
+                    "{}: {} % at p99 {:.1} ms; {barm}: {} % at p99 {bp:.1} ms{verdict}",
+                    p.arm,
+                    show(Some(gp), 1),
+                    p99.median,
+                    show(Some(bg), 1)
                 ),
             });
         }
     }
     g
+}
+
+/// Now, UTC, ISO 8601 (from `date`; "unknown" without it).
+pub fn now_utc() -> String {
+    sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {
@@ -232,6 +250,13 @@ fn sh(cmd: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The machine's cores (not this process's affinity: the runner pins itself to one).
+fn cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0)
 }
 
 fn cpu_model() -> String {
@@ -251,7 +276,7 @@ pub fn json(res: &Results) -> serde_json::Value {
     serde_json::json!({
         "machine": {
             "cpu": cpu_model(),
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cores": cores(),
             "kernel": sh("uname", &["-sr"]),
             "rustc": sh("rustc", &["--version"]),
         },
@@ -280,25 +305,51 @@ macro_rules! run_impl {
     )*};
 }
 run_impl!(
+    crate::runner::PointResult,
     crate::runner::StepResult,
     crate::runner::DoublingResult,
     crate::runner::MixResult,
     crate::runner::ClassResult
 );
 
-/// The runs of `arm` that were not discarded.
-fn used<'a, T: Run>(v: &'a [T], arm: &str) -> Vec<&'a T> {
-    v.iter()
+impl<T: Run> Run for &T {
+    fn arm(&self) -> &str {
+        (*self).arm()
+    }
+    fn discarded(&self) -> bool {
+        (*self).discarded()
+    }
+}
+
+/// The runs of `arm` that were not discarded; when every one was, the discarded ones and
+/// `true` (indicative only: the report marks them †).
+fn used<'a, T: Run>(v: &'a [T], arm: &str) -> (Vec<&'a T>, bool) {
+    let kept: Vec<_> = v
+        .iter()
         .filter(|x| x.arm() == arm && !x.discarded())
-        .collect()
+        .collect();
+    if kept.is_empty() {
+        let all: Vec<_> = v.iter().filter(|x| x.arm() == arm).collect();
+        let indicative = !all.is_empty();
+        (all, indicative)
+    } else {
+        (kept, false)
+    }
 }
 
 /// A markdown table: an `arm` column, then `cols`, one row per arm.
-fn table(s: &mut String, cols: &[&str], arms: &[String], rows: impl Iterator<Item = Vec<String>>) {
+/// A row marked `true` is of discarded runs only (†).
+fn table(
+    s: &mut String,
+    cols: &[&str],
+    arms: &[String],
+    rows: impl Iterator<Item = (Vec<String>, bool)>,
+) {
     let _ = writeln!(s, "| arm | {} |", cols.join(" | "));
     let _ = writeln!(s, "|---|{}", "---|".repeat(cols.len()));
-    for (arm, r) in arms.iter().zip(rows) {
-        let _ = writeln!(s, "| {arm} | {} |", r.join(" | "));
+    for (arm, (r, indicative)) in arms.iter().zip(rows) {
+        let mark = if indicative { " †" } else { "" };
+        let _ = writeln!(s, "| {arm}{mark} | {} |", r.join(" | "));
     }
 }
 
@@ -309,7 +360,7 @@ pub fn markdown(res: &Results) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# weir-admit-bench report\n");
     let _ = writeln!(s, "- command: `{}`", res.config.command);
-    let _ = writeln!(s, "- date: {}", sh("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]));
+    let _ = writeln!(s, "- date: {}", res.date);
     let _ = writeln!(
         s,
         "- machine: {} ({} cores), {}; {}",
@@ -348,7 +399,7 @@ pub fn markdown(res: &Results) -> String {
     let _ = writeln!(s, "## Calibration\n");
     let _ = writeln!(
         s,
-        "| theory (W/mean) | measured (none, 1.5×) | capacity used | unloaded p99 (0.3×) | bound = SLO (2×) | static limit |"
+        "| theory (W/mean) | measured (1.5×, tower at 4W) | capacity used | unloaded p99 (0.3×) | bound = SLO (2×) | static limit |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     let _ = writeln!(
@@ -367,7 +418,7 @@ pub fn markdown(res: &Results) -> String {
     }
     let _ = writeln!(
         s,
-        "\nGoodput = 200s within the bound per second, as % of capacity. p99 is of admitted (200) requests, from the intended send time. Median [min–max] over seeds; discarded runs (generator p99 send lag > 5 ms) are left out and counted.\n"
+        "\nGoodput = 200s within the bound per second, as % of capacity. p99 is of admitted (200) requests, from the intended send time. Median [min–max] over seeds; discarded runs (generator p99 send lag > 5 ms) are left out and counted; where every run of a cell was discarded, the row shows those runs marked † — indicative only, not evidence.\n"
     );
     let _ = writeln!(s, "## Load points\n");
     let _ = writeln!(
@@ -380,7 +431,11 @@ pub fn markdown(res: &Results) -> String {
             s,
             "| {}× | {} | {} | {} | {} | {} | {} |",
             p.mult,
-            p.arm,
+            if p.indicative {
+                format!("{} †", p.arm)
+            } else {
+                p.arm.clone()
+            },
             show(p.goodput_pct, 1),
             show(p.p99_ms, 1),
             show(p.reject_pct, 1),
@@ -396,24 +451,27 @@ pub fn markdown(res: &Results) -> String {
             "Convergence: seconds from the step up to the start of the first 1-s window (sliding by 0.25 s) with p99 ≤ bound and goodput ≥ 90% of capacity. Recovery: the same after the step down, against 90% of the arm's own goodput before the step.\n"
         );
         let rows = arms_.iter().map(|arm| {
-            let v = used(&res.steps, arm);
-            vec![
-                show(agg(v.iter().filter_map(|x| x.converge_s).collect()), 2),
-                v.iter()
-                    .filter(|x| x.converge_s.is_none())
-                    .count()
-                    .to_string(),
-                show(agg(v.iter().filter_map(|x| x.recover_s).collect()), 2),
-                v.iter()
-                    .filter(|x| x.recover_s.is_none())
-                    .count()
-                    .to_string(),
-                res.steps
-                    .iter()
-                    .filter(|x| &x.arm == arm && x.discarded.is_some())
-                    .count()
-                    .to_string(),
-            ]
+            let (v, ind) = used(&res.steps, arm);
+            (
+                vec![
+                    show(agg(v.iter().filter_map(|x| x.converge_s).collect()), 2),
+                    v.iter()
+                        .filter(|x| x.converge_s.is_none())
+                        .count()
+                        .to_string(),
+                    show(agg(v.iter().filter_map(|x| x.recover_s).collect()), 2),
+                    v.iter()
+                        .filter(|x| x.recover_s.is_none())
+                        .count()
+                        .to_string(),
+                    res.steps
+                        .iter()
+                        .filter(|x| &x.arm == arm && x.discarded.is_some())
+                        .count()
+                        .to_string(),
+                ],
+                ind,
+            )
         });
         table(
             &mut s,
@@ -439,17 +497,20 @@ pub fn markdown(res: &Results) -> String {
             cap / 2.0
         );
         let rows = arms_.iter().map(|arm| {
-            let v = used(&res.doublings, arm);
+            let (v, ind) = used(&res.doublings, arm);
             let m = |f: &dyn Fn(&crate::runner::DoublingResult) -> f64| {
                 show(agg(v.iter().map(|x| f(x)).collect()), 1)
             };
-            vec![
-                m(&|x| x.before.goodput() / cap * 100.0),
-                m(&|x| x.after.goodput() / (cap / 2.0) * 100.0),
-                m(&|x| x.after.p99_ms),
-                m(&|x| x.after.reject_pct()),
-                m(&|x| x.after.timeout_pct()),
-            ]
+            (
+                vec![
+                    m(&|x| x.before.goodput() / cap * 100.0),
+                    m(&|x| x.after.goodput() / (cap / 2.0) * 100.0),
+                    m(&|x| x.after.p99_ms),
+                    m(&|x| x.after.reject_pct()),
+                    m(&|x| x.after.timeout_pct()),
+                ],
+                ind,
+            )
         });
         table(
             &mut s,
@@ -467,17 +528,20 @@ pub fn markdown(res: &Results) -> String {
     if !res.mixes.is_empty() {
         let _ = writeln!(s, "\n## 80/20 cheap (½ mean) / expensive (3× mean) at 3×\n");
         let rows = arms_.iter().map(|arm| {
-            let v = used(&res.mixes, arm);
+            let (v, ind) = used(&res.mixes, arm);
             let m = |f: &dyn Fn(&crate::runner::MixResult) -> f64| {
                 show(agg(v.iter().map(|x| f(x)).collect()), 1)
             };
-            vec![
-                m(&|x| x.all.goodput() / cap * 100.0),
-                m(&|x| x.cheap.p99_ms),
-                m(&|x| x.expensive.p99_ms),
-                m(&|x| x.cheap.reject_pct()),
-                m(&|x| x.expensive.reject_pct()),
-            ]
+            (
+                vec![
+                    m(&|x| x.all.goodput() / cap * 100.0),
+                    m(&|x| x.cheap.p99_ms),
+                    m(&|x| x.expensive.p99_ms),
+                    m(&|x| x.cheap.reject_pct()),
+                    m(&|x| x.expensive.reject_pct()),
+                ],
+                ind,
+            )
         });
         table(
             &mut s,
@@ -502,16 +566,19 @@ pub fn markdown(res: &Results) -> String {
             "Requests carry `x-weir-criticality`; an arm that ignores it treats both alike.\n"
         );
         let rows = arms_.iter().map(|arm| {
-            let v = used(&res.classes, arm);
+            let (v, ind) = used(&res.classes, arm);
             let m = |f: &dyn Fn(&crate::runner::ClassResult) -> f64| {
                 show(agg(v.iter().map(|x| f(x)).collect()), 1)
             };
-            vec![
-                m(&|x| good_pct(&x.critical)),
-                m(&|x| good_pct(&x.sheddable)),
-                m(&|x| x.critical.reject_pct()),
-                m(&|x| (x.critical.goodput() + x.sheddable.goodput()) / cap * 100.0),
-            ]
+            (
+                vec![
+                    m(&|x| good_pct(&x.critical)),
+                    m(&|x| good_pct(&x.sheddable)),
+                    m(&|x| x.critical.reject_pct()),
+                    m(&|x| (x.critical.goodput() + x.sheddable.goodput()) / cap * 100.0),
+                ],
+                ind,
+            )
         });
         table(
             &mut s,

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arms::{self, ArmParams};
 use crate::load::{self, LoadRun, LoadSpec, Phase, Probe, Window};
 use crate::server::Variant;
 
 /// What to run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {
     /// The short subset: 0.5×, 1×, 3× for a few seconds, load points only.
     pub short: bool,
@@ -108,12 +108,12 @@ struct Durations {
 }
 
 /// How capacity and the latency bound were found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// W / mean service time (io) or 1 core / mean (cpu), req/s.
     pub theory_rps: f64,
-    /// Completions per second the server managed with `none` at 1.5× theory (from its
-    /// `/stats`), req/s.
+    /// Completions per second the server managed at 1.5× theory behind tower's limit at 4W
+    /// (from its `/stats`), req/s.
     pub measured_rps: f64,
     /// The capacity used: the smaller of the two.
     pub capacity_rps: f64,
@@ -130,7 +130,7 @@ pub struct Calibration {
 }
 
 /// One arm at one load point, one seed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointResult {
     /// Arm.
     pub arm: String,
@@ -147,7 +147,7 @@ pub struct PointResult {
 }
 
 /// The step 1× → 3× → 1×.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
     /// Arm.
     pub arm: String,
@@ -166,7 +166,7 @@ pub struct StepResult {
 }
 
 /// The service time doubles mid-run at 1× offered (so 2× the new capacity).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoublingResult {
     /// Arm.
     pub arm: String,
@@ -181,7 +181,7 @@ pub struct DoublingResult {
 }
 
 /// 80/20 cheap/expensive at 3×.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MixResult {
     /// Arm.
     pub arm: String,
@@ -198,7 +198,7 @@ pub struct MixResult {
 }
 
 /// Critical 30% / sheddable 70% at 3×.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassResult {
     /// Arm.
     pub arm: String,
@@ -213,7 +213,7 @@ pub struct ClassResult {
 }
 
 /// Everything measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     /// What was run.
     pub config: BenchConfig,
@@ -233,6 +233,9 @@ pub struct Results {
     pub classes: Vec<ClassResult>,
     /// Wall-clock length of the run, s.
     pub wall_s: f64,
+    /// When the run started (UTC, from `date`).
+    #[serde(default)]
+    pub date: String,
 }
 
 /// A server child process, killed and reaped when dropped.
@@ -312,8 +315,9 @@ pub fn start_server(
             "--latency-bound-ms",
             &(p.latency_bound.as_secs_f64() * 1000.0).to_string(),
         ])
-        .args(["--seed", &seed.to_string()])
-        .stdin(Stdio::null())
+        .args(["--seed", &seed.to_string(), "--exit-on-stdin-eof"])
+        // The server ends when this process does (its stdin closes), even if killed.
+        .stdin(Stdio::piped())
         .stdout(Stdio::null());
     let child = cmd
         .spawn()
@@ -393,9 +397,15 @@ pub fn calibrate(cfg: &BenchConfig, pinned: bool) -> anyhow::Result<Calibration>
         slots: cfg.slots,
         latency_bound: cfg.timeout,
     };
-    // Saturation throughput: completions per second the server reports under 1.5× theory.
+    // Saturation throughput: completions per second the server reports under 1.5× theory,
+    // behind tower's limit at 4W (the slots stay busy, rejections are cheap): without a
+    // limiter the server's core would also pay for thousands of queued connections.
     let rate = 1.5 * theory;
-    let run = drive(cfg, pinned, "none", &loose, 7, |addr| LoadSpec {
+    let sat = ArmParams {
+        limit: 4 * cfg.slots,
+        ..loose
+    };
+    let run = drive(cfg, pinned, "tower", &sat, 7, |addr| LoadSpec {
         probes: vec![(d.warm, Probe::Stats), (d.calib, Probe::Stats)],
         ..spec(
             addr,
@@ -549,6 +559,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<Results> {
         mixes: Vec::new(),
         classes: Vec::new(),
         wall_s: 0.0,
+        date: crate::report::now_utc(),
     };
     let sp = |addr, phases, seed| spec(addr, phases, seed, bound, cfg.timeout);
     for &seed in &cfg.seeds {
