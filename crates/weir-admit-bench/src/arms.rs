@@ -20,7 +20,9 @@ use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower_resilience_adaptive::{AdaptiveLimiterLayer, Aimd, Vegas};
-use weir_admit::{AdmitLayer, Config, ConfigError, Controller, Static};
+use weir_admit::{
+    AdmitLayer, Bbr, BbrConfig, BuildError, Config, Controller, QLearn, QLearnConfig, Static,
+};
 
 /// What an arm is tuned with.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,12 +36,25 @@ pub struct ArmParams {
 }
 
 /// Builds a Weir controller for an arm.
-pub type MakeController = fn(&ArmParams) -> Result<Arc<dyn Controller>, ConfigError>;
+pub type MakeController = fn(&ArmParams) -> Result<Arc<dyn Controller>, BuildError>;
 
 /// The Weir controllers the benchmark knows, by arm name. **Adding a Weir controller arm is
 /// one line here**, e.g. `("bbr", |p| Ok(Arc::new(Bbr::new(..)?)))`.
-pub const WEIR_ARMS: &[(&str, MakeController)] =
-    &[("weir-static", |p| Ok(Arc::new(Static::new(p.limit)?)))];
+///
+/// The adaptive controllers run with their defaults, untuned for this server: they are
+/// judged on finding the limit themselves.
+pub const WEIR_ARMS: &[(&str, MakeController)] = &[
+    ("weir-static", |p| Ok(Arc::new(Static::new(p.limit)?))),
+    ("weir-bbr", |_| {
+        Ok(Arc::new(Bbr::new(BbrConfig::default(), None)?))
+    }),
+    ("weir-qlearn", |_| {
+        Ok(Arc::new(QLearn::with_default_table(
+            QLearnConfig::default(),
+            None,
+        )?))
+    }),
+];
 
 /// The baseline arms (not Weir's).
 pub const BASELINE_ARMS: &[&str] = &["none", "tower", "aimd", "vegas"];
@@ -65,7 +80,7 @@ pub enum ArmError {
         /// The arm.
         arm: String,
         /// Why.
-        source: ConfigError,
+        source: BuildError,
     },
     /// A limit of 0.
     #[error("limit = 0: must be at least 1")]
@@ -145,7 +160,7 @@ pub fn wrap(arm: &str, p: &ArmParams, work: Router) -> Result<Router, ArmError> 
             let layer =
                 AdmitLayer::with(controller, &config).map_err(|source| ArmError::Config {
                     arm: other.to_string(),
-                    source,
+                    source: source.into(),
                 })?;
             Router::new().fallback_service(ServiceBuilder::new().layer(layer).service(work))
         }

@@ -28,14 +28,24 @@
 //! inflates every bucket's mean latency, and once the window has slid past the last unqueued
 //! bucket `min_rt` itself is inflated and the limit would grow by the gain once per window,
 //! without bound. So, like TCP BBR's 0.75 pacing phase, every `drain_every`-th bucket uses
-//! `÷ gain` instead of `× gain` — but only when the limit was binding (requests were
-//! rejected since the last drain), so a service below its limit is never shed. A drain
+//! `÷ gain` instead of `× gain` — but only when the limit was binding (at least 1 % of the
+//! requests since the last drain were rejected), so a service below its limit is never shed. A drain
 //! bucket runs the server just below capacity, empties the queue, and measures the no-load
 //! latency again: `min_rt` stays honest without ever dropping the limit to a tiny value.
 //! The window forgetting old buckets is the re-probe of the no-load latency when the service
 //! slows down: `min_rt` follows a slower service once the window has passed (and a faster one
 //! at once, since it is a minimum). The drain works when a bucket is several service times
 //! long (the Kratos rule has the same requirement).
+//!
+//! **Burst headroom.** With the probe limit at `bdp × gain`, a service at half its capacity
+//! gets a limit of about 1.25 × its *mean* in-flight count, and Poisson arrivals exceed that
+//! often: the Kratos formula alone rejected 16–20 % at 0.5× load in the overload benchmark.
+//! Kratos and Sentinel hide this behind their CPU / load gate. Here the probe limit adds
+//! `burst_z × √(bdp × gain)` (default z = 2), the square-root staffing rule of queueing
+//! theory (Halfin–Whitt): in-flight counts of a service below capacity fluctuate by about the
+//! square root of their mean, so z standard deviations of room admit the bursts, while at
+//! capacity it only adds `z√W` to the standing queue. Drain buckets add none, so they still
+//! empty the queue. `burst_z = 0` is the Kratos formula exactly.
 //!
 //! **Warm-up.** Until the closed buckets of the window hold `warm_up_samples` passes (a fresh
 //! deploy, or after the window went idle), the limit is `initial_limit`: neither everything
@@ -82,6 +92,10 @@ pub struct BbrConfig {
     pub initial_limit: u32,
     /// The probing gain over the estimate, > 1 (default 1.25: see the module doc).
     pub gain: f64,
+    /// Burst headroom: `z × √(estimate × gain)` slots on top of the probed limit, the
+    /// square-root staffing rule of queueing theory (default 2; 0 gives the Kratos formula
+    /// alone, which sheds Poisson bursts at light load: see the module doc).
+    pub burst_z: f64,
     /// Every this many buckets, a bucket drains the queue (÷ gain) if requests were rejected
     /// since the last one (default 10, i.e. once a second; at least 2, at most the number of
     /// buckets in the window, so every window holds an unqueued bucket).
@@ -104,6 +118,7 @@ impl Default for BbrConfig {
             max_limit: 1000,
             initial_limit: 32,
             gain: 1.25,
+            burst_z: 2.0,
             drain_every: 10,
             warm_up_samples: 50,
             cpu_threshold: 0.8,
@@ -183,6 +198,13 @@ impl BbrConfig {
                 "warm_up_samples",
                 "0".into(),
                 "must be at least 1: the rule needs passes to estimate from",
+            ));
+        }
+        if !(self.burst_z >= 0.0 && self.burst_z <= 10.0) {
+            return Err(invalid(
+                "burst_z",
+                self.burst_z.to_string(),
+                "must be in [0, 10] (standard deviations of headroom; 0 turns it off)",
             ));
         }
         if !(self.cpu_threshold > 0.0 && self.cpu_threshold <= 1.0) {
@@ -403,6 +425,7 @@ impl Bbr {
         let mut min_rt_us: Option<f64> = None;
         let mut passes = 0u64;
         let mut rejects = 0u64;
+        let mut recent_passes = 0u64;
         for seq in target.saturating_sub(self.buckets)..target {
             let b = &self.ring[(seq % (self.buckets + 1)) as usize];
             let p = b.passes.get(seq);
@@ -417,6 +440,7 @@ impl Bbr {
             }
             if seq + drain_every > target {
                 rejects += b.rejects.get(seq);
+                recent_passes += p;
             }
         }
         let bucket_s = cfg.bucket_ms as f64 / 1000.0;
@@ -438,11 +462,16 @@ impl Bbr {
             _ if !rule_on => (cfg.max_limit, BbrMode::GateOff),
             Some(rt_us) if passes >= u64::from(cfg.warm_up_samples) => {
                 let bdp = max_pass_per_s * rt_us / 1e6;
-                let drain = target.is_multiple_of(drain_every) && rejects > 0;
+                // Binding: at least 1 % of the requests since the last drain were refused. A
+                // stray rejection of a burst at light load is no standing queue to empty.
+                let drain = target.is_multiple_of(drain_every)
+                    && rejects > 0
+                    && rejects * 100 >= recent_passes;
                 let (raw, mode) = if drain {
                     (bdp / cfg.gain, BbrMode::Drain)
                 } else {
-                    (bdp * cfg.gain, BbrMode::Probe)
+                    let probe = bdp * cfg.gain;
+                    (probe + cfg.burst_z * probe.sqrt(), BbrMode::Probe)
                 };
                 let limit = raw
                     .ceil()
@@ -532,12 +561,12 @@ impl Controller for Bbr {
                 let op = if s.mode == BbrMode::Drain {
                     "÷ gain (drain bucket: requests were rejected, so the queue is emptied to re-measure min_rt)"
                 } else {
-                    "× gain"
+                    "× gain, + burst_z × √ of that,"
                 };
                 format!(
-                    "max_pass × min_rt = {bdp:.1} in flight at no-load latency, {op} {}, \
-                     clamped to [{}, {}]",
-                    cfg.gain, cfg.min_limit, cfg.max_limit
+                    "max_pass × min_rt = {bdp:.1} in flight at no-load latency, {op} \
+                     (gain {}, burst_z {}) clamped to [{}, {}]",
+                    cfg.gain, cfg.burst_z, cfg.min_limit, cfg.max_limit
                 )
             }
         };
@@ -570,6 +599,14 @@ mod tests {
     impl CpuGauge for Dial {
         fn utilisation(&self) -> Option<f64> {
             Some(f64::from_bits(self.0.load(Ordering::Relaxed)))
+        }
+    }
+
+    /// The Kratos formula alone (no burst headroom): the exact values below are its.
+    fn kratos() -> BbrConfig {
+        BbrConfig {
+            burst_z: 0.0,
+            ..BbrConfig::default()
         }
     }
 
@@ -758,7 +795,7 @@ mod tests {
 
     #[test]
     fn warm_up_holds_initial_limit_until_the_window_has_enough_passes() {
-        let c = Bbr::new(BbrConfig::default(), None).unwrap();
+        let c = Bbr::new(kratos(), None).unwrap();
         assert_eq!(c.limit(), 32);
         let t0 = Instant::now();
         // 49 passes over the first 7 buckets, at 100/s and 10 ms: not yet enough.
@@ -791,7 +828,7 @@ mod tests {
 
     #[test]
     fn the_limit_is_max_pass_times_min_rt_times_gain() {
-        let c = Bbr::new(BbrConfig::default(), None).unwrap();
+        let c = Bbr::new(kratos(), None).unwrap();
         let t0 = Instant::now();
         steady(&c, t0, 0..11);
         assert_eq!(c.limit(), 13);
@@ -807,8 +844,8 @@ mod tests {
 
     #[test]
     fn dropped_and_failed_requests_do_not_count() {
-        let plain = Bbr::new(BbrConfig::default(), None).unwrap();
-        let noisy = Bbr::new(BbrConfig::default(), None).unwrap();
+        let plain = Bbr::new(kratos(), None).unwrap();
+        let noisy = Bbr::new(kratos(), None).unwrap();
         let t0 = Instant::now();
         for b in 0..15 {
             feed(&plain, t0, b, 100, ms(10));
@@ -830,8 +867,8 @@ mod tests {
 
     #[test]
     fn rejections_never_enter_the_estimate_and_only_decide_drain_buckets() {
-        let plain = Bbr::new(BbrConfig::default(), None).unwrap();
-        let rejecting = Bbr::new(BbrConfig::default(), None).unwrap();
+        let plain = Bbr::new(kratos(), None).unwrap();
+        let rejecting = Bbr::new(kratos(), None).unwrap();
         let t0 = Instant::now();
         let mut drains = 0;
         for b in 0..35 {
@@ -861,7 +898,7 @@ mod tests {
 
     #[test]
     fn samples_from_many_threads_are_all_counted() {
-        let c = Arc::new(Bbr::new(BbrConfig::default(), None).unwrap());
+        let c = Arc::new(Bbr::new(kratos(), None).unwrap());
         let t0 = Instant::now();
         c.on_sample(sample(t0, ms(10), Outcome::Success));
         let threads: Vec<_> = (0..8)
@@ -887,7 +924,7 @@ mod tests {
     #[test]
     fn without_the_cpu_gate_open_the_limit_is_max_limit() {
         let dial = Dial::new(0.3);
-        let c = Bbr::new(BbrConfig::default(), Some(dial.clone())).unwrap();
+        let c = Bbr::new(kratos(), Some(dial.clone())).unwrap();
         let t0 = Instant::now();
         steady(&c, t0, 0..20);
         assert_eq!(c.limit(), 1000);
@@ -913,7 +950,7 @@ mod tests {
         let dial = Dial::new(0.9);
         let cfg = BbrConfig {
             cool_down_ms: 300,
-            ..BbrConfig::default()
+            ..kratos()
         };
         let c = Bbr::new(cfg, Some(dial.clone())).unwrap();
         let t0 = Instant::now();
