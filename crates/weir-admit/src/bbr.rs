@@ -44,8 +44,9 @@
 //! `burst_z × √(bdp × gain)` (default z = 2), the square-root staffing rule of queueing
 //! theory (Halfin–Whitt): in-flight counts of a service below capacity fluctuate by about the
 //! square root of their mean, so z standard deviations of room admit the bursts, while at
-//! capacity it only adds `z√W` to the standing queue. Drain buckets add none, so they still
-//! empty the queue. `burst_z = 0` is the Kratos formula exactly.
+//! capacity it would only add `z√W` to the standing queue, so it is dropped while the limit
+//! binds (at least 1 % refused since the last drain) and in drain buckets. `burst_z = 0` is
+//! the Kratos formula exactly.
 //!
 //! **Warm-up.** Until the closed buckets of the window hold `warm_up_samples` passes (a fresh
 //! deploy, or after the window went idle), the limit is `initial_limit`: neither everything
@@ -463,12 +464,15 @@ impl Bbr {
             Some(rt_us) if passes >= u64::from(cfg.warm_up_samples) => {
                 let bdp = max_pass_per_s * rt_us / 1e6;
                 // Binding: at least 1 % of the requests since the last drain were refused. A
-                // stray rejection of a burst at light load is no standing queue to empty.
-                let drain = target.is_multiple_of(drain_every)
-                    && rejects > 0
-                    && rejects * 100 >= recent_passes;
+                // stray rejection of a burst at light load is no standing queue to empty, and
+                // the burst headroom is for a service below its capacity: once the limit
+                // binds, it would only be a standing queue.
+                let binding = rejects > 0 && rejects * 100 >= recent_passes;
+                let drain = binding && target.is_multiple_of(drain_every);
                 let (raw, mode) = if drain {
                     (bdp / cfg.gain, BbrMode::Drain)
+                } else if binding {
+                    (bdp * cfg.gain, BbrMode::Probe)
                 } else {
                     let probe = bdp * cfg.gain;
                     (probe + cfg.burst_z * probe.sqrt(), BbrMode::Probe)

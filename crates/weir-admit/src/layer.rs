@@ -459,6 +459,7 @@ where
         let partition = class::partition_of(&self.gate.partitions, req.uri().path());
         match self.gate.try_acquire_as(class, partition) {
             Ok(permit) => AdmitFuture::Admitted {
+                grpc: is_grpc(&req),
                 fut: self.inner.call(req),
                 permit: Some(permit),
             },
@@ -474,7 +475,7 @@ pin_project! {
     #[project = Proj]
     pub enum AdmitFuture<F, B> {
         /// Holding a slot.
-        Admitted { #[pin] fut: F, permit: Option<Permit> },
+        Admitted { #[pin] fut: F, permit: Option<Permit>, grpc: bool },
         /// An exempt path: no slot.
         Exempt { #[pin] fut: F },
         /// Answered at once.
@@ -482,11 +483,13 @@ pin_project! {
     }
 }
 
-fn outcome<B>(r: &Response<B>) -> Outcome {
-    let grpc_error = r
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|s| s.as_bytes() != b"0");
+/// How an answer ended: only a gRPC request's answer is looked at for `grpc-status` (a
+/// custom header's lookup hashes its name: kept off plain HTTP's path).
+fn outcome<B>(r: &Response<B>, grpc: bool) -> Outcome {
+    let grpc_error = grpc
+        && r.headers()
+            .get("grpc-status")
+            .is_some_and(|s| s.as_bytes() != b"0");
     if r.status().is_server_error() || grpc_error {
         Outcome::Error
     } else {
@@ -502,11 +505,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            Proj::Admitted { fut, permit } => {
+            Proj::Admitted { fut, permit, grpc } => {
                 let out = std::task::ready!(fut.poll(cx));
                 if let Some(mut p) = permit.take() {
                     p.finish(match &out {
-                        Ok(r) => outcome(r),
+                        Ok(r) => outcome(r, *grpc),
                         Err(_) => Outcome::Error,
                     });
                 }
