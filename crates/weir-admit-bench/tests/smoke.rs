@@ -3,7 +3,8 @@
 //! arm rejects and keeps the server's queue and the admitted p99 bounded, while no limiter
 //! lets the queue grow; no overload → the Weir arm rejects (almost) nothing. Comparisons are
 //! relative (arm against arm on the same machine), margins generous, so a loaded 2-core
-//! machine passes too; no process is pinned.
+//! machine passes too; no process is pinned. The learned controller (`weir-qlearn`) is
+//! checked at 3× too: it is given no limit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -121,4 +122,21 @@ fn overload_is_rejected_and_latency_stays_bounded_no_overload_is_admitted() {
         low.reject_pct() < 0.5,
         "rejections without overload: {low:?}"
     );
+
+    // The learned controller, untuned for this server, at 3×: it finds a limit that refuses
+    // the overload and keeps the admitted requests' latency bounded, like the static one.
+    let q3 = drive("weir-qlearn", 3.0);
+    let q = q3.window(0.0, SECS, |_| true);
+    eprintln!("qlearn 3×: {q:?}");
+    assert!(
+        q.reject_pct() > 20.0,
+        "qlearn refused too little at 3×: {q:?}"
+    );
+    assert!(
+        q.p99_ms * 3.0 < n.p99_ms,
+        "qlearn's admitted p99 not bounded: {:.1} ms against none's {:.1} ms",
+        q.p99_ms,
+        n.p99_ms
+    );
+    assert!(q.timed_out < n.timed_out, "{q:?} vs {n:?}");
 }

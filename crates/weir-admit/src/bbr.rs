@@ -44,8 +44,8 @@
 //! `burst_z × √(bdp × gain)` (default z = 2), the square-root staffing rule of queueing
 //! theory (Halfin–Whitt): in-flight counts of a service below capacity fluctuate by about the
 //! square root of their mean, so z standard deviations of room admit the bursts, while at
-//! capacity it would only add `z√W` to the standing queue, so it is dropped while the limit
-//! binds (at least 1 % refused since the last drain) and in drain buckets. `burst_z = 0` is
+//! capacity it would only add `z√W` to the standing queue, so it is dropped in overload (a
+//! quarter or more refused since the last drain) and in drain buckets. `burst_z = 0` is
 //! the Kratos formula exactly.
 //!
 //! **Warm-up.** Until the closed buckets of the window hold `warm_up_samples` passes (a fresh
@@ -439,7 +439,9 @@ impl Bbr {
                 let mean = b.rt_us.get(seq) as f64 / n as f64;
                 min_rt_us = Some(min_rt_us.map_or(mean, |m| m.min(mean)));
             }
-            if seq + drain_every > target {
+            // Since the last drain slot, drain slots left out: the rejections a drain bucket
+            // causes itself must not call for the next drain.
+            if seq + drain_every > target && !seq.is_multiple_of(drain_every) {
                 rejects += b.rejects.get(seq);
                 recent_passes += p;
             }
@@ -463,15 +465,19 @@ impl Bbr {
             _ if !rule_on => (cfg.max_limit, BbrMode::GateOff),
             Some(rt_us) if passes >= u64::from(cfg.warm_up_samples) => {
                 let bdp = max_pass_per_s * rt_us / 1e6;
-                // Binding: at least 1 % of the requests since the last drain were refused. A
-                // stray rejection of a burst at light load is no standing queue to empty, and
-                // the burst headroom is for a service below its capacity: once the limit
-                // binds, it would only be a standing queue.
+                // Binding: at least 1 % of the requests since the last drain were refused (a
+                // stray rejection of a burst at light load is no standing queue to empty).
+                // Overloaded: at least a quarter of the requests were refused, so offered load
+                // is a third or more above what passes; the burst headroom is for a service
+                // below that, and in overload it would only be a standing queue. The two
+                // thresholds differ so that the headroom's own absence cannot hold it off: at
+                // light load without headroom the rule refuses well under a quarter.
                 let binding = rejects > 0 && rejects * 100 >= recent_passes;
+                let overloaded = rejects * 3 >= recent_passes.max(1);
                 let drain = binding && target.is_multiple_of(drain_every);
                 let (raw, mode) = if drain {
                     (bdp / cfg.gain, BbrMode::Drain)
-                } else if binding {
+                } else if overloaded {
                     (bdp * cfg.gain, BbrMode::Probe)
                 } else {
                     let probe = bdp * cfg.gain;

@@ -243,8 +243,14 @@ fn poisson_server(load: f64) -> weir_admit::sim::SimConfig {
 }
 
 fn run_sim(load: f64, burst_z: f64) -> weir_admit::sim::SimResult {
+    run_sim_from(load, burst_z, BbrConfig::default().initial_limit)
+}
+
+fn run_sim_from(load: f64, burst_z: f64, initial_limit: u32) -> weir_admit::sim::SimResult {
     let cfg = BbrConfig {
         burst_z,
+        initial_limit,
+        min_limit: 1,
         ..BbrConfig::default()
     };
     let bbr = std::sync::Arc::new(Bbr::new(cfg, None).unwrap_or_else(|e| panic!("{e}")));
@@ -271,6 +277,11 @@ fn burst_headroom_admits_poisson_bursts_below_capacity_and_still_sheds_overload(
         "{:.4}",
         share(&bare)
     );
+    // Started far too low (refusing most of the load during warm-up), it does not stay
+    // trapped refusing bursts once the load turns out to be light.
+    let low_start = run_sim_from(0.5, 2.0, 3);
+    eprintln!("0.5× from a limit of 3: {:.2}%", 100.0 * share(&low_start));
+    assert!(share(&low_start) < 0.01, "{:.4}", share(&low_start));
     // Three times the capacity: the overload is still refused and goodput holds.
     let over = run_sim(3.0, 2.0);
     eprintln!(
