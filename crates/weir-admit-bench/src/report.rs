@@ -365,9 +365,7 @@ pub fn markdown(res: &Results) -> String {
         s,
         "- machine: {} ({} cores), {}; {}",
         cpu_model(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        cores(),
         sh("uname", &["-sr"]),
         sh("rustc", &["--version"])
     );
