@@ -26,15 +26,6 @@ pub enum BuildError {
     Table(#[from] TableError),
 }
 
-impl From<crate::QLearnError> for BuildError {
-    fn from(e: crate::QLearnError) -> Self {
-        match e {
-            crate::QLearnError::Config(c) => BuildError::Config(c),
-            crate::QLearnError::Table(t) => BuildError::Table(t),
-        }
-    }
-}
-
 /// A controller and its settings, as written in a configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]

@@ -569,16 +569,9 @@ fn describe(f: &Features) -> String {
     format!("{lat}{trend}{rej}{cpu}")
 }
 
-/// Why a `qlearn` controller could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum QLearnError {
-    /// A configuration field is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The table could not be used.
-    #[error(transparent)]
-    Table(#[from] table::TableError),
-}
+/// Why a `qlearn` controller could not be built: a field, or its table (the same error as
+/// building any controller from a [`crate::ControllerSpec`]).
+pub type QLearnError = crate::spec::BuildError;
 
 impl Controller for QLearn {
     fn limit(&self) -> u32 {
