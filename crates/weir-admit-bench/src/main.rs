@@ -258,6 +258,18 @@ fn main() -> anyhow::Result<()> {
                 w.timeout_pct(),
                 w.error_pct()
             );
+            if critical_frac.is_some() {
+                for class in [load::Class::Critical, load::Class::Sheddable] {
+                    let w = run.window(0.0, run.secs, |r| r.class == class);
+                    println!(
+                        "{class:?}: offered {} served in SLO {:.1}% rejected {:.1}% p99 {:.2} ms",
+                        w.offered,
+                        100.0 * w.ok_in_slo as f64 / w.offered.max(1) as f64,
+                        w.reject_pct(),
+                        w.p99_ms
+                    );
+                }
+            }
             println!(
                 "send lag: p50 {:.2} ms p99 {:.2} ms max {:.1} ms{}",
                 run.lag.p50_ms,

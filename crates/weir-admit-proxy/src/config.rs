@@ -166,6 +166,8 @@ limit = 32
 reject_status = 503
 [admit.class_shares]
 sheddable = 0.5
+[admit.reserve]
+target_refused = 0.01
 [[admit.partitions]]
 name = "api"
 path_prefix = "/api"
@@ -180,6 +182,8 @@ share = 0.5
             c.admit.class_shares.critical, 1.1,
             "unset fields keep defaults"
         );
+        assert_eq!(c.admit.reserve.target_refused, 0.01);
+        assert!(c.admit.reserve.enabled, "unset fields keep defaults");
         assert_eq!(c.admit.partitions.len(), 1);
         assert!(c.listen.ip().is_loopback() && c.admin.ip().is_loopback());
         assert_eq!(

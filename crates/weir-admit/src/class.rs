@@ -7,6 +7,13 @@
 //!   first and critical ones last, and a service with one class of traffic loses nothing. The class comes from a [`Class`] value in the request's extensions (put
 //!   there by an earlier layer or an extractor) or else from a header (`x-weir-criticality`
 //!   by default); anything else is `default`.
+//! - Within those shares, a class that is being refused holds slots back from the classes
+//!   below it ([`Reserve`]): every refusal of a `critical` request reserves one more slot that
+//!   `default` and `sheddable` requests may not take, and the reservation shrinks by one every
+//!   `1/target_refused` admissions of that class and halves for every `idle_ms` without a
+//!   refusal. It settles where about `target_refused` of the higher class is refused (or where
+//!   the lower classes get nothing), so lower classes absorb the overload without a share
+//!   tuned to the traffic mix, and get their slots back when the higher class goes quiet.
 //! - A partition (a path prefix with a share of the limit) is guaranteed its share: while it
 //!   holds fewer requests than `share × class threshold`, it is admitted even when other
 //!   partitions have filled the service, so one route cannot starve another. Partitions that
@@ -110,6 +117,53 @@ impl ClassShares {
     /// The in-flight count at which `class` stops being admitted under `limit` (at least 1).
     pub fn threshold(shares: &[f64; 3], class: Class, limit: u32) -> u32 {
         ((f64::from(limit) * shares[class.index()]).floor() as u32).max(1)
+    }
+}
+
+/// How a refused class holds slots back from the classes below it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reserve {
+    /// Off: lower classes are limited by their shares alone.
+    pub enabled: bool,
+    /// The refusal rate of a higher class the reservation aims at, in (0, 0.5] (default 0.002:
+    /// one refused critical request in 500 while lower classes still hold slots).
+    pub target_refused: f64,
+    /// A reservation halves for each `idle_ms` without a refusal of its class (default 1000).
+    pub idle_ms: u64,
+}
+
+impl Default for Reserve {
+    fn default() -> Self {
+        Reserve {
+            enabled: true,
+            target_refused: 0.002,
+            idle_ms: 1000,
+        }
+    }
+}
+
+impl Reserve {
+    /// The number of admissions of a reserving class that give one slot back.
+    pub(crate) fn check(&self) -> Result<u32, ConfigError> {
+        if !(self.target_refused > 0.0 && self.target_refused <= 0.5) {
+            return Err(ConfigError::Invalid {
+                field: "reserve.target_refused",
+                value: self.target_refused.to_string(),
+                why: "must be in (0, 0.5]: the share of a higher class that may be refused",
+            });
+        }
+        if self.idle_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "reserve.idle_ms",
+                value: "0".into(),
+                why: "must be at least 1 ms",
+            });
+        }
+        // Equilibrium: growth p per request = decay (1 − p) / k, so p = 1 / (k + 1).
+        Ok(((1.0 / self.target_refused).round() as u32)
+            .saturating_sub(1)
+            .max(1))
     }
 }
 
@@ -217,6 +271,23 @@ mod tests {
         assert_eq!(ClassShares::threshold(&s, Class::Default, 100), 100);
         assert_eq!(ClassShares::threshold(&s, Class::Sheddable, 100), 70);
         assert_eq!(ClassShares::threshold(&s, Class::Sheddable, 1), 1);
+    }
+
+    #[test]
+    fn reserve_decay_follows_the_target_and_bad_values_are_refused() {
+        assert_eq!(Reserve::default().check(), Ok(499));
+        let r = |target_refused, idle_ms| Reserve {
+            enabled: true,
+            target_refused,
+            idle_ms,
+        };
+        assert_eq!(r(0.5, 10).check(), Ok(1));
+        let e = r(0.0, 10).check().unwrap_err().to_string();
+        assert!(e.contains("reserve.target_refused = 0"), "{e}");
+        let e = r(f64::NAN, 10).check().unwrap_err().to_string();
+        assert!(e.contains("reserve.target_refused = NaN"), "{e}");
+        let e = r(0.01, 0).check().unwrap_err().to_string();
+        assert!(e.contains("reserve.idle_ms = 0"), "{e}");
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub trait Controller: Send + Sync + 'static {
     fn limit(&self) -> u32;
     /// A completed admitted request. Never called for rejected ones.
     fn on_sample(&self, sample: Sample);
-    /// A request was rejected at `now`: a count only (offered load), never a latency.
+    /// A request was rejected at `now` because every slot under the limit was taken: a count
+    /// only (offered load the limit refused), never a latency. Refusals of a lower class by
+    /// its share or a reservation are not reported: the limit was not what stopped them.
     fn on_reject(&self, _now: Instant) {}
     /// The controller's name, for metrics and explanations.
     fn name(&self) -> &'static str;

@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::class::{self, Class, ClassShares, Partition, PartitionState};
+use crate::class::{self, Class, ClassShares, Partition, PartitionState, Reserve};
 use crate::controller::{Controller, Outcome, Sample};
 use crate::metrics::LatencyHistogram;
 
@@ -49,6 +49,8 @@ pub struct Config {
     pub class_shares: ClassShares,
     /// Route partitions and their guaranteed shares (none by default).
     pub partitions: Vec<Partition>,
+    /// How a refused class holds slots back from the classes below it.
+    pub reserve: Reserve,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             criticality_header: "x-weir-criticality".into(),
             class_shares: ClassShares::default(),
             partitions: Vec::new(),
+            reserve: Reserve::default(),
         }
     }
 }
@@ -92,6 +95,9 @@ pub enum Reason {
     OverLimit,
     /// Below the limit, but over the share of the limit the request's class may fill.
     ClassShare,
+    /// Within its class share, but the slot is held back for a higher class that is being
+    /// refused (see [`Reserve`]).
+    Reserved,
 }
 
 impl Reason {
@@ -100,6 +106,7 @@ impl Reason {
         match self {
             Reason::OverLimit => "over_limit",
             Reason::ClassShare => "class_share",
+            Reason::Reserved => "reserved",
         }
     }
 }
@@ -121,8 +128,18 @@ pub struct Rejection {
 pub struct Gate {
     in_flight: AtomicU32,
     pub(crate) admitted: [AtomicU64; 3],
-    /// Per class, per [`Reason`] (over limit, class share).
-    pub(crate) rejected: [[AtomicU64; 2]; 3],
+    /// Per class, per [`Reason`] (over limit, class share, reserved).
+    pub(crate) rejected: [[AtomicU64; 3]; 3],
+    /// Slots held back by `critical` and by `default` from the classes below them.
+    pub(crate) reserved: [AtomicU32; 2],
+    /// Per reserving class: admissions since its reservation last shrank.
+    reserve_ticks: [AtomicU32; 2],
+    /// Per reserving class: nanoseconds after `epoch` of its last refusal or idle halving.
+    reserve_touched: [AtomicU64; 2],
+    /// Admissions that give one reserved slot back (`None`: reservations are off).
+    reserve_every: Option<u32>,
+    reserve_idle_ns: u64,
+    epoch: Instant,
     pub(crate) exempt: AtomicU64,
     /// Per class, per outcome (success, error): latency of admitted requests.
     pub(crate) latency: [[LatencyHistogram; 2]; 3],
@@ -164,11 +181,19 @@ impl Gate {
                 value: format!("{:?}", config.criticality_header),
                 why: "not a valid HTTP header name",
             })?;
+        let reserve_every = config.reserve.check()?;
         let initial = controller.limit();
+        let epoch = now();
         Ok(Arc::new(Gate {
             in_flight: AtomicU32::new(0),
             admitted: Default::default(),
             rejected: Default::default(),
+            reserved: Default::default(),
+            reserve_ticks: Default::default(),
+            reserve_touched: Default::default(),
+            reserve_every: config.reserve.enabled.then_some(reserve_every),
+            reserve_idle_ns: config.reserve.idle_ms.saturating_mul(1_000_000),
+            epoch,
             exempt: AtomicU64::new(0),
             latency: Default::default(),
             partition_counts: partitions.iter().map(|_| Default::default()).collect(),
@@ -251,9 +276,16 @@ impl Gate {
         class: Class,
         partition: Option<usize>,
     ) -> Result<Permit, Rejection> {
+        let now = (self.now)();
         let limit = self.controller.limit().max(1);
         self.note_limit(limit);
-        let threshold = ClassShares::threshold(&self.shares, class, limit);
+        let share = ClassShares::threshold(&self.shares, class, limit);
+        let threshold = match self.reserve_every {
+            Some(_) if class != Class::Critical => {
+                share.min(limit.saturating_sub(self.held_back(class, limit, now)))
+            }
+            _ => share,
+        };
         let part = partition.and_then(|i| self.partitions.get(i).map(|p| (i, p)));
         let guaranteed = part.is_some_and(|(_, p)| {
             let share = (f64::from(threshold) * p.share).floor() as u32;
@@ -264,14 +296,19 @@ impl Gate {
             if current >= threshold && !guaranteed {
                 let reason = if current >= limit {
                     Reason::OverLimit
-                } else {
+                } else if current >= share {
                     Reason::ClassShare
+                } else {
+                    Reason::Reserved
                 };
                 self.rejected[class.index()][reason as usize].fetch_add(1, Ordering::Relaxed);
+                self.reserve_more(class, limit, now);
                 if let Some((i, _)) = part {
                     self.partition_counts[i][1].fetch_add(1, Ordering::Relaxed);
                 }
-                self.controller.on_reject((self.now)());
+                if reason == Reason::OverLimit {
+                    self.controller.on_reject(now);
+                }
                 return Err(Rejection {
                     limit,
                     in_flight: current,
@@ -290,18 +327,85 @@ impl Gate {
             }
         }
         self.admitted[class.index()].fetch_add(1, Ordering::Relaxed);
+        self.reserve_less(class);
         if let Some((i, p)) = part {
             p.in_flight.fetch_add(1, Ordering::AcqRel);
             self.partition_counts[i][0].fetch_add(1, Ordering::Relaxed);
         }
         Ok(Permit {
             gate: self.clone(),
-            started: (self.now)(),
+            started: now,
             in_flight: current + 1,
             class,
             partition: part.map(|(i, _)| i),
             reported: false,
         })
+    }
+
+    /// Slots the classes above `class` hold back from it now, after halving any reservation
+    /// whose class has not been refused for `idle_ms` (lazily, here: no timer thread).
+    fn held_back(&self, class: Class, limit: u32, now: Instant) -> u32 {
+        let now_ns = nanos_since(self.epoch, now);
+        let mut held = 0u32;
+        for h in 0..class.index().min(2) {
+            let r = self.reserved[h].load(Ordering::Relaxed);
+            if r == 0 {
+                continue;
+            }
+            let touched = self.reserve_touched[h].load(Ordering::Relaxed);
+            let idle = now_ns.saturating_sub(touched) / self.reserve_idle_ns.max(1);
+            let r = if idle > 0
+                && self.reserve_touched[h]
+                    .compare_exchange(touched, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                let halved = r
+                    .checked_shr(u32::try_from(idle).unwrap_or(u32::MAX))
+                    .unwrap_or(0);
+                self.reserved[h].store(halved, Ordering::Relaxed);
+                halved
+            } else {
+                r
+            };
+            held = held.saturating_add(r);
+        }
+        held.min(limit)
+    }
+
+    /// A refused `critical` or `default` request reserves one more slot (at most the limit).
+    fn reserve_more(&self, class: Class, limit: u32, now: Instant) {
+        let h = class.index();
+        if self.reserve_every.is_none() || h > 1 {
+            return;
+        }
+        let _ = self.reserved[h].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+            (r < limit).then_some(r + 1)
+        });
+        self.reserve_touched[h].store(nanos_since(self.epoch, now), Ordering::Relaxed);
+    }
+
+    /// Every `reserve_every` admissions of a reserving class give one slot back.
+    fn reserve_less(&self, class: Class) {
+        let h = class.index();
+        let Some(every) = self.reserve_every else {
+            return;
+        };
+        if h > 1 || self.reserved[h].load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self.reserve_ticks[h].fetch_add(1, Ordering::Relaxed) + 1 >= every {
+            self.reserve_ticks[h].store(0, Ordering::Relaxed);
+            let _ = self.reserved[h]
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1));
+        }
+    }
+
+    /// Slots held back now by `critical` and by `default` from the classes below them.
+    pub fn reserved(&self) -> [u32; 2] {
+        [
+            self.reserved[0].load(Ordering::Relaxed),
+            self.reserved[1].load(Ordering::Relaxed),
+        ]
     }
 
     /// The class of a request: a [`Class`] in its extensions, else the criticality header,
@@ -342,6 +446,10 @@ impl Gate {
         r.extensions_mut().insert(why);
         r
     }
+}
+
+fn nanos_since(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// An in-flight slot: given back when dropped; reports its sample to the controller once.

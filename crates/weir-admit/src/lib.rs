@@ -35,10 +35,10 @@ pub mod sim;
 pub mod spec;
 
 pub use bbr::{Bbr, BbrConfig, BbrMode, BbrState};
-pub use class::{Class, ClassShares, Partition};
+pub use class::{Class, ClassShares, Partition, Reserve};
 pub use controller::{Controller, CpuGauge, Explanation, Outcome, Sample, Static};
 pub use cpu::{CgroupCpu, CpuError, CpuSource};
-pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Reason, Rejection};
+pub use layer::{Admit, AdmitLayer, Config, ConfigError, Gate, Permit, Reason, Rejection};
 pub use metrics::GateMetrics;
 pub use qlearn::{QLearn, QLearnConfig, QLearnError};
 pub use spec::{BuildError, ControllerSpec};

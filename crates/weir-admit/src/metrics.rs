@@ -134,7 +134,7 @@ impl Collector for GateMetrics {
         )?;
         let mut rejected = Vec::new();
         for c in Class::ALL {
-            for r in [Reason::OverLimit, Reason::ClassShare] {
+            for r in [Reason::OverLimit, Reason::ClassShare, Reason::Reserved] {
                 rejected.push((
                     vec![("class", c.as_str()), ("reason", r.as_str())],
                     g.rejected[c as usize][r as usize].load(Ordering::Relaxed),
@@ -146,6 +146,22 @@ impl Collector for GateMetrics {
             "weir_admit_rejected",
             "Requests rejected at once, by class and reason.",
             &rejected,
+        )?;
+        let reserved = g.reserved();
+        gauge(
+            &mut encoder,
+            "weir_admit_reserved_slots",
+            "Slots a refused class holds back from the classes below it.",
+            &[
+                (
+                    &[("class", Class::Critical.as_str())],
+                    i64::from(reserved[0]),
+                ),
+                (
+                    &[("class", Class::Default.as_str())],
+                    i64::from(reserved[1]),
+                ),
+            ],
         )?;
         ConstCounter::new(g.exempt.load(Ordering::Relaxed)).encode(encoder.encode_descriptor(
             "weir_admit_exempt",

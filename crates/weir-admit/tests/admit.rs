@@ -315,6 +315,9 @@ async fn a_partition_keeps_its_share_when_another_route_fills_the_service() {
         "weir_admit_in_flight 0",
         "weir_admit_admitted_total{class=\"default\"} 6",
         "weir_admit_rejected_total{class=\"default\",reason=\"over_limit\"} 2",
+        // Each refused default request holds a slot back from sheddable ones.
+        "weir_admit_reserved_slots{class=\"default\"} 2",
+        "weir_admit_reserved_slots{class=\"critical\"} 0",
         "weir_admit_partition_requests_total{partition=\"a\",result=\"admitted\"} 2",
         "weir_admit_partition_requests_total{partition=\"a\",result=\"rejected\"} 1",
         "weir_admit_partition_in_flight{partition=\"a\"} 0",
