@@ -55,6 +55,11 @@ pub trait Controller: Send + Sync + 'static {
     fn limit(&self) -> u32;
     /// A completed admitted request. Never called for rejected ones.
     fn on_sample(&self, sample: Sample);
+    /// Whether [`Controller::on_sample`] uses its samples (read once, when the gate is built):
+    /// a controller that answers `false` spares the request path building them.
+    fn wants_samples(&self) -> bool {
+        true
+    }
     /// A request was rejected at `now` because every slot under the limit was taken: a count
     /// only (offered load the limit refused), never a latency. Refusals of a lower class by
     /// its share or a reservation are not reported: the limit was not what stopped them.
@@ -91,6 +96,10 @@ impl Controller for Static {
     }
 
     fn on_sample(&self, _sample: Sample) {}
+
+    fn wants_samples(&self) -> bool {
+        false
+    }
 
     fn name(&self) -> &'static str {
         "static"

@@ -26,11 +26,13 @@
 
 pub mod bbr;
 pub mod class;
+pub mod clock;
 pub mod controller;
 pub mod cpu;
 pub mod layer;
 pub mod metrics;
 pub mod qlearn;
+pub mod shard;
 pub mod sim;
 pub mod spec;
 
