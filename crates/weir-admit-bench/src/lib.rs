@@ -21,6 +21,7 @@
 //! touch processes it did not start.
 
 pub mod arms;
+pub mod crosscheck;
 pub mod load;
 pub mod report;
 pub mod runner;

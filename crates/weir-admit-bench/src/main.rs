@@ -104,6 +104,32 @@ enum Cmd {
         #[arg(long)]
         critical_frac: Option<f64>,
     },
+    /// One load point measured by our generator and by `oha`, each against a fresh server.
+    Crosscheck {
+        /// The `oha` binary (how to install it: the crate README, "Commands").
+        #[arg(long, default_value = "target/tools/bin/oha")]
+        oha: PathBuf,
+        /// Offered rate, req/s (3× capacity is about 3,900 on the reference machine).
+        #[arg(long)]
+        rate: f64,
+        /// Length of each run, s.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Admission arm of the server.
+        #[arg(long, default_value = "weir-static")]
+        arm: String,
+        /// Concurrency limit of the static arms.
+        #[arg(long, default_value_t = 24)]
+        limit: u32,
+        /// oha's connections (enough that the rate never waits for one).
+        #[arg(long, default_value_t = 256)]
+        connections: u32,
+        #[command(flatten)]
+        shape: Shape,
+        /// Do not pin to cores.
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// Writes report.md again from a report.json (e.g. after changing the report).
     Report {
         /// The report.json.
@@ -292,6 +318,68 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("."));
             runner::write(&res, &out)?;
             eprintln!("wrote {}", out.join("report.md").display());
+            Ok(())
+        }
+        Cmd::Crosscheck {
+            oha,
+            rate,
+            secs,
+            arm,
+            limit,
+            connections,
+            shape,
+            no_pin,
+        } => {
+            shape.check()?;
+            arms::check_arm(&arm)?;
+            anyhow::ensure!(rate > 0.0 && rate.is_finite(), "rate = {rate}: must be > 0");
+            anyhow::ensure!(secs > 0.0 && secs.is_finite(), "secs = {secs}: must be > 0");
+            anyhow::ensure!(limit > 0, "limit = 0: must be at least 1");
+            anyhow::ensure!(connections > 0, "connections = 0: must be at least 1");
+            anyhow::ensure!(
+                oha.exists(),
+                "{}: no oha there (install it: cargo install oha --locked --no-default-features --features native-tls --root target/tools)",
+                oha.display()
+            );
+            let mut cfg = BenchConfig::new(std::env::current_exe()?);
+            cfg.slots = shape.slots;
+            cfg.service_ms = shape.service_ms;
+            cfg.cpu_us = shape.cpu_us;
+            cfg.variant = shape.variant;
+            let pinned = !no_pin && runner::can_pin();
+            if pinned {
+                runner::pin_self()?;
+            }
+            let p = ArmParams {
+                limit,
+                slots: shape.slots,
+                latency_bound: Duration::from_millis(50),
+            };
+            let server = runner::start_server(&cfg, pinned, &arm, &p, 1)?;
+            let run = load::run_blocking(&LoadSpec {
+                addr: server.addr,
+                phases: vec![Phase { secs, rate }],
+                seed: 1,
+                expensive_frac: None,
+                critical_frac: None,
+                slo: Duration::from_millis(50),
+                timeout: cfg.timeout,
+                probes: Vec::new(),
+            })?;
+            drop(server);
+            if let Some(why) = &run.discarded {
+                eprintln!("warning: our generator fell behind ({why}): its row is indicative only");
+            }
+            let server = runner::start_server(&cfg, pinned, &arm, &p, 1)?;
+            let url = format!("http://{}/work", server.addr);
+            let theirs =
+                weir_admit_bench::crosscheck::run_oha(&oha, &url, rate, secs, connections, pinned)?;
+            drop(server);
+            let ours = weir_admit_bench::crosscheck::ours(&run);
+            print!(
+                "{}",
+                weir_admit_bench::crosscheck::render(rate, secs, &arm, &theirs, &ours)
+            );
             Ok(())
         }
         Cmd::Run {

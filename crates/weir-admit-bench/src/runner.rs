@@ -267,7 +267,8 @@ pub fn can_pin() -> bool {
 }
 
 /// Pins this process (all its threads) to core 1.
-fn pin_self() -> anyhow::Result<()> {
+/// Pins this process to core 1 (the generator's core).
+pub fn pin_self() -> anyhow::Result<()> {
     let st = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
         .stdout(Stdio::null())
