@@ -78,6 +78,9 @@ enum Cmd {
         /// Exit when stdin closes (the runner's way to never leave a server behind).
         #[arg(long)]
         exit_on_stdin_eof: bool,
+        /// Rounds of CPU work per µs (`cpu` variant; measured at start when absent).
+        #[arg(long)]
+        rounds_per_us: Option<f64>,
     },
     /// One open-loop load run; prints per-second rows and totals.
     Load {
@@ -176,6 +179,7 @@ fn main() -> anyhow::Result<()> {
             double_after_s,
             threads,
             exit_on_stdin_eof,
+            rounds_per_us,
         } => {
             if exit_on_stdin_eof {
                 std::thread::spawn(|| {
@@ -201,6 +205,7 @@ fn main() -> anyhow::Result<()> {
                 variant: shape.variant,
                 seed,
                 sigma,
+                rounds_per_us,
             };
             let p = ArmParams {
                 limit,

@@ -47,6 +47,8 @@ pub struct BenchConfig {
     pub limit: Option<u32>,
     /// The command line, for the report.
     pub command: String,
+    /// Rounds of CPU work per µs for `cpu` servers (measured once by [`run`] when absent).
+    pub rounds_per_us: Option<f64>,
 }
 
 impl BenchConfig {
@@ -66,6 +68,7 @@ impl BenchConfig {
             timeout: Duration::from_secs(1),
             limit: None,
             command: String::new(),
+            rounds_per_us: None,
         }
     }
 
@@ -317,6 +320,11 @@ pub fn start_server(
             &(p.latency_bound.as_secs_f64() * 1000.0).to_string(),
         ])
         .args(["--seed", &seed.to_string(), "--exit-on-stdin-eof"])
+        .args(
+            cfg.rounds_per_us
+                .map(|r| vec!["--rounds-per-us".to_string(), r.to_string()])
+                .unwrap_or_default(),
+        )
         // The server ends when this process does (its stdin closes), even if killed.
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
@@ -532,6 +540,13 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<Results> {
     if pinned {
         pin_self()?;
     }
+    // One amount of CPU work for every `cpu` server, measured here on an idle core: a server
+    // measuring its own could start while the previous one is still exiting.
+    let mut owned = cfg.clone();
+    if cfg.variant == Variant::Cpu && cfg.rounds_per_us.is_none() {
+        owned.rounds_per_us = Some(crate::server::calibrate_rounds());
+    }
+    let cfg = &owned;
     let cal = calibrate(cfg, pinned)?;
     eprintln!(
         "capacity {:.0} req/s (theory {:.0}, measured {:.0}); unloaded p99 {:.2} ms, bound {:.2} ms; limit {}",

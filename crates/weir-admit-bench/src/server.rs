@@ -3,7 +3,10 @@
 //! W concurrent slots (a tokio `Semaphore`: the queue inside the server, which overload
 //! fills), a lognormal service time around the mean from a seeded RNG, and real CPU work per
 //! request (`io` variant: CPU work then a sleep; `cpu` variant: the whole service time is CPU
-//! work). Routes: `/work`, `/cheap` (½ the mean) and `/expensive` (3× the mean; an 80/20 mix
+//! work, a fixed amount of it calibrated at start, on tokio's blocking pool as a CPU-bound
+//! async service should run it — inline, it starves the runtime's workers, requests wait in
+//! the runtime before any layer sees them, and no in-process limiter can refuse anything:
+//! measured, 0 % refused and 15–73 % timed out at 2–5× for tower and Weir alike). Routes: `/work`, `/cheap` (½ the mean) and `/expensive` (3× the mean; an 80/20 mix
 //! keeps the mean), `/healthz`, `/stats` (JSON: completed, waiting, in service) and
 //! `POST /control?service_factor=F` (multiplies every service time by F from now on).
 //! Only the work routes are behind the admission arm.
@@ -32,7 +35,8 @@ use crate::arms::{self, ArmParams};
 pub enum Variant {
     /// CPU work (`cpu_us`) then a sleep for the rest: capacity = slots / mean.
     Io,
-    /// The whole service time is CPU work: capacity bounded by the core.
+    /// The whole service time is CPU work (a fixed count of loop rounds, however the core is
+    /// shared), on the blocking pool: capacity bounded by the core.
     Cpu,
 }
 
@@ -51,6 +55,8 @@ pub struct ServerConfig {
     pub seed: u64,
     /// Lognormal sigma of the service time (0 = constant).
     pub sigma: f64,
+    /// Rounds of CPU work per µs (`cpu` variant); measured at start when absent.
+    pub rounds_per_us: Option<f64>,
 }
 
 /// Answer of `/stats`.
@@ -73,6 +79,8 @@ struct Inner {
     completed: AtomicU64,
     waiting: AtomicU64,
     in_service: AtomicU64,
+    /// Rounds of [`rounds`] per microsecond on this core, measured at start.
+    rounds_per_us: f64,
 }
 
 /// A standard normal draw (Box–Muller): two uniforms, no extra crate for one formula.
@@ -97,7 +105,36 @@ impl Inner {
     }
 }
 
-/// Busy CPU work for `d` (real instructions, not a sleep).
+/// `n` rounds of busy CPU work.
+fn rounds(n: u64) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..n {
+        for _ in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+    }
+    std::hint::black_box(x);
+}
+
+/// Rounds of CPU work per microsecond on this core: the best of a few 5-ms samples (the least
+/// disturbed). The runner measures it once, on an idle core, and gives it to every server.
+pub fn calibrate_rounds() -> f64 {
+    let mut best: f64 = 0.0;
+    for _ in 0..5 {
+        let mut n = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(5) {
+            rounds(100);
+            n += 100;
+        }
+        best = best.max(n as f64 / t.elapsed().as_secs_f64() / 1e6);
+    }
+    best.max(1e-3)
+}
+
+/// Busy CPU work for `d` of wall time (real instructions, not a sleep).
 fn spin(d: Duration) {
     let end = Instant::now() + d;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -123,7 +160,11 @@ async fn serve_one(s: Arc<Inner>, mean_mult: f64) -> &'static str {
             spin(cpu);
             tokio::time::sleep(t - cpu).await;
         }
-        Variant::Cpu => spin(t),
+        Variant::Cpu => {
+            let n = (t.as_secs_f64() * 1e6 * s.rounds_per_us) as u64;
+            // If the blocking pool is gone (runtime shutting down), there is nothing to serve.
+            let _ = tokio::task::spawn_blocking(move || rounds(n)).await;
+        }
     }
     s.in_service.fetch_sub(1, Ordering::Relaxed);
     s.completed.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +186,10 @@ pub fn router(cfg: ServerConfig, arm: &str, p: &ArmParams) -> Result<Router, arm
         completed: AtomicU64::new(0),
         waiting: AtomicU64::new(0),
         in_service: AtomicU64::new(0),
+        rounds_per_us: match cfg.variant {
+            Variant::Cpu => cfg.rounds_per_us.unwrap_or_else(calibrate_rounds),
+            Variant::Io => 0.0,
+        },
         cfg,
     });
     let work = Router::new()
