@@ -103,8 +103,7 @@ pub fn parse_oha(text: &str) -> Result<Measured, OhaError> {
 
 /// The same figures from one of our runs.
 pub fn ours(run: &LoadRun) -> Measured {
-    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
-        .unwrap_or_else(|e| unreachable!("constant histogram bounds: {e}"));
+    let mut h = crate::load::histogram();
     let (mut ok, mut rejected, mut other) = (0u64, 0u64, 0u64);
     for r in &run.records {
         match r.outcome {

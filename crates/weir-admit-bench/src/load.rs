@@ -241,7 +241,8 @@ pub struct SecondRow {
     pub w: Window,
 }
 
-fn histogram() -> Histogram<u64> {
+/// An empty latency histogram in µs, as every measurement here records them.
+pub(crate) fn histogram() -> Histogram<u64> {
     // 1 µs .. 10 min, 3 significant digits: a constant, valid configuration.
     Histogram::new_with_bounds(1, 600_000_000, 3)
         .unwrap_or_else(|e| unreachable!("constant histogram bounds: {e}"))

@@ -137,14 +137,8 @@ pub fn calibrate_rounds() -> f64 {
 /// Busy CPU work for `d` of wall time (real instructions, not a sleep).
 fn spin(d: Duration) {
     let end = Instant::now() + d;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     while Instant::now() < end {
-        for _ in 0..64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        std::hint::black_box(x);
+        rounds(1);
     }
 }
 

@@ -659,11 +659,8 @@ where
         }
         let class = self.gate.class_of(&req);
         let partition = class::partition_of(&self.gate.partitions, req.uri().path());
-        let acquired = match &self.gate {
-            GateRef::Shared(g) => g.try_acquire_as(class, partition),
-            GateRef::Static(g) => Gate::try_acquire_static(g, class, partition),
-        };
-        match acquired {
+        // The permit holds the gate as this service does: a counted or a plain reference.
+        match self.gate.acquire(class, partition, || self.gate.clone()) {
             Ok(permit) => AdmitFuture::Admitted {
                 grpc: is_grpc(&req),
                 fut: self.inner.call(req),

@@ -76,9 +76,7 @@ impl LatencyHistogram {
     }
 
     fn add_from(&self, other: &LatencyHistogram) {
-        for (a, b) in self.buckets.iter().zip(&other.buckets) {
-            a.add(b.get());
-        }
+        add_all(&self.buckets, &other.buckets);
         self.sum_ns.add(other.sum_ns.get());
     }
 
@@ -122,17 +120,11 @@ impl Shard {
     }
 
     fn add_from(&self, other: &Shard) {
-        for (a, b) in self.admitted.iter().zip(&other.admitted) {
-            a.add(b.get());
-        }
-        for (a, b) in self
-            .rejected
-            .iter()
-            .flatten()
-            .zip(other.rejected.iter().flatten())
-        {
-            a.add(b.get());
-        }
+        add_all(&self.admitted, &other.admitted);
+        add_all(
+            self.rejected.iter().flatten(),
+            other.rejected.iter().flatten(),
+        );
         self.exempt.add(other.exempt.get());
         for (a, b) in self
             .latency
@@ -142,14 +134,17 @@ impl Shard {
         {
             a.add_from(b);
         }
-        for (a, b) in self
-            .partitions
-            .iter()
-            .flatten()
-            .zip(other.partitions.iter().flatten())
-        {
-            a.add(b.get());
-        }
+        add_all(
+            self.partitions.iter().flatten(),
+            other.partitions.iter().flatten(),
+        );
+    }
+}
+
+/// Adds each counter of `from` to its counterpart in `to`.
+fn add_all<'a>(to: impl IntoIterator<Item = &'a Count>, from: impl IntoIterator<Item = &'a Count>) {
+    for (a, b) in to.into_iter().zip(from) {
+        a.add(b.get());
     }
 }
 
