@@ -52,9 +52,11 @@ pub struct WeirConfig {
     /// Safety shield.
     #[serde(default)]
     pub shield: ShieldConfig,
-    /// Reward weights (for online learning and the dashboard).
-    #[serde(default)]
-    pub reward: RewardConfig,
+    /// The user's priorities: how bad a stale read is against a failed read, primary load and
+    /// moving traffic (the reward online learning and the dashboard use), and the primary
+    /// reserve the shield enforces. `[reward]` is accepted as its older name.
+    #[serde(default, alias = "reward")]
+    pub priorities: RewardConfig,
     /// The decision maker.
     #[serde(default)]
     pub policy: PolicyConfig,
@@ -205,6 +207,9 @@ impl WeirConfig {
         self.shield
             .validate(n)
             .map_err(|e| field("shield", e.to_string()))?;
+        self.priorities
+            .validate()
+            .map_err(|e| field(&format!("priorities.{}", e.field), e.problem))?;
         if self.policy.save_every == 0 {
             return Err(field("policy.save_every", "must be at least 1".to_string()));
         }
@@ -256,6 +261,23 @@ mod tests {
     }
 
     #[test]
+    fn priorities_are_one_section_and_reward_is_its_old_name() {
+        let c: WeirConfig = from_toml_str(EXAMPLE, "w.toml", env(&[])).unwrap();
+        assert_eq!(c.priorities, RewardConfig::default());
+        let old = EXAMPLE.replace("[priorities]", "[reward]");
+        let c: WeirConfig =
+            from_toml_str(&old, "w.toml", env(&[("WEIR__REWARD__JITTER", "3")])).unwrap();
+        assert_eq!(c.priorities.jitter, 3.0);
+        let c: WeirConfig = from_toml_str(
+            EXAMPLE,
+            "w.toml",
+            env(&[("WEIR__PRIORITIES__PRIMARY_RESERVE", "0.1")]),
+        )
+        .unwrap();
+        assert_eq!(c.priorities.primary_reserve_points(), 10);
+    }
+
+    #[test]
     fn mistakes_name_the_field() {
         let cases = [
             (
@@ -272,6 +294,14 @@ mod tests {
             ),
             (EXAMPLE.replace("max_step = 25", "max_step = 0"), "shield"),
             (EXAMPLE.replace("[slo]", "[slo]\ncolour = 1"), "slo"),
+            (
+                EXAMPLE.replace("primary_reserve = 0.0", "primary_reserve = 2"),
+                "priorities.primary_reserve",
+            ),
+            (
+                EXAMPLE.replace("stale = 20 ", "stale = -1 "),
+                "priorities.stale",
+            ),
         ];
         for (text, want) in cases {
             let e = from_toml_str::<WeirConfig>(&text, "w.toml", env(&[]))

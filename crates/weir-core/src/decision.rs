@@ -38,6 +38,9 @@ pub enum Rule {
     ReplicaDown,
     /// The primary share exceeded what the primary's CPU headroom allows.
     PrimaryCpuCap,
+    /// The primary carried more than the priorities' `primary_reserve` while the replicas
+    /// could serve the reads.
+    PrimaryReserve,
     /// The change exceeded `max_step` outside an emergency.
     StepLimit,
     /// The observation was stale or missing: the last decision is held.
@@ -61,6 +64,7 @@ impl Rule {
             Rule::HardStaleness => "hard_staleness",
             Rule::ReplicaDown => "replica_down",
             Rule::PrimaryCpuCap => "primary_cpu_cap",
+            Rule::PrimaryReserve => "primary_reserve",
             Rule::StepLimit => "step_limit",
             Rule::StaleObservation => "stale_observation",
             Rule::FailSafe => "fail_safe",
@@ -72,10 +76,11 @@ impl Rule {
     }
 
     /// Every rule, for metric pre-registration and docs.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::HardStaleness,
         Rule::ReplicaDown,
         Rule::PrimaryCpuCap,
+        Rule::PrimaryReserve,
         Rule::StepLimit,
         Rule::StaleObservation,
         Rule::FailSafe,

@@ -19,6 +19,6 @@ pub use decision::{Decision, Intervention, Proposal, Rule};
 pub use history::{History, Record};
 pub use observation::{Observation, PrimaryObs, ReplicaObs, Signal, Unknown};
 pub use policy::{ActionValue, DecisionContext, Explanation, Mask, Policy, Transition};
-pub use reward::{Outcome, RewardConfig, RewardKind};
+pub use reward::{InvalidPriorities, Outcome, Priorities, RewardConfig, RewardKind};
 pub use slo::{InvalidSlo, Slo};
 pub use weights::{Weights, WeightsError};

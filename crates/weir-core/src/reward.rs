@@ -87,7 +87,15 @@ impl Outcome {
     }
 }
 
-/// Relative weights of the multi-objective reward's penalties.
+/// The user's priorities, stated once: how bad a stale read is against a failed read, against
+/// primary load and against moving traffic (the reward's weights), and how much of the reads
+/// the primary may carry while the replicas can serve them (`primary_reserve`, which the shield
+/// enforces). The reward, the shield and the benchmark read the same value: `[priorities]` in
+/// `weir run`'s configuration (`[reward]` is accepted as its older name).
+pub type Priorities = RewardConfig;
+
+/// Relative weights of the multi-objective reward's penalties, and the primary reserve (see
+/// [`Priorities`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
@@ -107,6 +115,22 @@ pub struct RewardConfig {
     pub latency: f64,
     /// Penalty per unit of traffic moved.
     pub jitter: f64,
+    /// Share of reads (0..=1) the primary may carry while every replica is up, fresh (lag
+    /// known and at most half of `max_staleness_s`) and within its latency SLO. The default,
+    /// 0, sends reads to the primary only when the replicas cannot serve them; the shield
+    /// enforces it (rule `primary_reserve`), so healthy replicas carry the reads whatever the
+    /// policy proposes.
+    pub primary_reserve: f64,
+}
+
+/// A priority out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct InvalidPriorities {
+    /// The field of [`RewardConfig`].
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// The reward formula.
@@ -130,6 +154,7 @@ impl Default for RewardConfig {
             overload: 10.0,
             latency: 0.5,
             jitter: 2.0,
+            primary_reserve: 0.0,
         }
     }
 }
@@ -159,6 +184,38 @@ impl RewardTerms {
 }
 
 impl RewardConfig {
+    /// Checks every weight is a non-negative number and the reserve a share; the error names
+    /// the field.
+    pub fn validate(&self) -> Result<(), InvalidPriorities> {
+        for (field, v) in [
+            ("stale", self.stale),
+            ("failed", self.failed),
+            ("cpu", self.cpu),
+            ("overload", self.overload),
+            ("latency", self.latency),
+            ("jitter", self.jitter),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(InvalidPriorities {
+                    field,
+                    problem: format!("must be a non-negative number, got {v}"),
+                });
+            }
+        }
+        if !(0.0..=1.0).contains(&self.primary_reserve) {
+            return Err(InvalidPriorities {
+                field: "primary_reserve",
+                problem: format!("must be a share within 0..=1, got {}", self.primary_reserve),
+            });
+        }
+        Ok(())
+    }
+
+    /// The primary reserve in weight points.
+    pub fn primary_reserve_points(&self) -> u32 {
+        (self.primary_reserve.clamp(0.0, 1.0) * Weights::TOTAL as f64).round() as u32
+    }
+
     /// The penalty terms of the multi-objective reward for `o`.
     pub fn terms(&self, o: &Outcome, slo: &Slo) -> RewardTerms {
         let span = (slo.primary_cpu_max - slo.primary_cpu_target).max(1e-6);
@@ -273,6 +330,30 @@ mod tests {
             .latency,
             0.0
         );
+    }
+
+    #[test]
+    fn priorities_out_of_range_name_the_field() {
+        assert_eq!(RewardConfig::default().validate(), Ok(()));
+        let bad = RewardConfig {
+            stale: -1.0,
+            ..RewardConfig::default()
+        };
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("stale"));
+        let bad = RewardConfig {
+            primary_reserve: 1.5,
+            ..RewardConfig::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("primary_reserve") && err.contains("1.5"),
+            "{err}"
+        );
+        let r = RewardConfig {
+            primary_reserve: 0.2,
+            ..RewardConfig::default()
+        };
+        assert_eq!(r.primary_reserve_points(), 20);
     }
 
     #[test]

@@ -238,7 +238,7 @@ pub fn run_episode<P: Policy + ?Sized>(
         oracle: oracle_slot,
         shielded,
     } = agent;
-    let shield = shield_for(scn, &opts.shield, shielded);
+    let shield = shield_for(scn, &opts.shield, shielded).with_priorities(&opts.reward);
     let mut step: ControlStep<P> = ControlStep::new(
         policy,
         shield,

@@ -206,13 +206,21 @@ struct ExperimentArgs {
     /// Write the table here as Markdown.
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Exit non-zero unless every Weir arm cuts the stall's stale reads to at most
-    /// --max-ratio of static weights' and fails no read before the kill.
+    /// Exit non-zero unless: static weights served stale reads in the stall; a learned arm
+    /// ran, cut the stall's stale reads to at most --max-ratio of static's, stayed within the
+    /// primary's CPU cap (--max-over-cap-s) and returned reads to the released replica within
+    /// --max-return-intervals; and no Weir arm failed a read before the kill.
     #[arg(long)]
     check: bool,
     /// See --check.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.10)]
     max_ratio: f64,
+    /// See --check: seconds over the CPU cap tolerated (one 2-s CPU sample by default).
+    #[arg(long, default_value_t = 2.0)]
+    max_over_cap_s: f64,
+    /// See --check: control intervals (plus one heartbeat second) for the return.
+    #[arg(long, default_value_t = 2.0)]
+    max_return_intervals: f64,
 }
 
 fn main() -> ExitCode {
@@ -500,7 +508,12 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut lab = Lab::up(layout, &LabOptions::default(), true).await?;
     eprintln!("lab: up in {:.1} s", started.elapsed().as_secs_f64());
-    let report = experiment::run(&mut lab, &cfg, a.max_ratio).await;
+    let gates = experiment::Gates {
+        max_ratio: a.max_ratio,
+        max_over_cap_s: a.max_over_cap_s,
+        max_return_s: a.max_return_intervals * cfg.interval_s + 1.0,
+    };
+    let report = experiment::run(&mut lab, &cfg, &gates).await;
     let stopped = lab.down()?;
     eprintln!("lab: stopped {} process(es)", stopped.len());
     let report = report?;

@@ -452,12 +452,15 @@ async fn build<F: SourceFactory, A: ActuatorFactory>(
         Mode::DryRun => BoxActuator::new(DryRunActuator::planning_with(target)),
         Mode::Enforce | Mode::Shadow => BoxActuator::new(target),
     };
-    let shield = Shield::new(plan.shield.clone(), plan.slo.clone(), n);
+    // The ReadSplit has no priorities section yet: the defaults, for the reward and the shield
+    // alike (reads stay off the primary while the replicas can serve them).
+    let priorities = RewardConfig::default();
+    let shield = Shield::new(plan.shield.clone(), plan.slo.clone(), n).with_priorities(&priorities);
     let step = ControlStep::new(
         policy,
         shield,
         plan.slo.clone(),
-        RewardConfig::default(),
+        priorities,
         initial.clone(),
         HISTORY_LEN,
     );

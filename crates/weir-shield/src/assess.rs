@@ -113,10 +113,20 @@ pub struct Assessment {
     pub least_bad: Option<usize>,
     /// The observation's replicas did not match the weights' (so it was treated as stale).
     pub replica_mismatch: bool,
+    /// The primary reserve (points) when it applies now: every replica up, its lag known and
+    /// within half of `max_staleness_s`, its read p99 (when known) within half of the SLO.
+    pub reserve: Option<u32>,
 }
 
 impl Assessment {
-    pub(crate) fn new(obs: &Observation, current: &Weights, cfg: &ShieldConfig, slo: &Slo) -> Self {
+    pub(crate) fn new(
+        obs: &Observation,
+        current: &Weights,
+        cfg: &ShieldConfig,
+        slo: &Slo,
+        reserve: Option<u32>,
+        capacity: &CapacityEstimate,
+    ) -> Self {
         let max_age = cfg.stale_after_s;
         let freshest_age_s = obs.freshest_age_s();
         // An observation whose replicas do not line up with the weights cannot be acted on:
@@ -153,7 +163,14 @@ impl Assessment {
                     ka.cmp(&kb).then(la.total_cmp(&lb)).then(a.cmp(&b))
                 })
         };
-        let (primary_cap, cap_basis) = primary_cap(obs, current, cfg, slo);
+        let (primary_cap, cap_basis) = primary_cap(obs, current, cfg, slo, capacity);
+        let replicas_can_serve =
+            !stale && !obs.replicas.is_empty() && obs.replicas.iter().zip(&health).all(|(r, h)| {
+                matches!(h, ReplicaHealth::Healthy { lag_s } if *lag_s <= 0.5 * slo.max_staleness_s)
+                    && r.read_p99_ms
+                        .fresh_within(max_age)
+                        .is_none_or(|p| p <= 0.5 * slo.read_p99_slo_ms)
+            });
         let mut a = Assessment {
             at_s: obs.at_s,
             stale,
@@ -171,6 +188,7 @@ impl Assessment {
             emergency: false,
             least_bad,
             replica_mismatch: mismatched,
+            reserve: reserve.filter(|_| replicas_can_serve),
         };
         let mut probe = current.clone();
         let mut why = Notes::count_only();
@@ -302,6 +320,30 @@ impl Assessment {
         }
     }
 
+    /// Rule 6: while the replicas can serve, the primary keeps at most the reserve; the rest
+    /// goes to the replicas.
+    pub(crate) fn keep_reserve(&self, w: &mut Weights, why: &mut Notes) {
+        let Some(reserve) = self.reserve else {
+            return;
+        };
+        if w.primary <= reserve {
+            return;
+        }
+        let healthy = self.healthy();
+        if healthy.is_empty() {
+            return;
+        }
+        let before = w.clone();
+        let excess = w.primary - reserve;
+        w.primary = reserve;
+        give(w, &healthy, excess);
+        why.push(Rule::PrimaryReserve, || {
+            format!(
+                "every replica is fresh and fast: the primary keeps its reserve of {reserve} points, {before} → {w}"
+            )
+        });
+    }
+
     /// Post-check of rules 4 and 5, written independently of the repair above.
     pub fn hard_limits_hold(&self, w: &Weights) -> bool {
         if w.validate(self.health.len()).is_err() {
@@ -372,8 +414,11 @@ pub enum CapBasis {
         primary_reads: f64,
         /// Reads/s of the whole cluster.
         all_reads: f64,
-        /// Configured capacity.
+        /// Capacity planned with (the configured one, or lower as measured).
         capacity: f64,
+        /// Configured capacity.
+        #[serde(default)]
+        configured: f64,
     },
     /// Capacity unknown: the primary share moves by `max_step` with CPU under/over the cap.
     Stepwise {
@@ -395,12 +440,19 @@ impl std::fmt::Display for CapBasis {
                 primary_reads,
                 all_reads,
                 capacity,
-            } => write!(
-                f,
-                "cpu {:.0}% of max {:.0}%, {primary_reads:.0} of {all_reads:.0} reads/s on the primary, capacity {capacity:.0}/s",
-                cpu * 100.0,
-                cpu_max * 100.0
-            ),
+                configured,
+            } => {
+                write!(
+                    f,
+                    "cpu {:.0}% of max {:.0}%, {primary_reads:.0} of {all_reads:.0} reads/s on the primary, capacity {capacity:.0}/s",
+                    cpu * 100.0,
+                    cpu_max * 100.0
+                )?;
+                if capacity < configured {
+                    write!(f, " as measured (configured {configured:.0}/s)")?;
+                }
+                Ok(())
+            }
             CapBasis::Stepwise { cpu, cpu_max } => write!(
                 f,
                 "cpu {:.0}% vs max {:.0}%, capacity unknown: stepwise",
@@ -412,11 +464,73 @@ impl std::fmt::Display for CapBasis {
     }
 }
 
+/// The primary's read capacity as its measured CPU shows it: between two fresh observations
+/// in which the primary's read rate moved by at least [`CapacityEstimate::MIN_MOVE`] of all
+/// reads, the capacity is the change in reads over the change in CPU, smoothed
+/// geometrically. The cap uses the smaller of this and the configured capacity (never less
+/// than a quarter of it), so a configured capacity that overstates a degraded or busier
+/// primary stops overshooting `primary_cpu_max` once the primary's load has moved.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct CapacityEstimate {
+    /// Read-equivalent queries/s at 100% CPU, as measured.
+    pub qps: Option<f64>,
+    /// Measurements folded in.
+    pub samples: u64,
+    /// The primary's (reads/s, CPU) at the previous fresh observation.
+    last: Option<(f64, f64)>,
+}
+
+impl CapacityEstimate {
+    /// Smallest move of the primary's read rate, as a share of all reads, that is measured.
+    pub const MIN_MOVE: f64 = 0.05;
+
+    /// Folds in a fresh observation.
+    pub(crate) fn observe(&mut self, obs: &Observation, max_age: f64, cfg: &ShieldConfig) {
+        let (Some(pr), Some(cpu)) = (
+            obs.primary.read_qps.fresh_within(max_age),
+            obs.primary.cpu.fresh_within(max_age),
+        ) else {
+            return;
+        };
+        let all: f64 = pr
+            + obs
+                .replicas
+                .iter()
+                .filter_map(|r| r.read_qps.fresh_within(max_age))
+                .sum::<f64>();
+        if let Some((pr0, cpu0)) = self.last {
+            let (dr, dc) = (pr - pr0, cpu - cpu0);
+            // Only a clear move, on an unsaturated primary, in the direction load implies.
+            if dr.abs() >= Self::MIN_MOVE * all.max(1.0) && dr * dc > 0.0 && cpu < 0.99 {
+                let est = dr / dc;
+                let cap = cfg.primary_read_capacity_qps.unwrap_or(f64::INFINITY);
+                let est = est.min(4.0 * cap);
+                self.qps = Some(match self.qps {
+                    Some(old) => (0.5 * old.ln() + 0.5 * est.ln()).exp(),
+                    None => est,
+                });
+                self.samples += 1;
+            }
+        }
+        self.last = Some((pr, cpu));
+    }
+
+    /// The capacity to plan with: the configured one, lowered to the measured one (at most
+    /// to a quarter of the configured).
+    pub fn effective(&self, configured: f64) -> f64 {
+        match self.qps {
+            Some(m) if m.is_finite() && m > 0.0 => configured.min(m.max(0.25 * configured)),
+            _ => configured,
+        }
+    }
+}
+
 fn primary_cap(
     obs: &Observation,
     current: &Weights,
     cfg: &ShieldConfig,
     slo: &Slo,
+    estimate: &CapacityEstimate,
 ) -> (u32, CapBasis) {
     let max_age = cfg.stale_after_s;
     let total = Weights::TOTAL;
@@ -433,7 +547,8 @@ fn primary_cap(
         };
     }
     match (cfg.primary_read_capacity_qps, cpu, primary_reads, all_reads) {
-        (Some(capacity), Some(cpu), Some(pr), Some(all)) if all > 0.0 => {
+        (Some(configured), Some(cpu), Some(pr), Some(all)) if all > 0.0 => {
+            let capacity = estimate.effective(configured);
             // Headroom is spent only partly per interval: the configured capacity may overstate
             // a degraded primary, and the observation is a scrape old. Shedding is in full.
             let headroom = slo.primary_cpu_max - cpu;
@@ -454,6 +569,7 @@ fn primary_cap(
                     primary_reads: pr,
                     all_reads: all,
                     capacity,
+                    configured,
                 },
             )
         }

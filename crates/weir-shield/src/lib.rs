@@ -13,8 +13,13 @@
 //!    `fail_safe_after` such intervals the fail-safe weights are applied;
 //! 4. a replica that is down, whose lag is unknown, or whose lag exceeds `hard_staleness_s`
 //!    gets no reads while a healthy replica or primary headroom exists;
-//! 5. the primary's share never exceeds what its CPU headroom allows (`primary_cpu_max`);
-//! 6. outside an emergency no destination's weight moves by more than `max_step` per
+//! 5. the primary's share never exceeds what its CPU headroom allows (`primary_cpu_max`),
+//!    judged with the configured capacity and, once the primary's load has moved, the capacity
+//!    its *measured* CPU implies (whichever is smaller, see [`CapacityEstimate`]);
+//! 6. with the priorities' `primary_reserve` set ([`Shield::with_priorities`]), the primary
+//!    carries at most that share while every replica is up, fresh and fast — healthy replicas
+//!    carry the reads (not a hard limit: it yields to every rule above);
+//! 7. outside an emergency no destination's weight moves by more than `max_step` per
 //!    interval. An emergency is: the current weights break rule 4 or 5, or (by default) a
 //!    replica with weight is observed over `max_staleness_s`.
 //!
@@ -29,10 +34,12 @@ mod config;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use weir_core::{Decision, Intervention, Mask, Observation, Proposal, Rule, Slo, Weights};
+use weir_core::{
+    Decision, Intervention, Mask, Observation, Priorities, Proposal, Rule, Slo, Weights,
+};
 
 use assess::Notes;
-pub use assess::{Assessment, CapBasis, ReplicaHealth};
+pub use assess::{Assessment, CapBasis, CapacityEstimate, ReplicaHealth};
 pub use config::{FailSafe, InvalidShieldConfig, ShieldConfig};
 
 /// An operator's manual override.
@@ -63,6 +70,9 @@ pub struct ShieldStatus {
     pub hard_limit_violations: u64,
     /// Per replica: unhealthy at the last fresh observation (kept out by the fail-safe).
     pub last_seen_unhealthy: Vec<bool>,
+    /// The primary's read capacity as its measured CPU shows it.
+    #[serde(default)]
+    pub capacity: CapacityEstimate,
 }
 
 /// The shield. One per managed cluster.
@@ -71,6 +81,8 @@ pub struct Shield {
     config: ShieldConfig,
     slo: Slo,
     replicas: usize,
+    /// The priorities' primary reserve, in points; `None` when no priorities were given.
+    reserve: Option<u32>,
     status: ShieldStatus,
 }
 
@@ -89,8 +101,21 @@ impl Shield {
             config,
             slo,
             replicas,
+            reserve: None,
             status: ShieldStatus::default(),
         }
+    }
+
+    /// Reads the user's priorities: the shield enforces their `primary_reserve` (the same
+    /// section the reward reads).
+    pub fn with_priorities(mut self, priorities: &Priorities) -> Self {
+        self.reserve = Some(priorities.primary_reserve_points());
+        self
+    }
+
+    /// The primary reserve in force, in points (`None` without priorities).
+    pub fn reserve(&self) -> Option<u32> {
+        self.reserve
     }
 
     /// The configuration.
@@ -136,11 +161,19 @@ impl Shield {
         self.status.override_ = None;
         self.status.stale_intervals = 0;
         self.status.fail_safe_engaged = false;
+        self.status.capacity = CapacityEstimate::default();
     }
 
     /// Judges the observation once: replica health, the primary cap, staleness.
     pub fn assess(&self, obs: &Observation, current: &Weights) -> Assessment {
-        Assessment::new(obs, current, &self.config, &self.slo)
+        Assessment::new(
+            obs,
+            current,
+            &self.config,
+            &self.slo,
+            self.reserve,
+            &self.status.capacity,
+        )
     }
 
     /// The weights the fail-safe applies: the baseline without the replicas that were
@@ -270,6 +303,11 @@ impl Shield {
     /// Turns a proposal into the decision to apply, recording every intervention.
     pub fn apply(&mut self, obs: &Observation, current: &Weights, proposal: Proposal) -> Decision {
         let a = self.assess(obs, current);
+        if !a.stale {
+            self.status
+                .capacity
+                .observe(obs, self.config.stale_after_s, &self.config);
+        }
         self.status.stale_intervals = if a.stale {
             self.status.stale_intervals + 1
         } else {
@@ -343,6 +381,7 @@ impl Shield {
         };
         a.exclude_unhealthy(&mut w, why);
         a.cap_primary(&mut w, why);
+        a.keep_reserve(&mut w, why);
         if !a.emergency {
             let step = current.max_step(&w);
             let max = self.config.max_step;

@@ -377,3 +377,124 @@ fn an_observation_that_does_not_match_the_weights_is_held_not_a_panic() {
         assert_eq!(rules(&d), vec![Rule::StaleObservation]);
     }
 }
+
+fn with_reserve(replicas: usize, reserve: f64) -> Shield {
+    shield(replicas).with_priorities(&weir_core::Priorities {
+        primary_reserve: reserve,
+        ..weir_core::Priorities::default()
+    })
+}
+
+#[test]
+fn the_reserve_keeps_reads_on_fresh_replicas_and_yields_when_they_cannot_serve() {
+    // Every replica fresh and fast: 30 points on the primary are brought down to the reserve.
+    let mut s = with_reserve(2, 0.0);
+    let fresh = ObsBuilder::new(2).build();
+    let d = apply(&mut s, &fresh, &w(40, &[30, 30]), w(40, &[30, 30]));
+    assert_eq!(d.weights.primary, 15, "reserve 0, then the step limit");
+    assert_eq!(rules(&d), vec![Rule::PrimaryReserve, Rule::StepLimit]);
+    let d = apply(&mut s, &fresh, &d.weights, d.weights.clone());
+    assert_eq!(
+        d.weights.primary, 0,
+        "back on the replicas in two intervals"
+    );
+    // The mask says the same before the fact.
+    let m = s.mask(&fresh, &w(0, &[50, 50]));
+    assert!(!m.allows(&w(10, &[45, 45])));
+    assert!(m.allows(&w(0, &[50, 50])));
+    // A reserve of 20 points allows 20.
+    let mut s = with_reserve(2, 0.2);
+    let d = apply(&mut s, &fresh, &w(20, &[40, 40]), w(20, &[40, 40]));
+    assert!(d.interventions.is_empty(), "{:?}", d.interventions);
+    // A replica lagging past half the staleness SLO: the primary may carry reads.
+    let mut s = with_reserve(2, 0.0);
+    let lagging = ObsBuilder::new(2).lag(0, 3.0).build();
+    let d = apply(&mut s, &lagging, &w(20, &[40, 40]), w(40, &[10, 50]));
+    assert!(
+        !rules(&d).contains(&Rule::PrimaryReserve),
+        "{:?}",
+        rules(&d)
+    );
+    // Replicas slow (p99 over half the SLO): so may it.
+    let mut slow = ObsBuilder::new(2).build();
+    for r in &mut slow.replicas {
+        r.read_p99_ms = weir_core::Signal::aged(40.0, 5.0);
+    }
+    let d = apply(&mut s, &slow, &w(0, &[50, 50]), w(20, &[40, 40]));
+    assert_eq!(d.weights, w(20, &[40, 40]));
+    // Without priorities the shield has no reserve.
+    let mut s = shield(2);
+    let d = apply(&mut s, &fresh, &w(20, &[40, 40]), w(30, &[35, 35]));
+    assert_eq!(d.weights, w(30, &[35, 35]));
+}
+
+/// An observation of a primary serving `reads` of 4000 reads/s at CPU `cpu`.
+fn primary_at(reads: f64, cpu: f64) -> Observation {
+    ObsBuilder::new(2)
+        .primary(cpu, reads)
+        .replica_reads(0, (4000.0 - reads) / 2.0)
+        .replica_reads(1, (4000.0 - reads) / 2.0)
+        .build()
+}
+
+#[test]
+fn the_cap_follows_the_measured_cpu_when_the_configured_capacity_overstates_it() {
+    // Configured 4000 reads/s at 100% CPU; the real primary does 2000 (0.05 CPU per 100
+    // reads), with 0.2 CPU of writes.
+    let real = |reads: f64| 0.2 + reads / 2000.0;
+    let mut s = shield(2);
+    let cap0 = s.assess(&primary_at(400.0, real(400.0)), &w(10, &[45, 45]));
+    // Before any move of the primary's load: the configured capacity. 0.85 − 0.4 = 0.45 of
+    // 4000 reads/s = 1800 more reads: 2200 of 4000 = 55 points.
+    assert_eq!(cap0.primary_cap, 55);
+    let _ = apply(
+        &mut s,
+        &primary_at(400.0, real(400.0)),
+        &w(10, &[45, 45]),
+        w(10, &[45, 45]),
+    );
+    let _ = apply(
+        &mut s,
+        &primary_at(800.0, real(800.0)),
+        &w(20, &[40, 40]),
+        w(20, &[40, 40]),
+    );
+    assert_eq!(s.status().capacity.samples, 1);
+    let measured = s.status().capacity.qps.unwrap_or_default();
+    assert!((measured - 2000.0).abs() < 1.0, "{measured}");
+    // Now 0.85 − 0.6 = 0.25 of 2000 = 500 more reads: 1300 of 4000 = 32 points, where the
+    // configured capacity would allow 0.25 × 4000 + 800 = 1800 = 45 points (and CPU 1.1).
+    let a = s.assess(&primary_at(800.0, real(800.0)), &w(20, &[40, 40]));
+    assert_eq!(a.primary_cap, 32);
+    assert!(
+        a.cap_basis.to_string().contains("configured 4000"),
+        "{}",
+        a.cap_basis
+    );
+    // A capacity measured above the configured one changes nothing.
+    let mut s = shield(2);
+    for (r, c) in [(400.0, 0.3), (1200.0, 0.4)] {
+        let _ = apply(
+            &mut s,
+            &primary_at(r, c),
+            &w(10, &[45, 45]),
+            w(10, &[45, 45]),
+        );
+    }
+    assert_eq!(
+        s.assess(&primary_at(400.0, 0.3), &w(10, &[45, 45]))
+            .primary_cap,
+        65
+    );
+    // Small moves (noise) are not measured.
+    let mut s = shield(2);
+    for (r, c) in [(400.0, 0.3), (450.0, 0.4)] {
+        let _ = apply(
+            &mut s,
+            &primary_at(r, c),
+            &w(10, &[45, 45]),
+            w(10, &[45, 45]),
+        );
+    }
+    assert_eq!(s.status().capacity.samples, 0);
+}

@@ -145,12 +145,13 @@ async fn check(
             policy,
             description: desc,
         } = build_policy(cfg)?;
-        let shield = Shield::new(cfg.shield.clone(), cfg.slo.clone(), n);
+        let shield =
+            Shield::new(cfg.shield.clone(), cfg.slo.clone(), n).with_priorities(&cfg.priorities);
         let mut step: ControlStep = ControlStep::new(
             policy,
             shield,
             cfg.slo.clone(),
-            cfg.reward.clone(),
+            cfg.priorities.clone(),
             current.clone(),
             8,
         );

@@ -86,7 +86,7 @@ async fn run_async(
         reward: RewardConfig::default(),
         ..RunOptions::default()
     };
-    let shield = shield_for(&scenario, &opts.shield, true);
+    let shield = shield_for(&scenario, &opts.shield, true).with_priorities(&opts.reward);
     let step = ControlStep::new(
         policy,
         shield,

@@ -147,12 +147,13 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         policy,
         description: policy_desc,
     } = build_policy(&cfg)?;
-    let shield = Shield::new(cfg.shield.clone(), cfg.slo.clone(), n);
+    let shield =
+        Shield::new(cfg.shield.clone(), cfg.slo.clone(), n).with_priorities(&cfg.priorities);
     let step = ControlStep::new(
         policy,
         shield,
         cfg.slo.clone(),
-        cfg.reward.clone(),
+        cfg.priorities.clone(),
         initial.clone(),
         512,
     );

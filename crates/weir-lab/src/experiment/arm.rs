@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
+use weir_policy::PolicyKind;
 
 use super::calibrate::{Calibration, calibrate, load_config};
 use super::config::weir_config;
-use super::report::{ArmResult, Report, summarise, verdict};
+use super::report::{ArmResult, Gates, Report, summarise, verdict};
 use super::{CPU_SAMPLE, ExperimentConfig, LagSample, PHASES, STATIC_ARM, WeightSample};
 use crate::cluster;
 use crate::faults::Stall;
@@ -221,7 +222,7 @@ async fn wait_weir_deciding(port: u16, log: &Path) -> Result<()> {
 }
 
 /// Runs the whole experiment on a lab that is up.
-pub async fn run(lab: &mut Lab, cfg: &ExperimentConfig, max_ratio: f64) -> Result<Report> {
+pub async fn run(lab: &mut Lab, cfg: &ExperimentConfig, gates: &Gates) -> Result<Report> {
     if !cfg.weir_bin.is_file() && cfg.arms.iter().any(|a| a != STATIC_ARM) {
         bail!(
             "{}: no weir binary; build it first (`cargo build -p weir`) or pass --weir-bin",
@@ -248,7 +249,9 @@ pub async fn run(lab: &mut Lab, cfg: &ExperimentConfig, max_ratio: f64) -> Resul
         );
         arms.push(r);
     }
-    let (verdict, passed) = verdict(&arms, max_ratio);
+    let (verdict, passed) = verdict(&arms, gates, |arm| {
+        PolicyKind::parse(arm).is_ok_and(PolicyKind::needs_model)
+    });
     Ok(Report {
         config: cfg.clone(),
         calibration,

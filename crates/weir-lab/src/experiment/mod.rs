@@ -26,7 +26,7 @@ mod config;
 mod report;
 
 pub use arm::run;
-pub use report::table;
+pub use report::{Gates, table};
 
 /// Primary CPU is sampled over windows this long (a small budget is a few clock ticks per
 /// second: shorter windows would be mostly rounding).
