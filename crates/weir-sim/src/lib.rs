@@ -61,10 +61,12 @@
 //! a replica down at the scrape shows `up = Some(false)` and its other signals are unknown
 //! ([`weir_core::Unknown::TargetDown`]).
 
+pub mod generate;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
 
+pub use generate::{GeneratorConfig, Split};
 pub use scenario::{
     Event, EventKind, PrimaryConfig, ReplicaConfig, Routing, Scenario, ScenarioError, Timing,
     Workload, load_dir,
