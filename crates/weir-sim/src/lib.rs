@@ -21,7 +21,17 @@
 //!   `writes = write_qps · (1 + A·sin(2πt/P)) · n_w · burst`, where `n` is a smoothed
 //!   multiplicative noise `exp(x − σ²/2)`, `x` an AR(1) process with standard deviation
 //!   `σ = workload.noise` and correlation time [`sim::NOISE_TAU_S`] (never negative, mean 1).
-//! * **Routing.** The primary gets `reads · w_p / Σw`, replica `i` gets `reads · w_i / Σw`.
+//! * **Routing.** The weights set target shares `s*_p = w_p / Σw`, `s*_i = w_i / Σw` (a zero
+//!   total sends everything to the primary). The primary gets `reads · s_p`, replica `i` gets
+//!   `reads · s_i`, where `s` are the *effective* shares. With instant routing
+//!   (`routing.connection_lifetime_s = L = 0`, the default) `s = s*` from the tick after
+//!   [`Simulator::set_weights`]. With `L > 0` a new weight only affects new connections (a
+//!   proxy in TCP mode, a client pool) and each tick, before the routing, every share relaxes
+//!   as `s += (s* − s) · (1 − exp(−dt/L))`: after a change, `s* − s` decays as `exp(−t/L)`,
+//!   so a destination set to 0 drains over a few `L`. Once every gap is below
+//!   [`sim::TURNOVER_SNAP`] the shares equal the targets (the last old connection closed).
+//!   The run starts in steady state (`s = s*` = even weights). Observed per-destination
+//!   `read_qps` and every outcome follow `s`.
 //! * **Primary.** `demand = (reads_p + writes · write_cost) / (capacity · degraded)`,
 //!   `cpu = min(demand, 1)`. Writes have priority: reads beyond `capacity − write load` fail.
 //!   `p99 = base_latency_ms / (1 − min(demand, 0.98))` (an M/M/1-like queueing curve capped at
@@ -51,13 +61,15 @@
 //! a replica down at the scrape shows `up = Some(false)` and its other signals are unknown
 //! ([`weir_core::Unknown::TargetDown`]).
 
+pub mod generate;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
 
+pub use generate::{GeneratorConfig, Split};
 pub use scenario::{
-    Event, EventKind, PrimaryConfig, ReplicaConfig, Scenario, ScenarioError, Timing, Workload,
-    load_dir,
+    Event, EventKind, PrimaryConfig, ReplicaConfig, Routing, Scenario, ScenarioError, Timing,
+    Workload, load_dir,
 };
 pub use sim::{ReplicaTruth, Simulator, Truth};
 pub use stats::{IntervalStats, TickStats};

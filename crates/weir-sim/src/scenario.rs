@@ -66,6 +66,9 @@ pub struct Scenario {
     /// Tick, control and scrape timing.
     #[serde(default)]
     pub timing: Timing,
+    /// How new weights reach the traffic (connection turnover).
+    #[serde(default)]
+    pub routing: Routing,
     /// The objectives the run is judged against.
     #[serde(default)]
     pub slo: Slo,
@@ -110,6 +113,24 @@ impl Default for Timing {
         }
     }
 }
+
+/// How a change of weights reaches the traffic.
+///
+/// A proxy balancing connections rather than queries (HAProxy in TCP mode, a client-side
+/// pool) applies a new weight only to new connections: the traffic follows as connections
+/// turn over. With a mean connection lifetime `L > 0` the effective shares relax toward the
+/// weights each tick as `eff += (target − eff) · (1 − exp(−dt/L))`; with `L = 0` (the
+/// default) a weight change takes effect on the next tick.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// Mean lifetime of a client connection, seconds (0 = weights act instantly).
+    pub connection_lifetime_s: f64,
+}
+
+/// Upper bound on `routing.connection_lifetime_s` (an hour): longer is a configuration
+/// mistake, and the simulated runs are shorter than that anyway.
+pub const MAX_CONNECTION_LIFETIME_S: f64 = 3600.0;
 
 /// The primary database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +369,20 @@ impl Scenario {
                 format!(
                     "must be <= duration_s ({}), got {}",
                     self.duration_s, t.tick_s
+                ),
+            ));
+        }
+
+        non_negative(
+            "routing.connection_lifetime_s",
+            self.routing.connection_lifetime_s,
+        )?;
+        if self.routing.connection_lifetime_s > MAX_CONNECTION_LIFETIME_S {
+            return Err(self.invalid(
+                "routing.connection_lifetime_s",
+                format!(
+                    "must be at most {MAX_CONNECTION_LIFETIME_S}, got {}",
+                    self.routing.connection_lifetime_s
                 ),
             ));
         }
@@ -649,6 +684,37 @@ factor = 2.0
             e.starts_with("scenarios/x.toml: events[1].factor: must be a non-negative"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connection_lifetime_is_optional_and_checked() {
+        let s = Scenario::from_toml_str(GOOD, "good.toml").expect("valid");
+        assert_eq!(s.routing, Routing::default());
+        assert_eq!(s.routing.connection_lifetime_s, 0.0);
+        let with = GOOD.replace(
+            "[primary]",
+            "[routing]\nconnection_lifetime_s = 20\n[primary]",
+        );
+        let s = Scenario::from_toml_str(&with, "good.toml").expect("valid");
+        assert_eq!(s.routing.connection_lifetime_s, 20.0);
+        let e = err(&GOOD.replace(
+            "[primary]",
+            "[routing]\nconnection_lifetime_s = -1\n[primary]",
+        ));
+        assert!(
+            e.starts_with("scenarios/x.toml: routing.connection_lifetime_s: "),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "[primary]",
+            "[routing]\nconnection_lifetime_s = 1e6\n[primary]",
+        ));
+        assert!(
+            e.starts_with("scenarios/x.toml: routing.connection_lifetime_s: must be at most"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("[primary]", "[routing]\nlifetime_s = 1\n[primary]"));
+        assert!(e.contains("lifetime_s"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub const NOISE_TAU_S: f64 = 60.0;
 /// Heartbeat resolution: an observed lag is the true lag plus `U(0, HEARTBEAT_S)`.
 pub const HEARTBEAT_S: f64 = 0.5;
 
+/// Once every effective routing share is within this of its target, connection turnover is
+/// complete and the shares snap to the targets (the last old connection has closed; without
+/// it a drained destination would keep an ever smaller, never zero, trickle).
+pub const TURNOVER_SNAP: f64 = 1e-4;
+
 /// Smallest capacity multiplier applied for `primary_degraded` (a factor of 0 would divide
 /// by zero; this is "practically nothing left").
 const MIN_CAPACITY_FACTOR: f64 = 1e-3;
@@ -87,7 +92,10 @@ struct ReplicaState {
     apply_capacity: f64,
     interference: f64,
     base_latency_ms: f64,
+    /// Effective share of reads (follows `target` as connections turn over).
     share: f64,
+    /// Share the weights in force ask for.
+    target: f64,
     // Per-tick event effects.
     apply_factor: f64,
     down: bool,
@@ -205,7 +213,14 @@ pub struct Simulator {
     tick: u64,
     now_s: f64,
     weights: Weights,
+    /// Effective share of reads on the primary (follows `primary_target`).
     primary_share: f64,
+    primary_target: f64,
+    /// Fraction of the gap to the target shares closed per tick: `1 − exp(−dt/L)`, exactly 1
+    /// for instant routing (`L = 0`).
+    turnover: f64,
+    /// Whether the effective shares still differ from the targets.
+    turning_over: bool,
     load_rng: Rng,
     metric_rng: Rng,
     read_noise: f64,
@@ -287,6 +302,7 @@ impl Simulator {
                 interference: r.read_apply_interference.clamp(0.0, 1.0),
                 base_latency_ms: r.base_latency_ms.max(0.0),
                 share: 0.0,
+                target: 0.0,
                 apply_factor: 1.0,
                 down: false,
                 applied: 0.0,
@@ -298,6 +314,12 @@ impl Simulator {
             })
             .collect();
         let n = replicas.len();
+        let lifetime = scenario.routing.connection_lifetime_s;
+        let turnover = if lifetime.is_finite() && lifetime > 0.0 {
+            1.0 - (-tick_s / lifetime).exp()
+        } else {
+            1.0
+        };
 
         let log_ticks = ((LAG_WINDOW_S / tick_s).ceil() as u64).min(total_ticks) as usize + 2;
         let scrape_interval = positive_or(timing.scrape_interval_s, 15.0);
@@ -326,6 +348,9 @@ impl Simulator {
             now_s: 0.0,
             weights: Weights::even(n),
             primary_share: 0.0,
+            primary_target: 0.0,
+            turnover,
+            turning_over: false,
             next_scrape_s: metric_rng.range(0.0, scrape_interval),
             load_rng,
             metric_rng,
@@ -346,8 +371,10 @@ impl Simulator {
             next_slot: 0,
             p99_scratch: Vec::with_capacity(n + 1),
         };
+        // The cluster starts in steady state: the connections already follow even weights.
         let even = Weights::even(n);
         sim.set_weights(&even);
+        sim.snap_shares();
         sim
     }
 
@@ -398,19 +425,64 @@ impl Simulator {
     /// Applies new read weights from the next tick on. Reads split in proportion to the
     /// weights; a missing replica weight counts as 0, and a zero total sends every read to
     /// the primary (what a proxy with no healthy backend weight would do with a fallback).
+    ///
+    /// With `routing.connection_lifetime_s > 0` the weights set the *target* shares and the
+    /// traffic follows them as connections turn over (see the crate documentation); with 0
+    /// they take effect on the next tick.
     pub fn set_weights(&mut self, weights: &Weights) {
         self.weights.clone_from(weights);
         let total = weights.total();
         if total == 0 {
-            self.primary_share = 1.0;
-            self.replicas.iter_mut().for_each(|r| r.share = 0.0);
-            return;
+            self.primary_target = 1.0;
+            self.replicas.iter_mut().for_each(|r| r.target = 0.0);
+        } else {
+            let total = f64::from(total);
+            self.primary_target = f64::from(weights.primary) / total;
+            for (i, r) in self.replicas.iter_mut().enumerate() {
+                r.target = f64::from(weights.replicas.get(i).copied().unwrap_or(0)) / total;
+            }
         }
-        let total = f64::from(total);
-        self.primary_share = f64::from(weights.primary) / total;
-        for (i, r) in self.replicas.iter_mut().enumerate() {
-            r.share = f64::from(weights.replicas.get(i).copied().unwrap_or(0)) / total;
+        if self.turnover >= 1.0 {
+            self.snap_shares();
+        } else {
+            self.turning_over = true;
         }
+    }
+
+    /// Effective shares := targets (instant routing, or turnover complete).
+    fn snap_shares(&mut self) {
+        self.primary_share = self.primary_target;
+        for r in &mut self.replicas {
+            r.share = r.target;
+        }
+        self.turning_over = false;
+    }
+
+    /// One tick of connection turnover: each effective share closes `turnover` of its gap to
+    /// the target; once every gap is below [`TURNOVER_SNAP`] the shares equal the targets.
+    /// The shares keep summing to 1 (both the old and the new split do).
+    fn turn_over(&mut self) {
+        let a = self.turnover;
+        self.primary_share += (self.primary_target - self.primary_share) * a;
+        let mut gap = (self.primary_target - self.primary_share).abs();
+        for r in &mut self.replicas {
+            r.share += (r.target - r.share) * a;
+            gap = gap.max((r.target - r.share).abs());
+        }
+        if gap < TURNOVER_SNAP {
+            self.snap_shares();
+        }
+    }
+
+    /// The share of reads the primary actually receives now (equal to its weight share
+    /// unless connections are still turning over).
+    pub fn primary_share(&self) -> f64 {
+        self.primary_share
+    }
+
+    /// The share of reads replica `i` actually receives now.
+    pub fn replica_share(&self, i: usize) -> Option<f64> {
+        self.replicas.get(i).map(|r| r.share)
     }
 
     /// True lag of replica `i`, seconds.
@@ -423,6 +495,9 @@ impl Simulator {
         let dt = self.tick_s;
         let t0 = self.now_s;
         let t1 = (self.tick + 1) as f64 * dt;
+        if self.turning_over {
+            self.turn_over();
+        }
         let sc = &*self.scenario;
 
         // Events active at the start of the tick.

@@ -117,6 +117,9 @@ fn throughput(scenarios: &[Scenario]) -> Result<()> {
 }
 
 pub fn check_scenarios(args: ScenarioArgs) -> Result<()> {
+    if let Some(crate::cli::ScenarioCommand::Generate(g)) = args.command {
+        return crate::scenarios_cmd::generate(&g);
+    }
     let scenarios = load_scenarios(&args.paths)?;
     for s in &scenarios {
         let events: Vec<String> = s

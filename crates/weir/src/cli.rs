@@ -48,7 +48,8 @@ pub enum Command {
     /// Compare policies on scenario files with the same seeds; print tables and write
     /// JSON/CSV. Same options → byte-identical output.
     Bench(BenchArgs),
-    /// Validate scenario files and print a one-line summary of each.
+    /// Validate scenario files and print a one-line summary of each; `weir scenarios
+    /// generate` writes procedurally generated ones.
     Scenarios(ScenarioArgs),
     /// Run the controller against a real cluster: Prometheus in, HAProxy or Istio out, as the
     /// config file says (start in `mode = "shadow"`). Serves the same HTTP API as the demo.
@@ -323,10 +324,46 @@ impl RewardArg {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ScenarioArgs {
+    #[command(subcommand)]
+    pub command: Option<ScenarioCommand>,
     /// Scenario files or directories.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Write procedurally generated scenarios (domain randomisation) to a directory, one
+    /// `gen-<split>-NNNN.toml` per scenario. The train and heldout splits never share a
+    /// random stream; train only on `--split train`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Which family to draw from: train (any use) or heldout (final evaluation only).
+    #[arg(long, value_enum)]
+    pub split: SplitArg,
+    /// Seed of the set (the same seed, split and count write the same files).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of scenarios (indices 0..count).
+    #[arg(long, default_value_t = 12)]
+    pub count: u32,
+    /// Directory to write into (created if missing; files of the same name are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// A generator split.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SplitArg {
+    /// For training and tuning.
+    Train,
+    /// For the final evaluation only (scenarios/heldout is seed 2026, count 12).
+    Heldout,
 }
 
 /// Sets up tracing on stderr.

@@ -9,6 +9,7 @@ mod govern_cmd;
 mod operator_cmd;
 mod ratelimit_cmd;
 mod run;
+mod scenarios_cmd;
 mod train_cmd;
 
 use clap::Parser;

@@ -486,6 +486,104 @@ fn clones_continue_identically() {
     assert_eq!(a.observe(), b.observe());
 }
 
+#[test]
+fn instant_routing_follows_the_weights_on_the_next_tick() {
+    let s = scenario("");
+    assert_eq!(s.routing.connection_lifetime_s, 0.0);
+    let mut sim = Simulator::new(&s, 1);
+    sim.set_weights(&Weights::from_parts(0.25, &[1.0, 0.0]));
+    assert_eq!(sim.primary_share(), 0.25);
+    assert_eq!(sim.replica_share(0), Some(0.75));
+    assert_eq!(sim.replica_share(1), Some(0.0));
+    sim.step();
+    assert_eq!(sim.truth().replicas[1].read_qps, 0.0);
+}
+
+#[test]
+fn weights_take_effect_as_connections_turn_over() {
+    let s = scenario(
+        r#"[routing]
+connection_lifetime_s = 30"#,
+    );
+    let mut sim = Simulator::new(&s, 1);
+    // Steady state at the start: even weights, already in effect.
+    assert_eq!(sim.replica_share(0), Some(0.5));
+    run_until(&mut sim, 60.0);
+    assert_eq!(sim.truth().replicas[0].read_qps, 1000.0);
+    // Shun replica-1: its share decays as 0.5 · exp(−t/30), replica-2 takes it over.
+    sim.set_weights(&Weights::from_parts(0.0, &[0.0, 1.0]));
+    assert_eq!(
+        sim.replica_share(0),
+        Some(0.5),
+        "nothing moves before a tick"
+    );
+    sim.run_for(30.0);
+    let expected = 0.5 * (-1.0f64).exp();
+    let share = sim.replica_share(0).unwrap_or(f64::NAN);
+    assert!((share - expected).abs() < 1e-9, "{share} vs {expected}");
+    let t = sim.truth();
+    assert!((t.replicas[0].read_qps - 2000.0 * expected).abs() < 1e-6);
+    assert!((t.replicas[0].read_qps + t.replicas[1].read_qps - 2000.0).abs() < 1e-6);
+    let total = sim.primary_share() + share + sim.replica_share(1).unwrap_or(f64::NAN);
+    assert!((total - 1.0).abs() < 1e-12, "{total}");
+    // The observation shows the effective split too (metric noise is off in these tests).
+    run_until(&mut sim, 120.0);
+    let obs = sim.observe();
+    let seen = obs.replicas[0].read_qps.value.unwrap_or(f64::NAN);
+    assert!(
+        seen > 2000.0 * 0.5 * (-2.0f64).exp() && seen < 2000.0 * expected,
+        "{seen}"
+    );
+    // After enough turnover the last connection closes: exactly nothing.
+    run_until(&mut sim, 400.0);
+    assert_eq!(sim.replica_share(0), Some(0.0));
+    assert_eq!(sim.truth().replicas[0].read_qps, 0.0);
+    assert_eq!(sim.replica_share(1), Some(1.0));
+}
+
+#[test]
+fn a_stalled_replica_keeps_serving_stale_reads_while_it_drains() {
+    let events = r#"[[events]]
+kind = "replica_stall"
+target = "replica-1"
+at_s = 0
+duration_s = 3600"#;
+    let slow = scenario(&format!("[routing]\nconnection_lifetime_s = 20\n{events}"));
+    let instant = scenario(events);
+    let stale_after_shun = |s: &Scenario| {
+        let mut sim = Simulator::new(s, 1);
+        run_until(&mut sim, 60.0);
+        sim.set_weights(&Weights::from_parts(0.0, &[0.0, 1.0]));
+        sim.run_for(60.0).stale_reads
+    };
+    assert_eq!(stale_after_shun(&instant), 0.0);
+    // Σ 1000·exp(−k/20) over the 60 ticks after the change ≈ 18 500 stale reads.
+    let drained = stale_after_shun(&slow);
+    assert!(drained > 15_000.0 && drained < 20_000.0, "{drained}");
+}
+
+#[test]
+fn turnover_clones_and_replays_identically() {
+    let mut s = scenario_with("metric_noise = 0.05", "");
+    s.routing.connection_lifetime_s = 12.5;
+    s.workload.noise = 0.1;
+    let run = |s: &Scenario| {
+        let mut sim = Simulator::new(s, 3);
+        let mut out = Vec::new();
+        for k in 0..40u32 {
+            let p = f64::from(k % 5) / 5.0;
+            sim.set_weights(&Weights::from_parts(p, &[f64::from(k % 3), 1.0]));
+            out.push(sim.run_for(15.0));
+        }
+        (out, sim)
+    };
+    let (a, mut sa) = run(&s);
+    let (b, _) = run(&s);
+    assert_eq!(a, b);
+    let mut sb = sa.clone();
+    assert_eq!(sa.run_for(100.0), sb.run_for(100.0));
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
