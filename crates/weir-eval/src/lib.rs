@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod episode;
 mod error;
+pub mod horizon;
 pub mod live;
 pub mod oracle;
 pub mod train;
@@ -17,5 +18,6 @@ pub mod train;
 pub use bench::{BenchOptions, BenchReport, run as run_bench};
 pub use episode::{Agent, Entrant, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
 pub use error::EvalError;
-pub use oracle::LOOKAHEAD;
+pub use horizon::{HORIZON, Horizon, HorizonConfig};
+pub use oracle::{LOOKAHEAD, OracleSlot, OracleView};
 pub use train::{TrainOptions, TrainProgress, train};
