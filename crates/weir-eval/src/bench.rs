@@ -13,6 +13,7 @@ use weir_sim::Scenario;
 
 use crate::EvalError;
 use crate::episode::{Agent, EpisodeMetrics, PolicySpec, RunOptions, run_episode};
+use crate::horizon::HORIZON;
 use crate::oracle::LOOKAHEAD;
 
 /// What to run.
@@ -58,8 +59,9 @@ pub struct Summary {
     /// Mean metrics (counts are means too).
     #[serde(flatten)]
     pub metrics: MeanMetrics,
-    /// `(R − R_static) / (R_lookahead − R_static)`; `None` when static or lookahead is not in
-    /// the run or they tie.
+    /// `(R − R_static) / (R_reference − R_static)`, the reference being the run's
+    /// [`BenchReport::reference`] oracle; `None` when static or an oracle is not in the run or
+    /// they tie.
     pub score: Option<f64>,
 }
 
@@ -135,6 +137,10 @@ pub struct BenchReport {
     pub policies: Vec<String>,
     /// Seeds.
     pub seeds: Vec<u64>,
+    /// The oracle the scores are normalised against: `horizon` when it is in the run, else
+    /// `lookahead`; `None` when neither is.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// Per-scenario means, then `ALL`.
     pub summary: Vec<Summary>,
     /// Every episode.
@@ -206,6 +212,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
     }
     let policies: Vec<String> = opts.policies.iter().map(PolicySpec::label).collect();
     let scenarios: Vec<String> = opts.scenarios.iter().map(|s| s.name.clone()).collect();
+    // The reference: the receding-horizon oracle when it ran, else the one-step lookahead.
+    let reference = [HORIZON, LOOKAHEAD]
+        .into_iter()
+        .find(|o| policies.iter().any(|p| p == o))
+        .map(str::to_string);
     let mut summary = Vec::new();
     for name in scenarios
         .iter()
@@ -234,7 +245,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
                 .find(|r| r.policy == label)
                 .map(|r| r.metrics.mean_reward)
         };
-        let (r_static, r_oracle) = (reward_of(PolicyKind::Static.as_str()), reward_of(LOOKAHEAD));
+        let (r_static, r_oracle) = (
+            reward_of(PolicyKind::Static.as_str()),
+            reference.as_deref().and_then(reward_of),
+        );
         for mut row in rows.clone() {
             if let (Some(s), Some(o)) = (r_static, r_oracle)
                 && (o - s).abs() > 1e-9
@@ -248,6 +262,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
         scenarios,
         policies,
         seeds: opts.seeds.clone(),
+        reference,
         summary,
         runs,
     })
@@ -315,9 +330,13 @@ impl BenchReport {
         out
     }
 
-    /// Markdown tables: one per scenario, then the overall means.
+    /// Markdown tables: one per scenario, then the overall means, after a line naming the
+    /// score's reference.
     pub fn to_table(&self) -> String {
-        let mut out = String::new();
+        let mut out = match &self.reference {
+            Some(r) => format!("score = (R − R_static) / (R_{r} − R_static), reference: {r}\n"),
+            None => "score: n/a (no oracle in the run)\n".to_string(),
+        };
         let mut current = "";
         for s in &self.summary {
             if s.scenario != current {

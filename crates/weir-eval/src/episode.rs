@@ -10,16 +10,20 @@ use weir_shield::{Shield, ShieldConfig};
 use weir_sim::{IntervalStats, Scenario, Simulator, TickStats};
 
 use crate::EvalError;
-use crate::oracle::{LOOKAHEAD, Lookahead, OracleSlot};
+use crate::horizon::{HORIZON, Horizon, HorizonConfig};
+use crate::oracle::{LOOKAHEAD, Lookahead, OracleSlot, OracleView};
 
-/// What runs in an episode: a product policy from the registry, or the lookahead oracle.
+/// What runs in an episode: a product policy from the registry, or one of the oracles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entrant {
     /// A product policy.
     Policy(PolicyKind),
-    /// The lookahead oracle (sees the simulator's true state).
+    /// The one-step lookahead oracle (sees the simulator's true state).
     Lookahead,
+    /// The receding-horizon oracle (sees the true state, plans several intervals ahead
+    /// inside the shield).
+    Horizon,
 }
 
 /// A policy as named on the command line, and whether the shield enforces on it.
@@ -34,7 +38,7 @@ pub struct PolicySpec {
 
 impl PolicySpec {
     /// Parses `name` or `name+shield` / `name-bare`, where `name` is a product policy
-    /// (`PolicyKind`) or `lookahead`.
+    /// (`PolicyKind`), `lookahead` or `horizon`.
     pub fn parse(s: &str) -> Result<PolicySpec, EvalError> {
         let (name, shielded) = if let Some(n) = s.strip_suffix("+shield") {
             (n, Some(true))
@@ -45,12 +49,14 @@ impl PolicySpec {
         };
         let entrant = if name == LOOKAHEAD {
             Entrant::Lookahead
+        } else if name == HORIZON {
+            Entrant::Horizon
         } else {
             Entrant::Policy(
                 PolicyKind::parse(name).map_err(|e| EvalError::UnknownPolicy {
                     name: e.name,
                     expected: format!(
-                        "{}, or {LOOKAHEAD} (optionally with +shield or -bare)",
+                        "{}, {LOOKAHEAD} or {HORIZON} (optionally with +shield or -bare)",
                         PolicyKind::names()
                     ),
                 })?,
@@ -66,11 +72,12 @@ impl PolicySpec {
         })
     }
 
-    /// The name: a policy's, or `lookahead`.
+    /// The name: a policy's, `lookahead` or `horizon`.
     pub fn name(&self) -> &'static str {
         match self.entrant {
             Entrant::Policy(k) => k.as_str(),
             Entrant::Lookahead => LOOKAHEAD,
+            Entrant::Horizon => HORIZON,
         }
     }
 
@@ -79,7 +86,7 @@ impl PolicySpec {
     fn shielded_by_default(&self) -> bool {
         match self.entrant {
             Entrant::Policy(k) => k.needs_model(),
-            Entrant::Lookahead => true,
+            Entrant::Lookahead | Entrant::Horizon => true,
         }
     }
 
@@ -119,7 +126,7 @@ pub fn shield_for(scn: &Scenario, base: &ShieldConfig, enforce: bool) -> Shield 
 pub struct Agent<P: Policy + ?Sized = dyn Policy> {
     /// The policy.
     pub policy: Box<P>,
-    /// Set for the lookahead oracle.
+    /// Set for the oracles: the slot the runner shows them the truth through.
     pub oracle: Option<OracleSlot>,
     /// Whether the shield enforces.
     pub shielded: bool,
@@ -138,6 +145,15 @@ impl Agent {
                 let slot: OracleSlot = Arc::new(Mutex::new(None));
                 let p: Box<dyn Policy> =
                     Box::new(Lookahead::new(opts.reward.clone(), slot.clone()));
+                (p, Some(slot))
+            }
+            Entrant::Horizon => {
+                let slot: OracleSlot = Arc::new(Mutex::new(None));
+                let p: Box<dyn Policy> = Box::new(Horizon::new(
+                    opts.reward.clone(),
+                    HorizonConfig::default(),
+                    slot.clone(),
+                ));
                 (p, Some(slot))
             }
             Entrant::Policy(kind) => (kind.build(model, false)?, None),
@@ -261,7 +277,11 @@ pub fn run_episode<P: Policy + ?Sized>(
         if let Some(slot) = &oracle_slot
             && let Ok(mut s) = slot.lock()
         {
-            *s = Some(sim.clone());
+            *s = Some(OracleView {
+                sim: sim.clone(),
+                shield: step.shield().clone(),
+                current: step.current().clone(),
+            });
         }
         let obs = sim.observe();
         let out = step.step(obs, last.map(|s| s.outcome(0.0)));

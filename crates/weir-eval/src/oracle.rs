@@ -13,14 +13,28 @@ use weir_core::{
     ActionValue, DecisionContext, Explanation, Policy, Proposal, RewardConfig, Weights,
 };
 use weir_policy::Teacher;
+use weir_shield::Shield;
 use weir_sim::Simulator;
 
 /// The oracle's name in `--policies` and in reports.
 pub const LOOKAHEAD: &str = "lookahead";
 
-/// Shared slot through which the episode runner shows the oracle the true simulator state
-/// before each decision.
-pub type OracleSlot = Arc<Mutex<Option<Simulator>>>;
+/// What the episode runner shows an oracle before each decision: the true simulator state,
+/// and the decision pipeline's shield and weights as they are before this decision (so an
+/// oracle can plan with the constraints the real shield will apply).
+#[derive(Debug, Clone)]
+pub struct OracleView {
+    /// The simulator, true state.
+    pub sim: Simulator,
+    /// The episode's shield, before this decision's `apply`.
+    pub shield: Shield,
+    /// The weights in force.
+    pub current: Weights,
+}
+
+/// Shared slot through which the episode runner shows an oracle the truth before each
+/// decision ([`OracleView`]); `None` outside an episode.
+pub type OracleSlot = Arc<Mutex<Option<OracleView>>>;
 
 /// Primary levels the oracle tries, percent.
 const LEVELS: [u32; 11] = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
@@ -106,7 +120,11 @@ impl Teacher for OracleTeacher {
         allowed: &[bool],
         current: &Weights,
     ) -> Option<usize> {
-        let sim = self.slot.lock().ok().and_then(|s| s.clone())?;
+        let sim = self
+            .slot
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|v| v.sim.clone()))?;
         let mut best: Option<(usize, f64)> = None;
         for (a, w) in candidates.iter().enumerate() {
             if !allowed.get(a).copied().unwrap_or(false) {
@@ -131,7 +149,11 @@ impl Policy for Lookahead {
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
-        let sim = self.slot.lock().ok().and_then(|s| s.clone());
+        let sim = self
+            .slot
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|v| v.sim.clone()));
         let Some(sim) = sim else {
             return Proposal::new(
                 ctx.current.clone(),

@@ -269,8 +269,10 @@ pub struct BenchArgs {
     /// Scenario files or directories (default: scenarios/eval).
     #[arg(long = "scenarios", num_args = 1.., default_value = "scenarios/eval")]
     pub scenarios: Vec<PathBuf>,
-    /// Comma-separated policies: static, threshold, shun, qlearn, lookahead. Append +shield to
-    /// run a baseline inside the shield, or -bare to run Weir's policy without it.
+    /// Comma-separated policies: static, threshold, shun, qlearn, and the oracles lookahead
+    /// (one step) and horizon (receding horizon; scores are normalised against it when it
+    /// runs, else against lookahead). Append +shield to run a baseline inside the shield, or
+    /// -bare to run Weir's policy without it.
     #[arg(
         long,
         default_value = "static,threshold,shun,qlearn,lookahead",
