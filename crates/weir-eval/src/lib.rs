@@ -1,7 +1,8 @@
 //! Weir's offline work, all in simulated time: run a policy through an episode of a
 //! scenario ([`episode`]), the lookahead oracle that sees the simulator's true state
-//! ([`oracle`]), Q-learning training ([`train`]), DQN training ([`train_dqn`]), the policy benchmark ([`bench`]), and the
-//! simulator as a [`live`] source, actuator and clock for the real controller loop (the demo).
+//! ([`oracle`]), Q-learning training ([`train`]), DQN training ([`train_dqn`]), the policy
+//! benchmark ([`bench`]), and the simulator as a [`live`] source, actuator and clock for the
+//! real controller loop (the demo).
 //!
 //! Every run goes through the same [`weir_controller::ControlStep`] (policy → shield) as the
 //! live controller. Results are deterministic for a given seed: the benchmark's JSON and CSV
