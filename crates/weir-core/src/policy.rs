@@ -71,11 +71,14 @@ pub struct Explanation {
     pub state: String,
     /// The candidate actions considered, best first (may be truncated).
     pub actions: Vec<ActionValue>,
+    /// Set when the policy did not use its own judgement but a fallback rule, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// A decision maker.
 pub trait Policy: Send {
-    /// Stable name (`static`, `threshold`, `shun`, `qlearn`, `lookahead`).
+    /// Stable name (`static`, `threshold`, `shun`, `qlearn`, `dqn`, `lookahead`).
     fn name(&self) -> &str;
 
     /// Proposes target weights for the next interval.

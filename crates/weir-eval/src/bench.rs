@@ -25,12 +25,20 @@ pub struct BenchOptions {
     pub policies: Vec<PolicySpec>,
     /// Seeds; each scenario runs once per seed, every policy with the same seeds.
     pub seeds: Vec<u64>,
-    /// The trained model (needed when a learned policy is among the policies).
-    pub model: Option<Model>,
+    /// The trained models, at most one per learned policy (each learned policy among the
+    /// policies needs the model of its kind).
+    pub models: Vec<Model>,
     /// Reward and shield settings.
     pub run: RunOptions,
     /// Worker threads.
     pub threads: usize,
+}
+
+impl BenchOptions {
+    /// The model of a learned policy, if given.
+    pub fn model_for(&self, kind: PolicyKind) -> Option<&Model> {
+        self.models.iter().find(|m| m.kind() == kind)
+    }
 }
 
 /// One episode's result.
@@ -162,7 +170,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
     for p in &opts.policies {
         if let crate::Entrant::Policy(kind) = p.entrant
             && kind.needs_model()
-            && opts.model.is_none()
+            && opts.model_for(kind).is_none()
         {
             return Err(PolicyError::NeedsModel(kind).into());
         }
@@ -186,7 +194,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
                     let scn = &opts.scenarios[s];
                     let spec = &opts.policies[p];
                     let seed = opts.seeds[k];
-                    let r = Agent::build(spec, opts.model.as_ref(), &opts.run).map(|agent| {
+                    let model = match spec.entrant {
+                        crate::Entrant::Policy(kind) => opts.model_for(kind),
+                        crate::Entrant::Lookahead => None,
+                    };
+                    let r = Agent::build(spec, model, &opts.run).map(|agent| {
                         let (metrics, _) =
                             run_episode(scn, episode_seed(scn, seed), agent, &opts.run, None);
                         Run {

@@ -1,6 +1,6 @@
 //! Why offline work could not run.
 
-use weir_policy::{InvalidQConfig, MergeError, PolicyError};
+use weir_policy::{DqnModelError, InvalidQConfig, MergeError, PolicyError};
 
 /// Why a benchmark, a training run or an episode could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,12 @@ pub enum EvalError {
     /// Trained tables could not be merged.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// The DQN's network or model failed.
+    #[error(transparent)]
+    Dqn(#[from] DqnModelError),
+    /// Training could not go on.
+    #[error("{0}")]
+    Training(String),
     /// A worker thread panicked, or a job did not run.
     #[error("{0}")]
     Worker(&'static str),

@@ -195,6 +195,7 @@ impl Policy for Lookahead {
             policy: LOOKAHEAD.to_string(),
             state: "true simulator state".to_string(),
             actions: scored,
+            fallback: None,
         };
         proposal
     }

@@ -109,7 +109,7 @@ fn benchmark_output_is_byte_identical_whatever_the_threads() {
             .map(|p| PolicySpec::parse(p).unwrap())
             .collect(),
         seeds: vec![1, 2],
-        model: Some(model.into()),
+        models: vec![model.into()],
         run: RunOptions::default(),
         threads: 1,
     };
@@ -133,7 +133,7 @@ fn benchmark_refuses_qlearn_without_a_model() {
         scenarios: vec![scenario("scenarios/demo.toml")],
         policies: vec![PolicySpec::parse("qlearn").unwrap()],
         seeds: vec![1],
-        model: None,
+        models: Vec::new(),
         run: RunOptions::default(),
         threads: 1,
     };

@@ -18,6 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use weir_core::Policy;
 
+use crate::dqn::{Dqn, DqnModel, DqnModelError};
 use crate::qlearn::{ModelError, QLearn};
 use crate::rules::{ShunPolicy, StaticPolicy, ThresholdPolicy};
 
@@ -33,6 +34,8 @@ pub enum PolicyKind {
     Threshold,
     /// Tabular Q-learning (needs a model), inside the shield.
     Qlearn,
+    /// A deep Q-network (needs a model), inside the shield.
+    Dqn,
     /// Fixed weights; the shield still applies.
     Static,
 }
@@ -65,14 +68,18 @@ pub enum PolicyError {
     /// The model could not be read.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The DQN model could not be read.
+    #[error(transparent)]
+    DqnModel(#[from] DqnModelError),
 }
 
 impl PolicyKind {
     /// Every product policy, in the order they are listed to people.
-    pub const ALL: [PolicyKind; 4] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::Shun,
         PolicyKind::Threshold,
         PolicyKind::Qlearn,
+        PolicyKind::Dqn,
         PolicyKind::Static,
     ];
 
@@ -82,11 +89,12 @@ impl PolicyKind {
             PolicyKind::Shun => "shun",
             PolicyKind::Threshold => "threshold",
             PolicyKind::Qlearn => "qlearn",
+            PolicyKind::Dqn => "dqn",
             PolicyKind::Static => "static",
         }
     }
 
-    /// Parses a name (`shun`, `threshold`, `qlearn`, `static`).
+    /// Parses a name (`shun`, `threshold`, `qlearn`, `dqn`, `static`).
     pub fn parse(name: &str) -> Result<PolicyKind, UnknownPolicy> {
         PolicyKind::ALL
             .into_iter()
@@ -96,7 +104,7 @@ impl PolicyKind {
             })
     }
 
-    /// Every name, for messages: `shun, threshold, qlearn or static`.
+    /// Every name, for messages: `shun, threshold, qlearn, dqn or static`.
     pub fn names() -> String {
         let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.as_str()).collect();
         match names.split_last() {
@@ -107,10 +115,12 @@ impl PolicyKind {
 
     /// Whether the policy decides from a trained model.
     pub fn needs_model(self) -> bool {
-        matches!(self, PolicyKind::Qlearn)
+        matches!(self, PolicyKind::Qlearn | PolicyKind::Dqn)
     }
 
-    /// Whether the policy can keep learning in service (and so has state to save).
+    /// Whether the policy can keep learning in service (and so has state to save). The DQN
+    /// does not: it is trained offline only (online gradient steps on live feedback are
+    /// neither cheap nor safe to leave unattended).
     pub fn learns(self) -> bool {
         matches!(self, PolicyKind::Qlearn)
     }
@@ -120,6 +130,7 @@ impl PolicyKind {
     pub fn snapshot_file(self) -> Option<&'static str> {
         match self {
             PolicyKind::Qlearn => Some("policy.json"),
+            PolicyKind::Dqn => Some("policy.safetensors"),
             PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => None,
         }
     }
@@ -136,13 +147,29 @@ impl PolicyKind {
             PolicyKind::Shun => Box::new(ShunPolicy::default()),
             PolicyKind::Threshold => Box::new(ThresholdPolicy::default()),
             PolicyKind::Static => Box::new(StaticPolicy::default()),
-            PolicyKind::Qlearn => {
-                let model = model.ok_or(PolicyError::NeedsModel(self))?;
-                let Model::Qlearn(q) = model;
-                let mut q = q.clone();
-                q.serve_mode(online_learning);
-                Box::new(q)
-            }
+            PolicyKind::Qlearn => match model.ok_or(PolicyError::NeedsModel(self))? {
+                Model::Qlearn(q) => {
+                    let mut q = q.clone();
+                    q.serve_mode(online_learning);
+                    Box::new(q)
+                }
+                other => {
+                    return Err(PolicyError::WrongModel {
+                        kind: self,
+                        model: other.kind(),
+                    });
+                }
+            },
+            PolicyKind::Dqn => match model.ok_or(PolicyError::NeedsModel(self))? {
+                // Served greedily; it does not learn online (see `learns`).
+                Model::Dqn(m) => Box::new(Dqn::new(m.clone())),
+                other => {
+                    return Err(PolicyError::WrongModel {
+                        kind: self,
+                        model: other.kind(),
+                    });
+                }
+            },
         })
     }
 }
@@ -178,6 +205,8 @@ impl PartialEq<&str> for PolicyKind {
 pub enum Model {
     /// A Q-table.
     Qlearn(QLearn),
+    /// A DQN's network and metadata.
+    Dqn(DqnModel),
 }
 
 impl Model {
@@ -192,6 +221,7 @@ impl Model {
                 })?;
                 Ok(Model::Qlearn(QLearn::from_json(text, origin)?))
             }
+            PolicyKind::Dqn => Ok(Model::Dqn(DqnModel::from_bytes(bytes, origin)?)),
             PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => {
                 Err(PolicyError::NoModel(kind))
             }
@@ -200,9 +230,15 @@ impl Model {
 
     /// Reads the model file of policy `kind` at `path`.
     pub fn load(kind: PolicyKind, path: &Path) -> Result<Model, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = std::fs::read(path).map_err(|source| match kind {
+            PolicyKind::Dqn => PolicyError::DqnModel(DqnModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+            _ => PolicyError::Model(ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         })?;
         Model::from_bytes(kind, &bytes, path)
     }
@@ -211,6 +247,7 @@ impl Model {
     pub fn kind(&self) -> PolicyKind {
         match self {
             Model::Qlearn(_) => PolicyKind::Qlearn,
+            Model::Dqn(_) => PolicyKind::Dqn,
         }
     }
 
@@ -218,6 +255,14 @@ impl Model {
     pub fn size(&self) -> String {
         match self {
             Model::Qlearn(q) => format!("{} states", q.visited_states()),
+            Model::Dqn(m) => format!(
+                "{} parameters",
+                m.net
+                    .layers()
+                    .iter()
+                    .map(|l| l.weight.elem_count() + l.bias.elem_count())
+                    .sum::<usize>()
+            ),
         }
     }
 
@@ -230,6 +275,7 @@ impl Model {
                 q.info().episodes,
                 q.info().command
             ),
+            Model::Dqn(m) => m.describe(),
         }
     }
 
@@ -237,6 +283,7 @@ impl Model {
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Model::Qlearn(q) => q.to_json().into_bytes(),
+            Model::Dqn(m) => m.to_bytes(),
         }
     }
 }
@@ -244,6 +291,12 @@ impl Model {
 impl From<QLearn> for Model {
     fn from(q: QLearn) -> Model {
         Model::Qlearn(q)
+    }
+}
+
+impl From<DqnModel> for Model {
+    fn from(m: DqnModel) -> Model {
+        Model::Dqn(m)
     }
 }
 
@@ -313,7 +366,7 @@ mod tests {
         let err = PolicyKind::parse("magic").unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown policy \"magic\": expected shun, threshold, qlearn or static"
+            "unknown policy \"magic\": expected shun, threshold, qlearn, dqn or static"
         );
         assert!(PolicyKind::Qlearn == "qlearn");
     }
@@ -321,10 +374,21 @@ mod tests {
     #[test]
     fn builds_each_policy_under_its_own_name() {
         let model = Model::from(QLearn::new(QConfig::default()));
+        let dqn = Model::from(DqnModel::untrained(crate::DqnConfig::default(), 1).unwrap());
         for k in PolicyKind::ALL {
-            let p = k.build(Some(&model), false).unwrap();
+            let m = if k == PolicyKind::Dqn { &dqn } else { &model };
+            let p = k.build(Some(m), false).unwrap();
             assert_eq!(p.name(), k.as_str());
         }
+        assert!(matches!(
+            PolicyKind::Dqn.build(Some(&model), false),
+            Err(PolicyError::WrongModel {
+                kind: PolicyKind::Dqn,
+                model: PolicyKind::Qlearn
+            })
+        ));
+        assert_eq!(PolicyKind::Dqn.snapshot_file(), Some("policy.safetensors"));
+        assert!(PolicyKind::Dqn.needs_model() && !PolicyKind::Dqn.learns());
         assert!(matches!(
             PolicyKind::Qlearn.build(None, false),
             Err(PolicyError::NeedsModel(PolicyKind::Qlearn))
@@ -336,7 +400,9 @@ mod tests {
         let q = QLearn::new(QConfig::default());
         let bytes = Model::from(q.clone()).to_bytes();
         let back = Model::from_bytes(PolicyKind::Qlearn, &bytes, Path::new("m")).unwrap();
-        let Model::Qlearn(back) = back;
+        let Model::Qlearn(back) = back else {
+            panic!("not a Q-table")
+        };
         assert!(back.same_table(&q));
         let err = Model::from_bytes(PolicyKind::Qlearn, &[0xff, 0xfe], Path::new("m.bin"))
             .unwrap_err()

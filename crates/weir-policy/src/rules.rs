@@ -165,6 +165,7 @@ fn rule_explanation(policy: PolicyKind, state: &str, chosen: Option<&Weights>) -
             })
             .into_iter()
             .collect(),
+        fallback: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use weir_eval::{BenchOptions, Entrant, PolicySpec, RunOptions, TrainOptions, run_bench, train};
 use weir_persist::write_atomic;
-use weir_policy::Model;
+use weir_policy::{Model, PolicyKind};
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::{BenchArgs, ScenarioArgs};
@@ -34,21 +34,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .iter()
         .map(|p| PolicySpec::parse(p.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    let learned = policies.iter().find_map(|p| match p.entrant {
-        Entrant::Policy(kind) if kind.needs_model() => Some(kind),
-        _ => None,
-    });
-    let model = match learned {
-        Some(kind) => Some(Model::load(kind, &args.model).with_context(|| {
-            format!("policy {kind} needs a model: run `weir train` first or pass --model")
-        })?),
-        None => None,
-    };
+    let mut models: Vec<Model> = Vec::new();
+    for p in &policies {
+        let Entrant::Policy(kind) = p.entrant else {
+            continue;
+        };
+        if !kind.needs_model() || models.iter().any(|m| m.kind() == kind) {
+            continue;
+        }
+        let (path, flag) = match kind {
+            PolicyKind::Dqn => (&args.dqn_model, "--dqn-model"),
+            _ => (&args.model, "--model"),
+        };
+        models.push(Model::load(kind, path).with_context(|| {
+            format!(
+                "policy {kind} needs a model: run `weir train --policy {kind}` first or pass {flag}"
+            )
+        })?);
+    }
     let opts = BenchOptions {
         scenarios,
         policies,
         seeds: args.seeds.clone(),
-        model,
+        models,
         run: RunOptions {
             reward: args.reward.config(),
             ..RunOptions::default()

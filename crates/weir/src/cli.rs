@@ -42,8 +42,8 @@ pub enum Command {
     /// Run a simulated cluster governed live by Weir (accelerated time), printing one line per
     /// decision and serving /api/state, /api/history, /api/events and /metrics.
     Demo(DemoArgs),
-    /// Train the Q-learning policy in the simulator on the training scenarios and write a
-    /// versioned model file atomically.
+    /// Train a learned policy (Q-learning by default, or the DQN) in the simulator on the
+    /// training scenarios and write a versioned model file atomically.
     Train(TrainArgs),
     /// Compare policies on scenario files with the same seeds; print tables and write
     /// JSON/CSV. Same options → byte-identical output.
@@ -228,12 +228,15 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// Policy to train: `qlearn` (a Q-table) or `dqn` (a deep Q-network).
+    #[arg(long, default_value = "qlearn")]
+    pub policy: PolicyKind,
     /// Directory of training scenarios (never the evaluation set).
     #[arg(long, default_value = "scenarios/train")]
     pub scenarios: PathBuf,
-    /// Episodes per ensemble member.
-    #[arg(long, default_value_t = 3000)]
-    pub episodes: u64,
+    /// Episodes (per ensemble member for qlearn). Default: 3000 for qlearn, 1500 for dqn.
+    #[arg(long)]
+    pub episodes: Option<u64>,
     /// Tables trained with independent seeds and merged, visit-weighted (bagging).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub members: u32,
@@ -246,9 +249,10 @@ pub struct TrainArgs {
     /// Relative jitter of scenario parameters per episode.
     #[arg(long, default_value_t = 0.2)]
     pub jitter: f64,
-    /// Output model file (written atomically).
-    #[arg(long, default_value = "models/qlearn.json")]
-    pub out: PathBuf,
+    /// Output model file (written atomically). Default: models/qlearn.json for qlearn,
+    /// models/dqn.safetensors for dqn.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Reward to train on: `multi` (Weir's multi-objective reward) or `seed` (the seed
     /// design's 100/(p99+1) − max_lag², to see what it teaches).
     #[arg(long, value_enum, default_value = "multi")]
@@ -269,10 +273,10 @@ pub struct BenchArgs {
     /// Scenario files or directories (default: scenarios/eval).
     #[arg(long = "scenarios", num_args = 1.., default_value = "scenarios/eval")]
     pub scenarios: Vec<PathBuf>,
-    /// Comma-separated policies: static, threshold, shun, qlearn, and the oracles lookahead
-    /// (one step) and horizon (receding horizon; scores are normalised against it when it
-    /// runs, else against lookahead). Append +shield to run a baseline inside the shield, or
-    /// -bare to run Weir's policy without it.
+    /// Comma-separated policies: static, threshold, shun, qlearn, dqn, and the oracles
+    /// lookahead (one step) and horizon (receding horizon; scores are normalised against it
+    /// when it runs, else against lookahead). Append +shield to run a baseline inside the
+    /// shield, or -bare to run Weir's policy without it.
     #[arg(
         long,
         default_value = "static,threshold,shun,qlearn,lookahead",
@@ -285,6 +289,9 @@ pub struct BenchArgs {
     /// Q-learning model file.
     #[arg(long, default_value = "models/qlearn.json")]
     pub model: PathBuf,
+    /// DQN model file.
+    #[arg(long, default_value = "models/dqn.safetensors")]
+    pub dqn_model: PathBuf,
     /// Reward used to score the runs (and by the oracle): `multi` or `seed`.
     #[arg(long, value_enum, default_value = "multi")]
     pub reward: RewardArg,

@@ -27,6 +27,12 @@ pub fn load_or_train(kind: PolicyKind, path: &std::path::Path) -> Result<Model> 
         return Model::load(kind, path)
             .with_context(|| "loading the model (delete it or run `weir train` to replace it)");
     }
+    if kind != PolicyKind::Qlearn {
+        anyhow::bail!(
+            "no model at {}: train one with `weir train --policy {kind}` (and pass it with --model)",
+            path.display()
+        );
+    }
     let dir = std::path::Path::new("scenarios/train");
     println!(
         "no model at {}: training a small one on {} first (takes seconds)",

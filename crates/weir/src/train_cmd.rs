@@ -1,8 +1,12 @@
 //! `weir train`.
 
-use anyhow::{Context, Result};
-use weir_eval::{TrainOptions, train};
-use weir_policy::QLearn;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use weir_eval::{DqnTrainOptions, TrainOptions, jittered_files, train, train_dqn};
+use weir_policy::{PolicyKind, QLearn};
 
 use crate::cli::TrainArgs;
 
@@ -13,6 +17,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             args.scenarios.display()
         )
     })?;
+    match args.policy {
+        PolicyKind::Qlearn => run_qlearn(args, scenarios),
+        PolicyKind::Dqn => run_dqn(args, scenarios),
+        other => bail!("policy {other} does not learn: train qlearn or dqn"),
+    }
+}
+
+fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
+    let episodes = args.episodes.unwrap_or(3000);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models/qlearn.json"));
     let start = match &args.resume {
         Some(p) => Some(QLearn::load(p)?),
         None => None,
@@ -20,17 +37,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let command = format!(
         "weir train --scenarios {} --episodes {} --members {} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
         args.scenarios.display(),
-        args.episodes,
+        episodes,
         args.members,
         args.seed,
         args.jitter,
         args.teacher_rate,
         format!("{:?}", args.reward).to_lowercase(),
-        args.out.display()
+        out.display()
     );
     let opts = TrainOptions {
         scenarios,
-        episodes: args.episodes,
+        episodes,
         seed: args.seed,
         jitter: args.jitter,
         teacher_rate: args.teacher_rate,
@@ -44,10 +61,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ..TrainOptions::default()
     };
     let q = train_with_progress(&opts, start, args.progress_every)?;
-    q.save(&args.out)?;
+    q.save(&out)?;
     println!(
         "wrote {} ({} states visited, {} episodes, {} learning steps)",
-        args.out.display(),
+        out.display(),
         q.visited_states(),
         q.info().episodes,
         q.info().steps
@@ -101,4 +118,83 @@ pub fn train_with_progress(
         }
     })?;
     Ok(q)
+}
+
+/// `weir train --policy dqn`: one network, trained on one thread (deterministic for a seed),
+/// with a progress bar (episodes, mean reward of the last 50 episodes, ETA).
+fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
+    if args.resume.is_some() {
+        bail!("--resume is for qlearn: a DQN is trained from scratch");
+    }
+    if scenarios.is_empty() {
+        bail!("no training scenarios in {}", args.scenarios.display());
+    }
+    let defaults = DqnTrainOptions::default();
+    let episodes = args.episodes.unwrap_or(defaults.episodes);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models/dqn.safetensors"));
+    let command = format!(
+        "weir train --policy dqn --scenarios {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
+        args.scenarios.display(),
+        args.seed,
+        args.jitter,
+        args.teacher_rate,
+        format!("{:?}", args.reward).to_lowercase(),
+        out.display()
+    );
+    let opts = DqnTrainOptions {
+        episodes,
+        seed: args.seed,
+        teacher_rate: args.teacher_rate,
+        run: weir_eval::RunOptions {
+            reward: args.reward.config(),
+            ..weir_eval::RunOptions::default()
+        },
+        command,
+        ..defaults
+    };
+    let bar = ProgressBar::new(episodes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} episodes  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let every = args.progress_every.max(1);
+    let started = Instant::now();
+    let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let model = train_dqn(&opts, jittered_files(scenarios, args.jitter), |p| {
+        if recent.len() == 50 {
+            recent.pop_front();
+        }
+        recent.push_back(p.mean_reward);
+        let mean = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+        let msg = format!(
+            "reward(50) {mean:>7.3}  ε {:.3}  loss {:.4}  updates {}",
+            p.epsilon, p.loss, p.updates
+        );
+        bar.set_position(p.episode);
+        bar.set_message(msg.clone());
+        if bar.is_hidden() && (p.episode.is_multiple_of(every) || p.episode == p.episodes) {
+            println!(
+                "episodes {:>6}/{}  {msg}  {:.1}s",
+                p.episode,
+                p.episodes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    bar.finish();
+    model.save(&out)?;
+    println!(
+        "wrote {} ({}; {} learning steps, {:.1}s)",
+        out.display(),
+        model.describe(),
+        model.info.steps,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

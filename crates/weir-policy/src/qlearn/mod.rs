@@ -476,6 +476,7 @@ impl Policy for QLearn {
                     self.state_visits(s)
                 ),
                 actions: values,
+                fallback: None,
             };
         }
         self.pending = Some(Pending {

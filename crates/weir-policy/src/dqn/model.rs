@@ -1,0 +1,335 @@
+//! The DQN's model file: one safetensors file, the layers as `f32` tensors (`l0.weight`,
+//! `l0.bias`, `l1.weight`, ...) and everything else as JSON under the single `weir` key of
+//! its `__metadata__` header: format and version, feature names, action labels, hidden
+//! sizes, per-feature training ranges, the configuration and how it was trained. (One key,
+//! because safetensors writes the header's map in hash order: with one key the file is
+//! byte-identical for identical models.)
+//!
+//! Loading checks everything and never panics: each error names the file and what is wrong.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use weir_core::rng::Rng;
+use weir_persist::write_atomic;
+
+use super::actions::{N_ACTIONS, labels};
+use super::features::{N_FEATURES, feature_names};
+use super::net::{Layer, Net, sizes};
+use super::{DqnConfig, FeatureRange};
+use crate::qlearn::TrainInfo;
+
+/// The `format` field of the metadata.
+pub const FORMAT: &str = "weir-dqn";
+/// The version of the file layout this build reads and writes.
+pub const VERSION: u32 = 1;
+/// The metadata key.
+const KEY: &str = "weir";
+
+/// Why a DQN model could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DqnModelError {
+    /// Reading or writing failed.
+    #[error("model file {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a safetensors file, or its metadata or tensors are not what this build expects.
+    #[error("model file {path} is corrupt: {detail}")]
+    Corrupt {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another program's safetensors file.
+    #[error("model file {path} is not a Weir DQN model (format {found:?}, expected {FORMAT:?})")]
+    WrongFormat {
+        /// File.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+    },
+    /// Written by an incompatible version.
+    #[error(
+        "model file {path} has format version {found}; this build of Weir reads version {VERSION} (retrain with `weir train --policy dqn`)"
+    )]
+    WrongVersion {
+        /// File.
+        path: PathBuf,
+        /// Version found.
+        found: u64,
+    },
+    /// A tensor operation failed (not expected on the CPU).
+    #[error("DQN network: {0}")]
+    Candle(String),
+}
+
+impl DqnModelError {
+    pub(crate) fn candle(e: candle_core::Error) -> DqnModelError {
+        DqnModelError::Candle(e.to_string())
+    }
+}
+
+/// Everything but the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    format: String,
+    version: u32,
+    features: Vec<String>,
+    actions: Vec<String>,
+    hidden: Vec<usize>,
+    feature_min: Vec<f32>,
+    feature_max: Vec<f32>,
+    config: DqnConfig,
+    train: TrainInfo,
+}
+
+/// A trained (or untrained) network with what it needs to serve.
+#[derive(Debug, Clone)]
+pub struct DqnModel {
+    /// The network.
+    pub net: Net,
+    /// Settings (the hidden sizes match `net`).
+    pub config: DqnConfig,
+    /// Feature ranges seen in training (empty when untrained: no out-of-range check).
+    pub ranges: FeatureRange,
+    /// How it was trained.
+    pub info: TrainInfo,
+}
+
+fn floats(t: &Tensor) -> Result<Vec<f32>, DqnModelError> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(DqnModelError::candle)
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl DqnModel {
+    /// An untrained network with Kaiming-uniform weights from `seed`.
+    pub fn untrained(config: DqnConfig, seed: u64) -> Result<DqnModel, DqnModelError> {
+        let net = Net::init(
+            &sizes(N_FEATURES, &config.hidden, N_ACTIONS),
+            &mut Rng::new(seed),
+        )
+        .map_err(DqnModelError::candle)?;
+        Ok(DqnModel {
+            net,
+            config,
+            ranges: FeatureRange {
+                min: Vec::new(),
+                max: Vec::new(),
+            },
+            info: TrainInfo::default(),
+        })
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (min, max) = if self.ranges.is_set() && self.ranges.min.len() == N_FEATURES {
+            (self.ranges.min.clone(), self.ranges.max.clone())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let meta = Meta {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            features: feature_names(),
+            actions: labels(),
+            hidden: self.config.hidden.clone(),
+            feature_min: min,
+            feature_max: max,
+            config: self.config.clone(),
+            train: self.info.clone(),
+        };
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (k, l) in self.net.layers().iter().enumerate() {
+            for (name, t) in [("weight", &l.weight), ("bias", &l.bias)] {
+                // CPU tensors of f32 always convert; an empty tensor marks the impossible.
+                let v = floats(t).unwrap_or_default();
+                owned.push((format!("l{k}.{name}"), t.dims().to_vec(), le_bytes(&v)));
+            }
+        }
+        let views: Vec<(String, TensorView<'_>)> = owned
+            .iter()
+            .filter_map(|(n, shape, data)| {
+                TensorView::new(Dtype::F32, shape.clone(), data)
+                    .ok()
+                    .map(|v| (n.clone(), v))
+            })
+            .collect();
+        let mut header = HashMap::new();
+        header.insert(
+            KEY.to_string(),
+            serde_json::to_string(&meta).unwrap_or_default(),
+        );
+        safetensors::serialize(views, Some(header)).unwrap_or_default()
+    }
+
+    /// Parses a model; `path` is only used in error messages.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<DqnModel, DqnModelError> {
+        let corrupt = |detail: String| DqnModelError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+        let text = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(KEY))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "no `{KEY}` entry in the metadata (__metadata__) header"
+                ))
+            })?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| corrupt(format!("metadata `{KEY}` is not JSON: {e}")))?;
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        if format != FORMAT {
+            return Err(DqnModelError::WrongFormat {
+                path: path.to_path_buf(),
+                found: format.to_string(),
+            });
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) => {
+                return Err(DqnModelError::WrongVersion {
+                    path: path.to_path_buf(),
+                    found: v,
+                });
+            }
+            None => return Err(corrupt("metadata: missing or non-integer `version`".into())),
+        }
+        let meta: Meta =
+            serde_json::from_value(value).map_err(|e| corrupt(format!("metadata: {e}")))?;
+        meta.config
+            .validate()
+            .map_err(|e| corrupt(format!("metadata: config: {e}")))?;
+        if meta.features != feature_names() {
+            return Err(corrupt(format!(
+                "metadata: features {:?} differ from this build's {:?}",
+                meta.features,
+                feature_names()
+            )));
+        }
+        if meta.actions != labels() {
+            return Err(corrupt(format!(
+                "metadata: actions {:?} differ from this build's {:?}",
+                meta.actions,
+                labels()
+            )));
+        }
+        if meta.hidden != meta.config.hidden {
+            return Err(corrupt(format!(
+                "metadata: hidden sizes {:?} differ from the config's {:?}",
+                meta.hidden, meta.config.hidden
+            )));
+        }
+        let ranged = !meta.feature_min.is_empty() || !meta.feature_max.is_empty();
+        if ranged && (meta.feature_min.len() != N_FEATURES || meta.feature_max.len() != N_FEATURES)
+        {
+            return Err(corrupt(format!(
+                "metadata: feature ranges have {} / {} values, expected {N_FEATURES}",
+                meta.feature_min.len(),
+                meta.feature_max.len()
+            )));
+        }
+        let shape = sizes(N_FEATURES, &meta.hidden, N_ACTIONS);
+        let mut layers = Vec::with_capacity(shape.len() - 1);
+        for (k, pair) in shape.windows(2).enumerate() {
+            let (fan_in, fan_out) = (pair[0], pair[1]);
+            let get = |name: String, dims: Vec<usize>| -> Result<Tensor, DqnModelError> {
+                let view = st
+                    .tensor(&name)
+                    .map_err(|_| corrupt(format!("missing tensor `{name}`")))?;
+                if view.dtype() != Dtype::F32 {
+                    return Err(corrupt(format!(
+                        "tensor `{name}` has dtype {:?}, expected F32",
+                        view.dtype()
+                    )));
+                }
+                if view.shape() != dims.as_slice() {
+                    return Err(corrupt(format!(
+                        "tensor `{name}` has shape {:?}, expected {dims:?}",
+                        view.shape()
+                    )));
+                }
+                let v: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+                    return Err(corrupt(format!("tensor `{name}` holds {bad}")));
+                }
+                Tensor::from_vec(v, dims, &Device::Cpu).map_err(DqnModelError::candle)
+            };
+            let weight = get(format!("l{k}.weight"), vec![fan_out, fan_in])?;
+            let bias = get(format!("l{k}.bias"), vec![fan_out])?;
+            layers.push(Layer { weight, bias });
+        }
+        let expected = 2 * (shape.len() - 1);
+        if st.len() != expected {
+            return Err(corrupt(format!(
+                "{} tensors, expected {expected} for hidden sizes {:?}",
+                st.len(),
+                meta.hidden
+            )));
+        }
+        Ok(DqnModel {
+            net: Net::from_layers(layers),
+            ranges: FeatureRange {
+                min: meta.feature_min,
+                max: meta.feature_max,
+            },
+            config: meta.config,
+            info: meta.train,
+        })
+    }
+
+    /// Writes the model atomically.
+    pub fn save(&self, path: &Path) -> Result<(), DqnModelError> {
+        write_atomic(path, &self.to_bytes()).map_err(|source| DqnModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Reads a model file.
+    pub fn load(path: &Path) -> Result<DqnModel, DqnModelError> {
+        let bytes = std::fs::read(path).map_err(|source| DqnModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        DqnModel::from_bytes(&bytes, path)
+    }
+
+    /// A one-line description: layers, training.
+    pub fn describe(&self) -> String {
+        format!(
+            "network {N_FEATURES}→{}→{N_ACTIONS}, {} training episodes ({})",
+            self.config
+                .hidden
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join("→"),
+            self.info.episodes,
+            self.info.command
+        )
+    }
+}

@@ -1,0 +1,321 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use weir_core::policy::AllowAll;
+use weir_core::{
+    DecisionContext, History, Mask, Observation, Outcome, Policy, Proposal, Slo, Transition,
+    Weights,
+};
+use weir_shield::{Shield, ShieldConfig};
+use weir_test_support::ObsBuilder;
+
+use super::actions::{HOLD, N_ACTIONS, label};
+use super::features::N_FEATURES;
+use super::{Dqn, DqnConfig, DqnModel, DqnModelError, FeatureRange};
+
+fn decide(p: &mut Dqn, obs: &Observation, current: &Weights, mask: &dyn Mask) -> Proposal {
+    let h = History::with_capacity(4);
+    let slo = Slo::default();
+    p.decide(&DecisionContext {
+        obs,
+        current,
+        history: &h,
+        slo: &slo,
+        mask,
+    })
+}
+
+fn small() -> DqnConfig {
+    DqnConfig {
+        hidden: vec![16],
+        warmup: 64,
+        batch: 32,
+        replay: 2000,
+        train_every: 1,
+        target_every: 50,
+        learning_rate: 3e-3,
+        ..DqnConfig::default()
+    }
+}
+
+/// Trains on a one-state problem where only "p=20, worst out" is rewarded.
+fn trained(seed: u64) -> Dqn {
+    let mut p = Dqn::untrained(small(), seed).unwrap();
+    p.train_mode(0.5, seed).unwrap();
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let shield = Shield::new(ShieldConfig::default(), Slo::default(), 2);
+    let good = Weights {
+        primary: 20,
+        replicas: vec![0, 80],
+    };
+    let current = Weights::even(2);
+    for _ in 0..600 {
+        let mask = shield.mask(&obs, &current);
+        let prop = decide(&mut p, &obs, &current, &mask);
+        let r = if prop.weights == good { 0.0 } else { -1.0 };
+        p.learn(&Transition {
+            applied: prop.weights,
+            outcome: Outcome::default(),
+            reward: r,
+        });
+    }
+    assert!(p.error().is_none(), "{:?}", p.error());
+    p.serve_mode().unwrap();
+    p
+}
+
+#[test]
+fn learns_the_rewarded_action_and_serves_it_greedily() {
+    let mut p = trained(3);
+    assert!(p.model().unwrap().info.episodes == 0);
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    // Served under the same mask as in training (an action never allowed there was never
+    // learned).
+    let shield = Shield::new(ShieldConfig::default(), Slo::default(), 2);
+    let mask = shield.mask(&obs, &Weights::even(2));
+    let prop = decide(&mut p, &obs, &Weights::even(2), &mask);
+    assert_eq!(
+        prop.weights,
+        Weights {
+            primary: 20,
+            replicas: vec![0, 80]
+        },
+        "{}",
+        prop.reason
+    );
+    let e = p.explain();
+    assert_eq!(e.policy, "dqn");
+    assert!(e.fallback.is_none());
+    assert!(e.state.contains("worst=replica-1"), "{}", e.state);
+    assert_eq!(e.actions[0].weights, prop.weights);
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let a = trained(7).model().unwrap().to_bytes();
+    let b = trained(7).model().unwrap().to_bytes();
+    assert!(a == b, "same seed, different model files");
+    let c = trained(8).model().unwrap().to_bytes();
+    assert!(a != c);
+}
+
+/// A mask that allows only the listed targets.
+struct Only(Vec<Weights>);
+
+impl Mask for Only {
+    fn allows(&self, t: &Weights) -> bool {
+        self.0.contains(t)
+    }
+}
+
+#[test]
+fn never_chooses_a_masked_action_and_holds_within_the_margin() {
+    let mut p = Dqn::untrained(DqnConfig::default(), 1).unwrap();
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let current = Weights::even(2);
+    let allowed = Weights {
+        primary: 30,
+        replicas: vec![35, 35],
+    };
+    let prop = decide(&mut p, &obs, &current, &Only(vec![allowed.clone()]));
+    assert_eq!(prop.weights, allowed, "{}", prop.reason);
+    // Nothing allowed: hold.
+    let prop = decide(&mut p, &obs, &current, &Only(vec![]));
+    assert_eq!(prop.weights, current);
+    assert_eq!(prop.action, None);
+    // An untrained network's values are all near 0: a large margin keeps the weights.
+    let mut cfg = DqnConfig::default();
+    cfg.switch_margin = 1e6;
+    let mut p = Dqn::untrained(cfg, 1).unwrap();
+    let prop = decide(&mut p, &obs, &current, &AllowAll);
+    assert_eq!(prop.weights, current);
+    assert_eq!(prop.action, Some(HOLD), "{}", prop.reason);
+    assert!(prop.reason.starts_with("hold"), "{}", prop.reason);
+}
+
+#[test]
+fn falls_back_to_shun_out_of_distribution_or_blind() {
+    let mut model = DqnModel::untrained(DqnConfig::default(), 1).unwrap();
+    // Pretend training only saw two-replica clusters with every replica healthy.
+    let obs = ObsBuilder::new(2).build();
+    let x = {
+        let h = History::with_capacity(2);
+        let slo = Slo::default();
+        let current = Weights::even(2);
+        super::features::features(&DecisionContext {
+            obs: &obs,
+            current: &current,
+            history: &h,
+            slo: &slo,
+            mask: &AllowAll,
+        })
+        .x
+    };
+    model.ranges = FeatureRange {
+        min: x.to_vec(),
+        max: x.to_vec(),
+    };
+    let mut p = Dqn::new(model);
+    // In range: the network decides.
+    decide(&mut p, &obs, &Weights::even(2), &AllowAll);
+    assert!(p.explain().fallback.is_none());
+    // A lag far beyond anything seen: shun decides, and says why.
+    let lagging = ObsBuilder::new(2).lag(0, 12.0).build();
+    let prop = decide(&mut p, &lagging, &Weights::even(2), &AllowAll);
+    assert_eq!(
+        prop.weights,
+        Weights {
+            primary: 0,
+            replicas: vec![0, 100]
+        }
+    );
+    let why = p.explain().fallback.unwrap();
+    assert!(why.contains("worst_lag"), "{why}");
+    assert!(
+        prop.reason.starts_with("fallback to shun"),
+        "{}",
+        prop.reason
+    );
+    // Nothing known at all.
+    let blank = ObsBuilder::new(2).blank().build();
+    decide(&mut p, &blank, &Weights::even(2), &AllowAll);
+    assert!(p.explain().fallback.unwrap().contains("nothing known"));
+    assert_eq!(p.fallbacks(), 2);
+}
+
+#[test]
+fn handles_any_replica_count() {
+    let mut p = Dqn::untrained(DqnConfig::default(), 2).unwrap();
+    for n in 1..=6 {
+        let obs = ObsBuilder::new(n).lag(0, 8.0).build();
+        let prop = decide(&mut p, &obs, &Weights::even(n), &AllowAll);
+        assert_eq!(prop.weights.replicas.len(), n);
+        assert_eq!(prop.weights.total(), Weights::TOTAL);
+    }
+    assert_eq!(label(N_ACTIONS - 1), "hold");
+}
+
+// ---- model file ----
+
+fn trained_model() -> DqnModel {
+    trained(11).model().unwrap()
+}
+
+#[test]
+fn model_round_trips_with_the_same_outputs() {
+    let m = trained_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dqn.safetensors");
+    m.save(&path).unwrap();
+    let back = DqnModel::load(&path).unwrap();
+    assert_eq!(back.config, m.config);
+    assert_eq!(back.ranges, m.ranges);
+    assert!(back.ranges.is_set());
+    assert_eq!(back.info, m.info);
+    for k in 0..5 {
+        let x: Vec<f32> = (0..N_FEATURES)
+            .map(|j| ((j + k) % 4) as f32 * 0.5)
+            .collect();
+        assert_eq!(m.net.q(&x).unwrap(), back.net.q(&x).unwrap());
+    }
+    assert_eq!(back.to_bytes(), m.to_bytes());
+}
+
+/// Re-serialises `bytes` after `edit` changed its tensors or its metadata text.
+fn rewrite(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<u8>)>, &mut String),
+) -> Vec<u8> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = header.metadata().as_ref().unwrap()["weir"].clone();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut tensors, &mut meta);
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    let mut h = HashMap::new();
+    h.insert("weir".to_string(), meta);
+    safetensors::serialize(views, Some(h)).unwrap()
+}
+
+fn load_err(bytes: &[u8]) -> (DqnModelError, String) {
+    let e = DqnModel::from_bytes(bytes, Path::new("models/bad.safetensors")).unwrap_err();
+    let s = e.to_string();
+    assert!(s.contains("models/bad.safetensors"), "{s}");
+    (e, s)
+}
+
+#[test]
+fn every_corruption_is_an_error_naming_the_file_and_the_problem() {
+    let good = trained_model().to_bytes();
+    // Not safetensors at all.
+    let (_, s) = load_err(b"{\"format\":\"weir-qlearn\"}");
+    assert!(s.contains("not a safetensors file"), "{s}");
+    // Truncated.
+    let (_, s) = load_err(&good[..good.len() / 2]);
+    assert!(s.contains("not a safetensors file"), "{s}");
+    // Wrong version.
+    let b = rewrite(&good, |_, m| {
+        *m = m.replace("\"version\":1", "\"version\":9")
+    });
+    let (e, s) = load_err(&b);
+    assert!(
+        matches!(e, DqnModelError::WrongVersion { found: 9, .. }),
+        "{s}"
+    );
+    // Another format.
+    let b = rewrite(&good, |_, m| *m = m.replace("weir-dqn", "other"));
+    assert!(matches!(load_err(&b).0, DqnModelError::WrongFormat { .. }));
+    // Bad metadata: not JSON, a missing field, features of another build.
+    let b = rewrite(&good, |_, m| *m = "{not json".to_string());
+    assert!(load_err(&b).1.contains("not JSON"));
+    let b = rewrite(&good, |_, m| {
+        *m = m.replace("\"hidden\"", "\"hidden_sizes\"")
+    });
+    assert!(load_err(&b).1.contains("metadata"));
+    let b = rewrite(&good, |_, m| *m = m.replace("worst_lag", "worst_lag_ms"));
+    assert!(load_err(&b).1.contains("features"));
+    // A missing tensor.
+    let b = rewrite(&good, |t, _| t.retain(|(n, _, _)| n != "l1.bias"));
+    let (_, s) = load_err(&b);
+    assert!(s.contains("missing tensor `l1.bias`"), "{s}");
+    // A wrong shape.
+    let b = rewrite(&good, |t, _| {
+        for (n, shape, _) in t.iter_mut() {
+            if n == "l0.weight" {
+                shape.swap(0, 1);
+            }
+        }
+    });
+    let (_, s) = load_err(&b);
+    assert!(s.contains("l0.weight") && s.contains("shape"), "{s}");
+    // A non-finite weight.
+    let b = rewrite(&good, |t, _| {
+        for (n, _, data) in t.iter_mut() {
+            if n == "l0.bias" {
+                data[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }
+        }
+    });
+    assert!(load_err(&b).1.contains("NaN"));
+    // No metadata at all.
+    let st = SafeTensors::deserialize(&good).unwrap();
+    let views = st.tensors();
+    let b = safetensors::serialize(views, None).unwrap();
+    assert!(load_err(&b).1.contains("metadata"));
+    // A missing file names the file.
+    let e = DqnModel::load(Path::new("/nonexistent/dqn.safetensors")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/dqn.safetensors"));
+}
