@@ -196,7 +196,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
                     let seed = opts.seeds[k];
                     let model = match spec.entrant {
                         crate::Entrant::Policy(kind) => opts.model_for(kind),
-                        crate::Entrant::Lookahead => None,
+                        crate::Entrant::Lookahead | crate::Entrant::Horizon => None,
                     };
                     let r = Agent::build(spec, model, &opts.run).map(|agent| {
                         let (metrics, _) =

@@ -508,6 +508,7 @@ impl Policy for Horizon {
             policy: HORIZON.to_string(),
             state: "true simulator state and shield".to_string(),
             actions,
+            fallback: None,
         };
         proposal
     }

@@ -27,4 +27,6 @@ pub use error::EvalError;
 pub use horizon::{HORIZON, Horizon, HorizonConfig};
 pub use oracle::{LOOKAHEAD, OracleSlot, OracleView};
 pub use train::{TrainOptions, TrainProgress, train};
-pub use train_dqn::{DqnProgress, DqnTrainOptions, ScenarioSource, jittered_files, train_dqn};
+pub use train_dqn::{
+    DqnProgress, DqnTrainOptions, ScenarioSource, generated_and_files, jittered_files, train_dqn,
+};

@@ -43,6 +43,34 @@ pub fn jittered_files(files: Vec<Scenario>, jitter: f64) -> impl ScenarioSource 
     }
 }
 
+/// Domain randomisation: each episode is, with probability `share`, a fresh scenario from the
+/// generator's *train* split (`weir_sim::generate`, index = episode number, master `seed`),
+/// else the next training file jittered by up to ±`jitter`. The held-out split and the
+/// evaluation files are never read. A generator error (a bad configuration) falls back to the
+/// file, so training never stops on it; `GeneratorConfig::default()` never errs.
+pub fn generated_and_files(
+    files: Vec<Scenario>,
+    jitter: f64,
+    generator: weir_sim::generate::GeneratorConfig,
+    seed: u64,
+    share: f64,
+) -> impl ScenarioSource {
+    let mut from_files = jittered_files(files, jitter);
+    move |episode, rng| {
+        if rng.uniform() < share
+            && let Ok(s) = weir_sim::generate::generate(
+                &generator,
+                weir_sim::generate::Split::Train,
+                seed,
+                u32::try_from(episode).unwrap_or(u32::MAX),
+            )
+        {
+            return s;
+        }
+        from_files(episode, rng)
+    }
+}
+
 /// DQN training settings.
 #[derive(Debug, Clone)]
 pub struct DqnTrainOptions {

@@ -102,7 +102,7 @@ fn the_benchmark_normalises_against_horizon_when_it_runs() {
         scenarios: vec![scn.clone()],
         policies: specs(names),
         seeds: vec![1],
-        model: None,
+        models: Vec::new(),
         run: RunOptions::default(),
         threads: 2,
     };

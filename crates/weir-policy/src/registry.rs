@@ -149,7 +149,7 @@ impl PolicyKind {
             PolicyKind::Static => Box::new(StaticPolicy::default()),
             PolicyKind::Qlearn => match model.ok_or(PolicyError::NeedsModel(self))? {
                 Model::Qlearn(q) => {
-                    let mut q = q.clone();
+                    let mut q: QLearn = (**q).clone();
                     q.serve_mode(online_learning);
                     Box::new(q)
                 }
@@ -162,7 +162,7 @@ impl PolicyKind {
             },
             PolicyKind::Dqn => match model.ok_or(PolicyError::NeedsModel(self))? {
                 // Served greedily; it does not learn online (see `learns`).
-                Model::Dqn(m) => Box::new(Dqn::new(m.clone())),
+                Model::Dqn(m) => Box::new(Dqn::new((**m).clone())),
                 other => {
                     return Err(PolicyError::WrongModel {
                         kind: self,
@@ -203,10 +203,10 @@ impl PartialEq<&str> for PolicyKind {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Model {
-    /// A Q-table.
-    Qlearn(QLearn),
-    /// A DQN's network and metadata.
-    Dqn(DqnModel),
+    /// A Q-table (boxed: it is much larger than a DQN's handle).
+    Qlearn(Box<QLearn>),
+    /// A DQN's network and metadata (boxed, like the table).
+    Dqn(Box<DqnModel>),
 }
 
 impl Model {
@@ -219,9 +219,9 @@ impl Model {
                     path: origin.to_path_buf(),
                     detail: format!("not UTF-8 text: {e}"),
                 })?;
-                Ok(Model::Qlearn(QLearn::from_json(text, origin)?))
+                Ok(Model::Qlearn(Box::new(QLearn::from_json(text, origin)?)))
             }
-            PolicyKind::Dqn => Ok(Model::Dqn(DqnModel::from_bytes(bytes, origin)?)),
+            PolicyKind::Dqn => Ok(Model::Dqn(Box::new(DqnModel::from_bytes(bytes, origin)?))),
             PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => {
                 Err(PolicyError::NoModel(kind))
             }
@@ -290,13 +290,13 @@ impl Model {
 
 impl From<QLearn> for Model {
     fn from(q: QLearn) -> Model {
-        Model::Qlearn(q)
+        Model::Qlearn(Box::new(q))
     }
 }
 
 impl From<DqnModel> for Model {
     fn from(m: DqnModel) -> Model {
-        Model::Dqn(m)
+        Model::Dqn(Box::new(m))
     }
 }
 

@@ -263,6 +263,10 @@ pub struct TrainArgs {
     /// Probability that the lookahead oracle picks the exploration action (0 = plain ε-greedy).
     #[arg(long, default_value_t = 0.3)]
     pub teacher_rate: f64,
+    /// dqn: share of episodes drawn from the scenario generator's train split (domain
+    /// randomisation; seeded by --seed) instead of the jittered training files.
+    #[arg(long, default_value_t = 0.5)]
+    pub generated_share: f64,
     /// Print progress every N episodes.
     #[arg(long, default_value_t = 250)]
     pub progress_every: u64,

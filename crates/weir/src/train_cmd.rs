@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use weir_eval::{DqnTrainOptions, TrainOptions, jittered_files, train, train_dqn};
+use weir_eval::{DqnTrainOptions, TrainOptions, generated_and_files, train, train_dqn};
 use weir_policy::{PolicyKind, QLearn};
 
 use crate::cli::TrainArgs;
@@ -136,8 +136,9 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("models/dqn.safetensors"));
     let command = format!(
-        "weir train --policy dqn --scenarios {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
+        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
         args.scenarios.display(),
+        args.generated_share,
         args.seed,
         args.jitter,
         args.teacher_rate,
@@ -166,7 +167,20 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
     let every = args.progress_every.max(1);
     let started = Instant::now();
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
-    let model = train_dqn(&opts, jittered_files(scenarios, args.jitter), |p| {
+    if !(0.0..=1.0).contains(&args.generated_share) {
+        bail!(
+            "--generated-share must be within 0..=1, got {}",
+            args.generated_share
+        );
+    }
+    let source = generated_and_files(
+        scenarios,
+        args.jitter,
+        weir_sim::generate::GeneratorConfig::default(),
+        args.seed,
+        args.generated_share,
+    );
+    let model = train_dqn(&opts, source, |p| {
         if recent.len() == 50 {
             recent.pop_front();
         }

@@ -125,8 +125,10 @@ fn never_chooses_a_masked_action_and_holds_within_the_margin() {
     assert_eq!(prop.weights, current);
     assert_eq!(prop.action, None);
     // An untrained network's values are all near 0: a large margin keeps the weights.
-    let mut cfg = DqnConfig::default();
-    cfg.switch_margin = 1e6;
+    let cfg = DqnConfig {
+        switch_margin: 1e6,
+        ..DqnConfig::default()
+    };
     let mut p = Dqn::untrained(cfg, 1).unwrap();
     let prop = decide(&mut p, &obs, &current, &AllowAll);
     assert_eq!(prop.weights, current);
