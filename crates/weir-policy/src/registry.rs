@@ -228,6 +228,24 @@ impl Model {
         }
     }
 
+    /// The model shipped inside the binary for policy `kind` (`models/` of the source tree,
+    /// made by `weir train` with the command recorded in it), so a learned policy runs from
+    /// any directory and from an installed binary; `None` for policies without a model.
+    pub fn shipped(kind: PolicyKind) -> Option<Result<Model, PolicyError>> {
+        let (bytes, origin): (&[u8], &str) = match kind {
+            PolicyKind::Qlearn => (
+                include_bytes!("../../../models/qlearn.json"),
+                "models/qlearn.json (shipped)",
+            ),
+            PolicyKind::Dqn => (
+                include_bytes!("../../../models/dqn.safetensors"),
+                "models/dqn.safetensors (shipped)",
+            ),
+            PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => return None,
+        };
+        Some(Model::from_bytes(kind, bytes, Path::new(origin)))
+    }
+
     /// Reads the model file of policy `kind` at `path`.
     pub fn load(kind: PolicyKind, path: &Path) -> Result<Model, PolicyError> {
         let bytes = std::fs::read(path).map_err(|source| match kind {
@@ -393,6 +411,20 @@ mod tests {
             PolicyKind::Qlearn.build(None, false),
             Err(PolicyError::NeedsModel(PolicyKind::Qlearn))
         ));
+    }
+
+    #[test]
+    fn every_learned_policy_ships_a_model_that_loads() {
+        for k in PolicyKind::ALL {
+            match Model::shipped(k) {
+                Some(m) => {
+                    let m = m.unwrap();
+                    assert_eq!(m.kind(), k);
+                    assert!(k.build(Some(&m), false).is_ok());
+                }
+                None => assert!(!k.needs_model(), "{k} needs a model and ships none"),
+            }
+        }
     }
 
     #[test]

@@ -202,10 +202,9 @@ pub struct DemoArgs {
     /// Policy: qlearn, shun, threshold, static.
     #[arg(long, default_value = "qlearn", env = "WEIR_POLICY")]
     pub policy: PolicyKind,
-    /// Q-learning model file. When missing, a small model is trained first (seconds) and
-    /// written here.
-    #[arg(long, default_value = "models/qlearn.json", env = "WEIR_MODEL")]
-    pub model: PathBuf,
+    /// Model file for a learned policy (default: the model shipped in the binary).
+    #[arg(long, env = "WEIR_MODEL")]
+    pub model: Option<PathBuf>,
     /// Simulated seconds per real second (0 = as fast as possible).
     #[arg(long, default_value_t = 60.0, env = "WEIR_SPEED")]
     pub speed: f64,

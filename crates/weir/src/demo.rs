@@ -7,54 +7,26 @@ use tokio::sync::mpsc;
 use weir_controller::{ControlStep, Controller, ControllerConfig};
 use weir_core::RewardConfig;
 use weir_edge::Mode;
+use weir_eval::RunOptions;
 use weir_eval::episode::shield_for;
 use weir_eval::live::{SimActuator, SimClock, SimSource};
-use weir_eval::{RunOptions, TrainOptions};
 use weir_policy::{Model, PolicyKind};
 use weir_recorder::{Recorder, Setup, decision_line};
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::DemoArgs;
-use crate::train_cmd::train_with_progress;
 
 /// The default demo scenario, embedded so that `weir demo` runs from anywhere.
 const DEMO_SCENARIO: &str = include_str!("../../../scenarios/demo.toml");
 
-/// Loads the model of `kind`, or trains a small one (and saves it) when the file does not
-/// exist.
-pub fn load_or_train(kind: PolicyKind, path: &std::path::Path) -> Result<Model> {
-    if path.exists() {
-        return Model::load(kind, path)
-            .with_context(|| "loading the model (delete it or run `weir train` to replace it)");
+/// The model of `kind`: the file given with `--model`, else the one shipped in the binary.
+pub fn load_model(kind: PolicyKind, path: Option<&std::path::Path>) -> Result<Model> {
+    match path {
+        Some(p) => Model::load(kind, p).with_context(|| format!("loading --model {}", p.display())),
+        None => Model::shipped(kind)
+            .with_context(|| format!("policy {kind} has no shipped model: pass --model"))?
+            .with_context(|| format!("the shipped {kind} model")),
     }
-    if kind != PolicyKind::Qlearn {
-        anyhow::bail!(
-            "no model at {}: train one with `weir train --policy {kind}` (and pass it with --model)",
-            path.display()
-        );
-    }
-    let dir = std::path::Path::new("scenarios/train");
-    println!(
-        "no model at {}: training a small one on {} first (takes seconds)",
-        path.display(),
-        dir.display()
-    );
-    let scenarios = weir_sim::load_dir(dir).with_context(|| {
-        format!("no model at {} and no training scenarios in {} to train one: run `weir train` from the repository root", path.display(), dir.display())
-    })?;
-    let opts = TrainOptions {
-        scenarios,
-        episodes: 400,
-        command: format!(
-            "weir demo (automatic: weir train --episodes 400 --out {})",
-            path.display()
-        ),
-        ..TrainOptions::default()
-    };
-    let q = train_with_progress(&opts, None, 100)?;
-    q.save(path)?;
-    println!("wrote {}", path.display());
-    Ok(Model::from(q))
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -63,7 +35,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => Scenario::from_toml_str(DEMO_SCENARIO, "scenarios/demo.toml (embedded)")?,
     };
     let model = if args.policy.needs_model() {
-        Some(load_or_train(args.policy, &args.model)?)
+        Some(load_model(args.policy, args.model.as_deref())?)
     } else {
         None
     };
@@ -150,7 +122,11 @@ async fn run_async(
         args.policy
     );
     if let Some(m) = &model {
-        println!("  model {}: {}", args.model.display(), m.describe());
+        let origin = args
+            .model
+            .as_ref()
+            .map_or_else(|| "shipped".to_string(), |p| p.display().to_string());
+        println!("  model {origin}: {}", m.describe());
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = if args.no_serve {

@@ -147,22 +147,31 @@ fn shipped_scenarios_validate() {
 }
 
 #[test]
-fn demo_without_a_model_trains_one_first() {
+fn demo_runs_from_any_directory_on_the_shipped_model() {
+    // Outside the repository: no scenarios/ and no models/ to find.
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("fresh.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["demo", "--speed", "0", "--no-serve"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run weir");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("model shipped"), "{t}");
+    assert!(t.contains("hard-limit violations 0"), "{t}");
+    // A model file that is not there is an error naming it, not a silent fallback.
+    let missing = dir.path().join("nope.json");
     let o = weir(&[
         "demo",
         "--speed",
         "0",
         "--no-serve",
         "--model",
-        model.to_str().unwrap(),
+        missing.to_str().unwrap(),
     ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    assert!(t.contains("training a small one"), "{t}");
-    assert!(model.exists());
-    assert!(t.contains("hard-limit violations 0"), "{t}");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("nope.json"), "{}", text(&o));
 }
 
 #[test]
