@@ -94,6 +94,9 @@ pub struct MeanMetrics {
     pub mean_reward: f64,
     /// Shield interventions.
     pub shield_interventions: f64,
+    /// Share of decisions where a learned policy fell back on a rule, percent.
+    #[serde(default)]
+    pub fallback_pct: f64,
     /// Hard-limit breaches after the shield (watch-only for bare baselines).
     pub hard_limit_violations: f64,
 }
@@ -113,6 +116,11 @@ impl MeanMetrics {
             s.weight_changes += m.weight_changes as f64;
             s.mean_reward += m.mean_reward;
             s.shield_interventions += m.shield_interventions as f64;
+            s.fallback_pct += if m.decisions > 0 {
+                100.0 * m.fallbacks as f64 / m.decisions as f64
+            } else {
+                0.0
+            };
             s.hard_limit_violations += m.hard_limit_violations as f64;
         }
         if n > 0 {
@@ -127,6 +135,7 @@ impl MeanMetrics {
                 &mut s.weight_changes,
                 &mut s.mean_reward,
                 &mut s.shield_interventions,
+                &mut s.fallback_pct,
                 &mut s.hard_limit_violations,
             ] {
                 *v /= k;
@@ -291,7 +300,7 @@ impl BenchReport {
     /// One CSV line per episode, then the summaries (scenario `ALL` for the overall means).
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,score\n",
+            "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,fallback_pct,score\n",
         );
         let mut row = |kind: &str,
                        scenario: &str,
@@ -302,7 +311,7 @@ impl BenchReport {
                        score: Option<f64>| {
             let _ = writeln!(
                 out,
-                "{kind},{scenario},{policy},{seed},{runs},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},{}",
+                "{kind},{scenario},{policy},{seed},{runs},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},{:.6},{}",
                 m.stale_read_pct,
                 m.mean_staleness_s,
                 m.failed_read_pct,
@@ -313,6 +322,7 @@ impl BenchReport {
                 m.mean_reward,
                 m.shield_interventions,
                 m.hard_limit_violations,
+                m.fallback_pct,
                 score.map_or(String::new(), |x| format!("{x:.6}"))
             );
         };
@@ -363,13 +373,13 @@ impl BenchReport {
                     format!("{current} ({} seeds)", self.seeds.len())
                 };
                 let _ = writeln!(out, "\n### {title}\n");
-                out.push_str("| policy | stale % | staleness s | failed % | cpu>max s | cpu p95 % | p99 ms | changes | reward | shield | breaches | score |\n");
-                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                out.push_str("| policy | stale % | staleness s | failed % | cpu>max s | cpu p95 % | p99 ms | changes | reward | shield | breaches | fallback % | score |\n");
+                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
             }
             let m = &s.metrics;
             let _ = writeln!(
                 out,
-                "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {} |",
+                "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.1} | {} |",
                 s.policy,
                 m.stale_read_pct,
                 m.mean_staleness_s,
@@ -381,6 +391,7 @@ impl BenchReport {
                 m.mean_reward,
                 m.shield_interventions,
                 m.hard_limit_violations,
+                m.fallback_pct,
                 s.score.map_or("n/a".to_string(), |x| format!("{x:.2}"))
             );
         }

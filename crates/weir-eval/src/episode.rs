@@ -192,6 +192,10 @@ pub struct EpisodeMetrics {
     pub hard_limit_violations: u64,
     /// Control intervals.
     pub decisions: u64,
+    /// Decisions where a learned policy fell back on a rule (state outside what it was
+    /// trained on, or an unusable observation), as its explanation says.
+    #[serde(default)]
+    pub fallbacks: u64,
 }
 
 /// Histogram of primary CPU (0..=2 in 0.1% bins) for the p95 without storing every tick.
@@ -273,6 +277,7 @@ pub fn run_episode<P: Policy + ?Sized>(
     let mut reward_sum = 0.0;
     let mut decisions = 0u64;
     let mut changes = 0u64;
+    let mut fallbacks = 0u64;
     while !sim.done() {
         if let Some(slot) = &oracle_slot
             && let Ok(mut s) = slot.lock()
@@ -285,6 +290,9 @@ pub fn run_episode<P: Policy + ?Sized>(
         }
         let obs = sim.observe();
         let out = step.step(obs, last.map(|s| s.outcome(0.0)));
+        if out.explanation.fallback.is_some() {
+            fallbacks += 1;
+        }
         let new = out.decision.weights;
         let moved = weights.moved_fraction(&new);
         if new != weights {
@@ -330,6 +338,7 @@ pub fn run_episode<P: Policy + ?Sized>(
         shield_interventions: interventions,
         hard_limit_violations: status.hard_limit_violations,
         decisions,
+        fallbacks,
     };
     let mut policy = step.into_policy();
     policy.reset();

@@ -152,6 +152,21 @@ impl Policy for ShunPolicy {
     }
 }
 
+/// A learned policy's answer to an observation whose replicas do not line up with the current
+/// weights: hold them (the shield holds in this case too). `None` when they line up.
+pub(crate) fn hold_on_replica_mismatch(ctx: &DecisionContext<'_>) -> Option<Proposal> {
+    let n = ctx.obs.replicas.len();
+    (ctx.current.replicas.len() != n).then(|| {
+        Proposal::new(
+            ctx.current.clone(),
+            format!(
+                "observation has {n} replicas, the weights {}: hold",
+                ctx.current.replicas.len()
+            ),
+        )
+    })
+}
+
 fn rule_explanation(policy: PolicyKind, state: &str, chosen: Option<&Weights>) -> Explanation {
     Explanation {
         policy: policy.to_string(),

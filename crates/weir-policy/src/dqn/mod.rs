@@ -425,17 +425,12 @@ impl Policy for Dqn {
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
-        let n = ctx.obs.replicas.len();
-        if ctx.current.replicas.len() != n {
+        if let Some(hold) = crate::rules::hold_on_replica_mismatch(ctx) {
+            // Not a state the policy can describe.
             self.pending = None;
-            return Proposal::new(
-                ctx.current.clone(),
-                format!(
-                    "observation has {n} replicas, the weights {}: hold",
-                    ctx.current.replicas.len()
-                ),
-            );
+            return hold;
         }
+        let n = ctx.obs.replicas.len();
         let f = features(ctx);
         let cands = candidates(n, f.worst, f.second, ctx.current);
         let allowed: Vec<bool> = cands.iter().map(|w| ctx.mask.allows(w)).collect();

@@ -323,18 +323,12 @@ impl Policy for QLearn {
     }
 
     fn decide(&mut self, ctx: &DecisionContext<'_>) -> Proposal {
-        let n = ctx.obs.replicas.len();
-        if ctx.current.replicas.len() != n {
-            // Not a state the table can describe; the shield holds in this case too.
+        if let Some(hold) = crate::rules::hold_on_replica_mismatch(ctx) {
+            // Not a state the policy can describe.
             self.pending = None;
-            return Proposal::new(
-                ctx.current.clone(),
-                format!(
-                    "observation has {n} replicas, the weights {}: hold",
-                    ctx.current.replicas.len()
-                ),
-            );
+            return hold;
         }
+        let n = ctx.obs.replicas.len();
         let na = self.config.actions();
         let f: Features = features(ctx, &self.config.levels, &self.config.factors);
         let s = f.index(self.config.levels.len(), self.config.factors.len());
