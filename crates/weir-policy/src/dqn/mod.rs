@@ -404,17 +404,30 @@ impl Dqn {
             }],
             fallback: Some(why.clone()),
         };
+        self.propose(ctx, f, cands, w, action, format!("fallback to shun: {why}"))
+    }
+
+    /// Remembers the decision (to credit it when its reward arrives) and proposes it.
+    fn propose(
+        &mut self,
+        ctx: &DecisionContext<'_>,
+        f: &Features,
+        candidates: Vec<Weights>,
+        weights: Weights,
+        action: Option<usize>,
+        reason: String,
+    ) -> Proposal {
         self.pending = Some(Pending {
             state: f.x,
             action,
-            candidates: cands,
+            candidates,
             current: ctx.current.clone(),
             reward: None,
         });
         Proposal {
-            weights: w,
+            weights,
             action,
-            reason: format!("fallback to shun: {why}"),
+            reason,
         }
     }
 }
@@ -547,18 +560,7 @@ impl Policy for Dqn {
                 fallback: None,
             };
         }
-        self.pending = Some(Pending {
-            state: f.x,
-            action,
-            candidates: cands,
-            current: ctx.current.clone(),
-            reward: None,
-        });
-        Proposal {
-            weights,
-            action,
-            reason,
-        }
+        self.propose(ctx, &f, cands, weights, action, reason)
     }
 
     fn learn(&mut self, t: &Transition) {
