@@ -252,19 +252,20 @@ fn lab_experiment(root: &Path) -> Result<u64> {
         &target,
         "weir-lab",
         // The goal is the flags' defaults (10% of static, 2 s over the CPU cap, two
-        // intervals to return). The shipped learned policy does not meet it yet: two short
-        // runs gave 21.7% / 11.8% of static and 4 s / 10 s over the cap (docs/lab.md). CI gates
-        // the level it holds with margin, and requires the learned arm; tighten as it improves.
+        // intervals to return). The shipped DQN, three runs (docs/lab.md): 5.1% / 0.0% /
+        // 8.1% of static, 2 / 8 / 4 s over the cap before the kill, back after 5.8 s (before
+        // the dwell yielded to a recovering replica) / 2.9 / 1.8 s. CI gates with the margin
+        // those runs justify: a short run's 30-s stall makes one late cut worth ~3 points.
         &[
             "experiment",
             "--short",
             "--check",
             "--max-ratio",
-            "0.5",
+            "0.15",
             "--max-over-cap-s",
-            "30",
+            "15",
             "--max-return-intervals",
-            "4",
+            "3",
         ],
         "weir-lab-experiment",
         "weir-lab-ci",

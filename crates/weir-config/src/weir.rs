@@ -69,10 +69,12 @@ pub struct WeirConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
-    /// `qlearn`, `shun`, `threshold` or `static`.
+    /// `dqn`, `qlearn`, `shun`, `threshold` or `static`.
     pub kind: PolicyKind,
-    /// Model file for `qlearn` (shipped: `models/qlearn.json`, made by `weir train`).
-    pub model: PathBuf,
+    /// Model file for a learned policy (`weir train` output). Absent: the model shipped in
+    /// the binary (`models/` of its source tree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
     /// Keep learning from the shielded decisions in service (the table is saved to
     /// `state_dir` and restored at start).
     pub online_learning: bool,
@@ -83,8 +85,8 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            kind: PolicyKind::Qlearn,
-            model: PathBuf::from("models/qlearn.json"),
+            kind: PolicyKind::Dqn,
+            model: None,
             online_learning: false,
             save_every: 20,
         }
@@ -238,7 +240,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Shadow);
         assert_eq!(c.replica_names().len(), 2);
         assert_eq!(c.actuator.kind, "haproxy");
-        assert_eq!(c.policy.kind, PolicyKind::Qlearn);
+        assert_eq!(c.policy.kind, PolicyKind::Dqn);
     }
 
     #[test]
@@ -289,7 +291,7 @@ mod tests {
                 "mode",
             ),
             (
-                EXAMPLE.replace("kind = \"qlearn\"", "kind = \"magic\""),
+                EXAMPLE.replace("kind = \"dqn\"", "kind = \"magic\""),
                 "policy.kind",
             ),
             (EXAMPLE.replace("max_step = 25", "max_step = 0"), "shield"),
@@ -301,6 +303,10 @@ mod tests {
             (
                 EXAMPLE.replace("stale = 20 ", "stale = -1 "),
                 "priorities.stale",
+            ),
+            (
+                EXAMPLE.replace("switch = 0.5 ", "switch = -1 "),
+                "priorities.switch",
             ),
         ];
         for (text, want) in cases {

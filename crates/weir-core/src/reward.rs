@@ -115,6 +115,10 @@ pub struct RewardConfig {
     pub latency: f64,
     /// Penalty per unit of traffic moved.
     pub jitter: f64,
+    /// Penalty per weight change, however small: each one is a configuration reload in the
+    /// proxy and a turnover of connections, so two near-equal settings taken in turn (flapping)
+    /// cost more than either one held.
+    pub switch: f64,
     /// Share of reads (0..=1) the primary may carry while every replica is up, fresh (lag
     /// known and at most half of `max_staleness_s`) and within its latency SLO. The default,
     /// 0, sends reads to the primary only when the replicas cannot serve them; the shield
@@ -154,6 +158,7 @@ impl Default for RewardConfig {
             overload: 10.0,
             latency: 0.5,
             jitter: 2.0,
+            switch: 0.5,
             primary_reserve: 0.0,
         }
     }
@@ -174,12 +179,20 @@ pub struct RewardTerms {
     pub latency: f64,
     /// Weight movement.
     pub jitter: f64,
+    /// A weight change at all.
+    pub switch: f64,
 }
 
 impl RewardTerms {
     /// The reward: minus the sum of penalties.
     pub fn total(&self) -> f64 {
-        -(self.stale + self.failed + self.cpu + self.overload + self.latency + self.jitter)
+        -(self.stale
+            + self.failed
+            + self.cpu
+            + self.overload
+            + self.latency
+            + self.jitter
+            + self.switch)
     }
 }
 
@@ -194,6 +207,7 @@ impl RewardConfig {
             ("overload", self.overload),
             ("latency", self.latency),
             ("jitter", self.jitter),
+            ("switch", self.switch),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(InvalidPriorities {
@@ -228,6 +242,11 @@ impl RewardConfig {
             overload: self.overload * (o.primary_cpu - slo.primary_cpu_max).max(0.0),
             latency: self.latency * (o.read_p99_ms / slo.read_p99_slo_ms - 1.0).clamp(0.0, 10.0),
             jitter: self.jitter * o.moved_fraction,
+            switch: if o.moved_fraction > 0.0 {
+                self.switch
+            } else {
+                0.0
+            },
         }
     }
 
@@ -292,6 +311,17 @@ mod tests {
         for c in cases {
             assert!(cfg.reward(&c, &slo()) < r0, "{c:?}");
         }
+        // A change costs `switch` however small it is, plus `jitter` per traffic moved.
+        let nudge = cfg.terms(
+            &Outcome {
+                moved_fraction: 0.01,
+                ..base
+            },
+            &slo(),
+        );
+        assert_eq!(nudge.switch, cfg.switch);
+        assert!((nudge.jitter - 0.02).abs() < 1e-12);
+        assert_eq!(cfg.terms(&base, &slo()).switch, 0.0);
         // Stale reads: linear in the fraction.
         let t = cfg.terms(
             &Outcome {

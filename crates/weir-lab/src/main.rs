@@ -178,7 +178,7 @@ struct ExperimentArgs {
     #[arg(long)]
     short: bool,
     /// Arms, in order: `static` (fixed weights, no Weir) and policy kinds for `weir run`.
-    #[arg(long, value_delimiter = ',', default_value = "static,shun,qlearn")]
+    #[arg(long, value_delimiter = ',', default_value = "static,shun,dqn")]
     arms: Vec<String>,
     /// How replica-1 is stalled.
     #[arg(long, value_enum, default_value = "ftwrl")]
@@ -197,9 +197,9 @@ struct ExperimentArgs {
     /// The `weir` binary (default: beside this one).
     #[arg(long)]
     weir_bin: Option<PathBuf>,
-    /// The Q-learning model.
-    #[arg(long, default_value = "models/qlearn.json")]
-    model: PathBuf,
+    /// Model file for the learned arm (default: the model shipped in the weir binary).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -481,14 +481,26 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
             .map(|d| d.join("weir"))
             .context("no directory for the weir binary")?,
     };
-    let model = std::path::absolute(&a.model)?;
-    let needs_model = |arm: &String| PolicyKind::parse(arm).is_ok_and(PolicyKind::needs_model);
-    if a.arms.iter().any(needs_model) && !model.is_file() {
-        bail!(
-            "--model {}: not found (run from the repository root, or `weir train`)",
-            model.display()
-        );
-    }
+    let model = match &a.model {
+        Some(m) => {
+            let m = std::path::absolute(m)?;
+            let mut learned: Vec<PolicyKind> = a
+                .arms
+                .iter()
+                .filter_map(|arm| PolicyKind::parse(arm).ok())
+                .filter(|k| k.needs_model())
+                .collect();
+            learned.dedup();
+            if learned.len() > 1 {
+                bail!("--model names one model file: run one kind of learned arm with it");
+            }
+            if !m.is_file() {
+                bail!("--model {}: not found", m.display());
+            }
+            Some(m)
+        }
+        None => None,
+    };
     let cfg = ExperimentConfig {
         arms: a.arms,
         script: if a.short { Script::SHORT } else { Script::FULL },

@@ -207,8 +207,10 @@ pub struct PolicySpec {
     /// The policy.
     #[serde(default = "default_policy_kind")]
     pub kind: PolicyKind,
-    /// A ConfigMap in the ReadSplit's namespace whose `model.json` is a trained Q-learning
-    /// model (`weir train` output).
+    /// A ConfigMap in the ReadSplit's namespace holding the learned policy's model
+    /// (`weir train` output): `model.json` under `data` for `qlearn`, `model.safetensors`
+    /// under `binaryData` for `dqn` (`kubectl create configmap --from-file` puts it there).
+    /// Without it, the model built into the operator's binary is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_config_map: Option<String>,
     /// Keep learning from live rewards; the learned state is kept in the ReadSplit's state

@@ -369,15 +369,20 @@ async fn build_policy(
             }
         }
     }
-    let Some(cm) = &spec.policy.model_config_map else {
-        return Err(invalid(format!("required for policy kind {kind}")));
+    let model = match (&spec.policy.model_config_map, kind.model_file()) {
+        (Some(cm), Some(key)) => {
+            let bytes = state::config_map_bytes(client, ns, cm, key)
+                .await
+                .map_err(|e| invalid(e.to_string()))?;
+            let origin = format!("ConfigMap {ns}/{cm} {key}");
+            Model::from_bytes(kind, &bytes, Path::new(&origin))
+                .map_err(|e| invalid(e.to_string()))?
+        }
+        // No ConfigMap named: the model built into this binary (`models/` of its source).
+        _ => Model::shipped(kind)
+            .ok_or_else(|| invalid(format!("policy kind {kind} ships no model")))?
+            .map_err(|e| invalid(e.to_string()))?,
     };
-    let text = state::config_map_key(client, ns, cm, "model.json")
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
-    let origin = format!("ConfigMap {ns}/{cm} model.json");
-    let model = Model::from_bytes(kind, text.as_bytes(), Path::new(&origin))
-        .map_err(|e| invalid(e.to_string()))?;
     kind.build(Some(&model), online)
         .map_err(|e| invalid(e.to_string()))
 }

@@ -332,19 +332,47 @@ pub async fn config_map_entry(
     name: &str,
     key: &str,
 ) -> Result<(String, Option<String>), ConfigMapError> {
+    let cm = get_config_map(client, ns, name).await?;
+    let version = cm.metadata.resource_version;
+    cm.data
+        .and_then(|d| d.get(key).cloned())
+        .map(|text| (text, version))
+        .ok_or_else(|| ConfigMapError::NoKey {
+            at: format!("{ns}/{name}"),
+            key: key.to_string(),
+        })
+}
+
+/// The bytes under `key` in ConfigMap `ns/name`, from `binaryData` (binary files such as a
+/// network's safetensors) or else from `data` (text such as a Q-table's JSON).
+pub async fn config_map_bytes(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, ConfigMapError> {
+    let cm = get_config_map(client, ns, name).await?;
+    if let Some(b) = cm.binary_data.and_then(|mut d| d.remove(key)) {
+        return Ok(b.0);
+    }
+    cm.data
+        .and_then(|mut d| d.remove(key))
+        .map(String::into_bytes)
+        .ok_or_else(|| ConfigMapError::NoKey {
+            at: format!("{ns}/{name}"),
+            key: key.to_string(),
+        })
+}
+
+async fn get_config_map(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<ConfigMap, ConfigMapError> {
     let at = || format!("{ns}/{name}");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     match api.get_opt(name).await {
-        Ok(Some(cm)) => {
-            let version = cm.metadata.resource_version;
-            cm.data
-                .and_then(|d| d.get(key).cloned())
-                .map(|text| (text, version))
-                .ok_or_else(|| ConfigMapError::NoKey {
-                    at: at(),
-                    key: key.to_string(),
-                })
-        }
+        Ok(Some(cm)) => Ok(cm),
         Ok(None) => Err(ConfigMapError::NotFound { at: at() }),
         Err(source) => Err(ConfigMapError::Read { at: at(), source }),
     }
@@ -359,7 +387,7 @@ pub enum ConfigMapError {
         /// `namespace/name`.
         at: String,
     },
-    /// It has no such key under `data`.
+    /// It has no such key (under `data`, or `binaryData` where bytes are read).
     #[error("ConfigMap {at} has no key {key:?}")]
     NoKey {
         /// `namespace/name`.

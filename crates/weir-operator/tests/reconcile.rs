@@ -661,6 +661,74 @@ async fn an_online_learned_table_is_saved_compressed_and_a_restart_learns_on_fro
 }
 
 #[tokio::test]
+async fn a_network_model_is_read_from_binary_data_and_no_configmap_means_the_shipped_model() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api = support::cluster_api();
+    let model_cm = |bytes: Vec<u8>| {
+        let cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some("weir-dqn".into()),
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+            binary_data: Some([("model.safetensors".to_string(), ByteString(bytes))].into()),
+            ..ConfigMap::default()
+        };
+        let mut v = serde_json::to_value(cm).unwrap();
+        v["apiVersion"] = json!("v1");
+        v["kind"] = json!("ConfigMap");
+        v
+    };
+    let canned = Canned::default();
+    let clock = Clock::default();
+    let ctx = context_with(&api, &canned, &clock);
+    let cases = [
+        (
+            "net",
+            json!({ "kind": "dqn", "modelConfigMap": "weir-dqn" }),
+        ),
+        ("table", json!({ "kind": "qlearn" })),
+        ("shipped-net", json!({ "kind": "dqn" })),
+    ];
+    api.put(
+        &cm_path("shop", "weir-dqn"),
+        model_cm(include_bytes!("../../../models/dqn.safetensors").to_vec()),
+    );
+    for (name, policy) in &cases {
+        api.put(&vs_path("shop", name), virtual_service("shop", name));
+        let mut object = readsplit_json("shop", name, name, "Enforce");
+        object["spec"]["policy"] = policy.clone();
+        let rs = create(&api, object);
+        canned.set(&format!("shop/{name}"), Some(&[42.0, 0.3]));
+        reconcile(rs, ctx.clone()).await.unwrap();
+        let (status, reason, message) = condition(&api, "shop", name, "Ready");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "Governing"),
+            "{name}: {message}"
+        );
+    }
+    assert_eq!(ctx.governed_count(), 3);
+
+    // A damaged network model is an invalid spec that names the ConfigMap and its key.
+    api.put(
+        &cm_path("shop", "weir-dqn"),
+        model_cm(b"not safetensors".to_vec()),
+    );
+    let mut object = readsplit_json("shop", "broken", "mysql", "Enforce");
+    object["spec"]["policy"] = json!({ "kind": "dqn", "modelConfigMap": "weir-dqn" });
+    api.put(&vs_path("shop", "mysql"), virtual_service("shop", "mysql"));
+    reconcile(create(&api, object), ctx.clone()).await.unwrap();
+    let (_, reason, message) = condition(&api, "shop", "broken", "Degraded");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.contains("shop/weir-dqn model.safetensors"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn the_state_configmap_drops_what_a_save_no_longer_writes() {
     use weir_operator::state::{self, SaveOutcome, SavedState};
     let api = support::cluster_api();

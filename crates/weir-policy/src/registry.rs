@@ -135,6 +135,17 @@ impl PolicyKind {
         }
     }
 
+    /// The file name of this policy's model as `weir train` writes it by default, and the key
+    /// a Kubernetes ConfigMap holds it under (`data` for the table's JSON, `binaryData` for
+    /// the network's safetensors); `None` for policies without a model.
+    pub fn model_file(self) -> Option<&'static str> {
+        match self {
+            PolicyKind::Qlearn => Some("model.json"),
+            PolicyKind::Dqn => Some("model.safetensors"),
+            PolicyKind::Shun | PolicyKind::Threshold | PolicyKind::Static => None,
+        }
+    }
+
     /// Builds the policy. `model` is required when [`PolicyKind::needs_model`]; a learned
     /// policy is served greedily, and keeps learning from live rewards when
     /// `online_learning` is set.
@@ -246,6 +257,21 @@ impl Model {
         Some(Model::from_bytes(kind, bytes, Path::new(origin)))
     }
 
+    /// The model file at `path` when one is named, else the model shipped in the binary;
+    /// with where it came from, for logs (`model models/dqn.safetensors`, `shipped model`).
+    pub fn load_or_shipped(
+        kind: PolicyKind,
+        path: Option<&Path>,
+    ) -> Result<(Model, String), PolicyError> {
+        match path {
+            Some(p) => Ok((Model::load(kind, p)?, format!("model {}", p.display()))),
+            None => {
+                let m = Model::shipped(kind).ok_or(PolicyError::NoModel(kind))??;
+                Ok((m, "the model shipped in the binary".to_string()))
+            }
+        }
+    }
+
     /// Reads the model file of policy `kind` at `path`.
     pub fn load(kind: PolicyKind, path: &Path) -> Result<Model, PolicyError> {
         let bytes = std::fs::read(path).map_err(|source| match kind {
@@ -339,7 +365,7 @@ impl fmt::Debug for Loaded {
 /// saved snapshot (`saved`, when that file exists) or else from its model file.
 pub fn load_for_service(
     kind: PolicyKind,
-    model: &Path,
+    model: Option<&Path>,
     saved: &Path,
     online_learning: bool,
 ) -> Result<Loaded, PolicyError> {
@@ -349,15 +375,16 @@ pub fn load_for_service(
             description: format!("{kind} (rule)"),
         });
     }
-    let (path, origin) = if saved.exists() {
-        (saved, "restored state")
+    let (m, origin) = if saved.exists() {
+        (
+            Model::load(kind, saved)?,
+            format!("restored state {}", saved.display()),
+        )
     } else {
-        (model, "model")
+        Model::load_or_shipped(kind, model)?
     };
-    let m = Model::load(kind, path)?;
     let description = format!(
-        "{kind} from {origin} {} ({}, online learning {})",
-        path.display(),
+        "{kind} from {origin} ({}, online learning {})",
         m.size(),
         if online_learning { "on" } else { "off" }
     );
@@ -406,6 +433,8 @@ mod tests {
             })
         ));
         assert_eq!(PolicyKind::Dqn.snapshot_file(), Some("policy.safetensors"));
+        assert_eq!(PolicyKind::Dqn.model_file(), Some("model.safetensors"));
+        assert_eq!(PolicyKind::Shun.model_file(), None);
         assert!(PolicyKind::Dqn.needs_model() && !PolicyKind::Dqn.learns());
         assert!(matches!(
             PolicyKind::Qlearn.build(None, false),
@@ -452,11 +481,11 @@ mod tests {
         let model = dir.path().join("model.json");
         let saved = dir.path().join("policy.json");
         QLearn::new(QConfig::default()).save(&model).unwrap();
-        let l = load_for_service(PolicyKind::Qlearn, &model, &saved, false).unwrap();
+        let l = load_for_service(PolicyKind::Qlearn, Some(&model), &saved, false).unwrap();
         assert!(l.description.contains("from model"), "{}", l.description);
         assert!(l.description.contains("0 states"), "{}", l.description);
         QLearn::new(QConfig::default()).save(&saved).unwrap();
-        let l = load_for_service(PolicyKind::Qlearn, &model, &saved, true).unwrap();
+        let l = load_for_service(PolicyKind::Qlearn, Some(&model), &saved, true).unwrap();
         assert!(
             l.description.contains("restored state"),
             "{}",
@@ -467,17 +496,23 @@ mod tests {
             "{}",
             l.description
         );
-        let l = load_for_service(PolicyKind::Shun, &model, &saved, false).unwrap();
+        let l = load_for_service(PolicyKind::Shun, Some(&model), &saved, false).unwrap();
         assert_eq!(l.description, "shun (rule)");
         assert_eq!(l.policy.name(), "shun");
         let err = load_for_service(
             PolicyKind::Qlearn,
-            &dir.path().join("none"),
+            Some(&dir.path().join("none")),
             &saved.with_extension("x"),
             false,
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("none"), "{err}");
+        // No model named: the one shipped in the binary.
+        for kind in [PolicyKind::Qlearn, PolicyKind::Dqn] {
+            let l = load_for_service(kind, None, &saved.with_extension("x"), false).unwrap();
+            assert!(l.description.contains("shipped"), "{}", l.description);
+            assert_eq!(l.policy.name(), kind.as_str());
+        }
     }
 }

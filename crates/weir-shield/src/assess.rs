@@ -113,9 +113,10 @@ pub struct Assessment {
     pub least_bad: Option<usize>,
     /// The observation's replicas did not match the weights' (so it was treated as stale).
     pub replica_mismatch: bool,
-    /// The primary reserve (points) when it applies now: every replica up, its lag known and
-    /// within half of `max_staleness_s`, its read p99 (when known) within half of the SLO.
+    /// The primary reserve (points) when it applies now (see [`ReserveState`]).
     pub reserve: Option<u32>,
+    /// The reserve's state after this observation (committed by `Shield::apply`).
+    pub reserve_state: ReserveState,
 }
 
 impl Assessment {
@@ -126,6 +127,7 @@ impl Assessment {
         slo: &Slo,
         reserve: Option<u32>,
         capacity: &CapacityEstimate,
+        reserve_state: ReserveState,
     ) -> Self {
         let max_age = cfg.stale_after_s;
         let freshest_age_s = obs.freshest_age_s();
@@ -164,13 +166,23 @@ impl Assessment {
                 })
         };
         let (primary_cap, cap_basis) = primary_cap(obs, current, cfg, slo, capacity);
-        let replicas_can_serve =
-            !stale && !obs.replicas.is_empty() && obs.replicas.iter().zip(&health).all(|(r, h)| {
-                matches!(h, ReplicaHealth::Healthy { lag_s } if *lag_s <= 0.5 * slo.max_staleness_s)
-                    && r.read_p99_ms
-                        .fresh_within(max_age)
-                        .is_none_or(|p| p <= 0.5 * slo.read_p99_slo_ms)
-            });
+        // Every replica up, its lag known and within `share` of `max_staleness_s`, its read
+        // p99 (when known) within `share` of the SLO.
+        let replicas_within = |share: f64| {
+            !stale
+                && !obs.replicas.is_empty()
+                && obs.replicas.iter().zip(&health).all(|(r, h)| {
+                    matches!(h, ReplicaHealth::Healthy { lag_s } if *lag_s <= share * slo.max_staleness_s)
+                        && r.read_p99_ms
+                            .fresh_within(max_age)
+                            .is_none_or(|p| p <= share * slo.read_p99_slo_ms)
+                })
+        };
+        let reserve_state = if stale || reserve.is_none() {
+            reserve_state
+        } else {
+            reserve_state.next(replicas_within(0.5), replicas_within(1.0))
+        };
         let mut a = Assessment {
             at_s: obs.at_s,
             stale,
@@ -188,7 +200,8 @@ impl Assessment {
             emergency: false,
             least_bad,
             replica_mismatch: mismatched,
-            reserve: reserve.filter(|_| replicas_can_serve),
+            reserve: reserve.filter(|_| !stale && reserve_state.engaged),
+            reserve_state,
         };
         let mut probe = current.clone();
         let mut why = Notes::count_only();
@@ -466,6 +479,70 @@ impl std::fmt::Display for CapBasis {
 
 /// The primary's read capacity as its measured CPU shows it: between two fresh observations
 /// in which the primary's read rate moved by at least [`CapacityEstimate::MIN_MOVE`] of all
+/// The primary reserve between decisions. It engages once every replica is up, fresh (lag
+/// within half of `max_staleness_s`) and fast (p99 within half of the SLO) for `wait`
+/// decisions in a row, and holds while they stay within the whole SLO: a hysteresis band, so
+/// replicas that slow down a little under the reads the reserve sends them do not release it.
+/// Each release doubles `wait` (up to [`ReserveState::MAX_WAIT`]) and `2 × wait` decisions
+/// engaged halve it again: replicas that cannot carry the reads without the primary release
+/// and re-engage the reserve less and less often (as routers damp a flapping route) instead of
+/// every other interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReserveState {
+    /// Whether the reserve is in force.
+    pub engaged: bool,
+    /// Decisions in a row with fresh, fast replicas while it is not.
+    pub streak: u32,
+    /// Decisions in a row it waits for before it engages.
+    pub wait: u32,
+    /// Decisions engaged since `wait` last changed.
+    pub engaged_for: u32,
+}
+
+impl Default for ReserveState {
+    fn default() -> Self {
+        ReserveState {
+            engaged: false,
+            streak: 0,
+            wait: 1,
+            engaged_for: 0,
+        }
+    }
+}
+
+impl ReserveState {
+    /// The longest wait, in decisions.
+    pub const MAX_WAIT: u32 = 64;
+
+    /// The state after a fresh observation: `fresh_fast` is the engage condition, `can_serve`
+    /// the (wider) hold condition.
+    pub fn next(self, fresh_fast: bool, can_serve: bool) -> Self {
+        let mut s = self;
+        if s.engaged {
+            if can_serve {
+                s.engaged_for += 1;
+                if s.wait > 1 && s.engaged_for >= 2 * s.wait {
+                    s.wait /= 2;
+                    s.engaged_for = 0;
+                }
+            } else {
+                s.engaged = false;
+                s.streak = 0;
+                s.engaged_for = 0;
+                s.wait = (s.wait.max(1) * 2).min(Self::MAX_WAIT);
+            }
+        } else {
+            s.streak = if fresh_fast { s.streak + 1 } else { 0 };
+            if s.streak >= s.wait.max(1) {
+                s.engaged = true;
+                s.streak = 0;
+                s.engaged_for = 0;
+            }
+        }
+        s
+    }
+}
+
 /// reads, the capacity is the change in reads over the change in CPU, smoothed
 /// geometrically. The cap uses the smaller of this and the configured capacity (never less
 /// than a quarter of it), so a configured capacity that overstates a degraded or busier

@@ -18,7 +18,8 @@
 //!    its *measured* CPU implies (whichever is smaller, see [`CapacityEstimate`]);
 //! 6. with the priorities' `primary_reserve` set ([`Shield::with_priorities`]), the primary
 //!    carries at most that share while every replica is up, fresh and fast — healthy replicas
-//!    carry the reads (not a hard limit: it yields to every rule above);
+//!    carry the reads (not a hard limit: it yields to every rule above; it engages and
+//!    releases with hysteresis and flap damping, see [`ReserveState`]);
 //! 7. outside an emergency no destination's weight moves by more than `max_step` per
 //!    interval. An emergency is: the current weights break rule 4 or 5, or (by default) a
 //!    replica with weight is observed over `max_staleness_s`.
@@ -39,7 +40,7 @@ use weir_core::{
 };
 
 use assess::Notes;
-pub use assess::{Assessment, CapBasis, CapacityEstimate, ReplicaHealth};
+pub use assess::{Assessment, CapBasis, CapacityEstimate, ReplicaHealth, ReserveState};
 pub use config::{FailSafe, InvalidShieldConfig, ShieldConfig};
 
 /// An operator's manual override.
@@ -73,6 +74,9 @@ pub struct ShieldStatus {
     /// The primary's read capacity as its measured CPU shows it.
     #[serde(default)]
     pub capacity: CapacityEstimate,
+    /// The primary reserve's hysteresis and flap damping.
+    #[serde(default)]
+    pub reserve: ReserveState,
 }
 
 /// The shield. One per managed cluster.
@@ -162,6 +166,7 @@ impl Shield {
         self.status.stale_intervals = 0;
         self.status.fail_safe_engaged = false;
         self.status.capacity = CapacityEstimate::default();
+        self.status.reserve = ReserveState::default();
     }
 
     /// Judges the observation once: replica health, the primary cap, staleness.
@@ -173,6 +178,7 @@ impl Shield {
             &self.slo,
             self.reserve,
             &self.status.capacity,
+            self.status.reserve,
         )
     }
 
@@ -303,6 +309,7 @@ impl Shield {
     /// Turns a proposal into the decision to apply, recording every intervention.
     pub fn apply(&mut self, obs: &Observation, current: &Weights, proposal: Proposal) -> Decision {
         let a = self.assess(obs, current);
+        self.status.reserve = a.reserve_state;
         if !a.stale {
             self.status
                 .capacity

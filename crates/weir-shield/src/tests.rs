@@ -428,6 +428,58 @@ fn the_reserve_keeps_reads_on_fresh_replicas_and_yields_when_they_cannot_serve()
     assert_eq!(d.weights, w(30, &[35, 35]));
 }
 
+#[test]
+fn the_reserve_holds_through_a_slight_slowdown_and_damps_its_own_flapping() {
+    let mut s = with_reserve(2, 0.0);
+    let at = |p99_ms: f64| {
+        let mut o = ObsBuilder::new(2).build();
+        for r in &mut o.replicas {
+            r.read_p99_ms = weir_core::Signal::aged(p99_ms, 5.0);
+        }
+        o
+    };
+    let (fast, slower, slow) = (at(10.0), at(40.0), at(80.0)); // SLO 50 ms
+    let on_replicas = w(0, &[50, 50]);
+    let wants_primary = w(20, &[40, 40]);
+    let primary_after = |s: &mut Shield, obs: &Observation| {
+        apply(s, obs, &on_replicas, wants_primary.clone())
+            .weights
+            .primary
+    };
+    assert_eq!(primary_after(&mut s, &fast), 0, "engaged at once");
+    // Within the SLO but over half of it: a released reserve would not engage here, an
+    // engaged one holds (hysteresis).
+    assert_eq!(primary_after(&mut s, &slower), 0, "holds inside the band");
+    // Over the SLO: released, and the next engagement waits two fast decisions.
+    assert_eq!(primary_after(&mut s, &slow), 20);
+    assert_eq!(s.status().reserve.wait, 2);
+    assert_eq!(
+        primary_after(&mut s, &fast),
+        20,
+        "first fast decision: waits"
+    );
+    assert_eq!(primary_after(&mut s, &fast), 0, "second: engaged");
+    // Flapping again doubles the wait.
+    assert_eq!(primary_after(&mut s, &slow), 20);
+    assert_eq!(s.status().reserve.wait, 4);
+    for i in 0..3 {
+        assert_eq!(primary_after(&mut s, &fast), 20, "fast decision {i}: waits");
+    }
+    assert_eq!(primary_after(&mut s, &fast), 0);
+    // Held for twice the wait, it halves.
+    for _ in 0..8 {
+        assert_eq!(primary_after(&mut s, &slower), 0);
+    }
+    assert_eq!(s.status().reserve.wait, 2);
+    // The mask agrees with the state it would reach.
+    let m = s.mask(&slower, &on_replicas);
+    assert!(!m.allows(&wants_primary));
+    assert!(m.allows(&on_replicas));
+    // A new episode starts afresh.
+    s.reset_episode();
+    assert_eq!(s.status().reserve, crate::ReserveState::default());
+}
+
 /// An observation of a primary serving `reads` of 4000 reads/s at CPU `cpu`.
 fn primary_at(reads: f64, cpu: f64) -> Observation {
     ObsBuilder::new(2)

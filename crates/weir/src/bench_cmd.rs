@@ -42,15 +42,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if !kind.needs_model() || models.iter().any(|m| m.kind() == kind) {
             continue;
         }
-        let (path, flag) = match kind {
-            PolicyKind::Dqn => (&args.dqn_model, "--dqn-model"),
-            _ => (&args.model, "--model"),
+        let path = match kind {
+            PolicyKind::Dqn => &args.dqn_model,
+            _ => &args.model,
         };
-        models.push(Model::load(kind, path).with_context(|| {
-            format!(
-                "policy {kind} needs a model: run `weir train --policy {kind}` first or pass {flag}"
-            )
-        })?);
+        let (model, origin) = Model::load_or_shipped(kind, path.as_deref())
+            .with_context(|| format!("policy {kind}: its model"))?;
+        eprintln!("{kind}: {origin} ({})", model.size());
+        models.push(model);
     }
     let opts = BenchOptions {
         scenarios,

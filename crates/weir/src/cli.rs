@@ -199,8 +199,9 @@ pub struct DemoArgs {
     /// Scenario file to run (default: the embedded scenarios/demo.toml).
     #[arg(long, env = "WEIR_SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Policy: qlearn, shun, threshold, static.
-    #[arg(long, default_value = "qlearn", env = "WEIR_POLICY")]
+    /// Policy: dqn (the shipped deep Q-network), qlearn (the shipped Q-table), shun,
+    /// threshold, static.
+    #[arg(long, default_value = "dqn", env = "WEIR_POLICY")]
     pub policy: PolicyKind,
     /// Model file for a learned policy (default: the model shipped in the binary).
     #[arg(long, env = "WEIR_MODEL")]
@@ -227,8 +228,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Policy to train: `qlearn` (a Q-table) or `dqn` (a deep Q-network).
-    #[arg(long, default_value = "qlearn")]
+    /// Policy to train: `dqn` (a deep Q-network, the default policy) or `qlearn` (a Q-table).
+    #[arg(long, default_value = "dqn")]
     pub policy: PolicyKind,
     /// Directory of training scenarios (never the evaluation set).
     #[arg(long, default_value = "scenarios/train")]
@@ -273,8 +274,12 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Scenario files or directories (default: scenarios/eval).
-    #[arg(long = "scenarios", num_args = 1.., default_value = "scenarios/eval")]
+    /// Scenario files or directories (default: scenarios/eval and the generated held-out set).
+    #[arg(
+        long = "scenarios",
+        num_args = 1..,
+        default_values = ["scenarios/eval", "scenarios/heldout"]
+    )]
     pub scenarios: Vec<PathBuf>,
     /// Comma-separated policies: static, threshold, shun, qlearn, dqn, and the oracles
     /// lookahead (one step) and horizon (receding horizon; scores are normalised against it
@@ -282,19 +287,19 @@ pub struct BenchArgs {
     /// shield, or -bare to run Weir's policy without it.
     #[arg(
         long,
-        default_value = "static,threshold,shun,qlearn,lookahead",
+        default_value = "static,threshold+shield,shun,shun+shield,qlearn,dqn,lookahead,horizon",
         value_delimiter = ','
     )]
     pub policies: Vec<String>,
     /// Comma-separated seeds.
     #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
     pub seeds: Vec<u64>,
-    /// Q-learning model file.
-    #[arg(long, default_value = "models/qlearn.json")]
-    pub model: PathBuf,
-    /// DQN model file.
-    #[arg(long, default_value = "models/dqn.safetensors")]
-    pub dqn_model: PathBuf,
+    /// Q-learning model file (default: the model shipped in the binary).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// DQN model file (default: the model shipped in the binary).
+    #[arg(long)]
+    pub dqn_model: Option<PathBuf>,
     /// Reward used to score the runs (and by the oracle): `multi` or `seed`.
     #[arg(long, value_enum, default_value = "multi")]
     pub reward: RewardArg,

@@ -54,7 +54,7 @@ pub fn state_file(cfg: &WeirConfig) -> PathBuf {
 pub fn build_policy(cfg: &WeirConfig) -> Result<Loaded> {
     load_for_service(
         cfg.policy.kind,
-        &cfg.policy.model,
+        cfg.policy.model.as_deref(),
         &state_file(cfg),
         cfg.policy.online_learning,
     )

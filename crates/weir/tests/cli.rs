@@ -61,6 +61,8 @@ fn train_writes_a_model_that_bench_uses_and_bench_is_reproducible() {
     let model = model.to_str().unwrap();
     let o = weir(&[
         "train",
+        "--policy",
+        "qlearn",
         "--episodes",
         "6",
         "--members",

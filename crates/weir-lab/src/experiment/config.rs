@@ -79,8 +79,7 @@ primary_read_capacity_qps = {capacity:.1}
 
 [policy]
 kind = "{policy}"
-model = "{model}"
-online_learning = false
+{model}online_learning = false
 
 [actuator]
 kind = "haproxy"
@@ -100,7 +99,10 @@ replica_servers = ["replica-1", "replica-2"]
         cpu_target = (cfg.primary_cpu_max - 0.2).max(0.1),
         cpu_max = cfg.primary_cpu_max,
         capacity = cal.read_capacity_qps,
-        model = cfg.model.display(),
+        model = cfg
+            .model
+            .as_ref()
+            .map_or(String::new(), |m| format!("model = \"{}\"\n", m.display())),
         admin = layout.haproxy_admin_port(),
     )
 }

@@ -109,8 +109,9 @@ pub struct ExperimentConfig {
     /// The `weir` binary.
     #[serde(skip)]
     pub weir_bin: PathBuf,
-    /// The Q-learning model.
-    pub model: PathBuf,
+    /// Model file for the learned arm; `None`: the model shipped in the weir binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
 }
 
 /// Test helpers shared by the submodules' tests.
@@ -133,7 +134,7 @@ mod test_support {
             primary_capacity_share: 0.5,
             primary_cpu_max: 0.85,
             weir_bin: PathBuf::from("weir"),
-            model: PathBuf::from("models/qlearn.json"),
+            model: None,
         }
     }
 }

@@ -9,9 +9,12 @@
 //! random init, so training is reproducible), the serving rules and the [`model`] file
 //! (one safetensors file, metadata in its header).
 //!
-//! **Serving.** Greedy over the actions the shield's mask allows, with two anti-flapping
-//! rules: `hold` (keep the current weights) is an action with no movement cost, and the
-//! policy holds unless another allowed action beats `hold` by `switch_margin`. When the
+//! **Serving.** Greedy over the actions the shield's mask allows, with three anti-flapping
+//! rules: `hold` (keep the current weights) is an action with no movement cost, the policy
+//! holds unless another allowed action beats `hold` by `switch_margin`, and for `dwell`
+//! decisions after the weights changed that margin is `dwell_margin` (a minimum dwell that a
+//! clearly better move still breaks, and that a replica crossing the staleness SLO, going
+//! down or coming back ends, so news is never waited for). When the
 //! observation is unusable (nothing known) or a feature lies outside the range seen in
 //! training by more than `ood_margin`, the network is not trusted: the shun rule decides,
 //! and [`Explanation::fallback`] says why.
@@ -69,6 +72,12 @@ pub struct DqnConfig {
     /// In service, `hold` is kept unless another action's value beats it by this much
     /// (reward units).
     pub switch_margin: f64,
+    /// Minimum dwell: for this many decisions after the weights last changed (by the policy
+    /// or by the shield), `hold` is kept unless another action beats it by `dwell_margin`
+    /// or a replica crossed the staleness SLO, went down or came back.
+    pub dwell: u32,
+    /// The margin that applies during the dwell (reward units).
+    pub dwell_margin: f64,
     /// A feature more than `ood_margin × max(1, its training range)` outside the range seen
     /// in training sends the decision to the shun rule.
     pub ood_margin: f64,
@@ -87,6 +96,8 @@ impl Default for DqnConfig {
             target_every: 500,
             reward_scale: 0.1,
             switch_margin: 0.05,
+            dwell: 8,
+            dwell_margin: 2.0,
             ood_margin: 0.25,
         }
     }
@@ -114,6 +125,7 @@ impl DqnConfig {
         }
         for (name, v) in [
             ("switch_margin", self.switch_margin),
+            ("dwell_margin", self.dwell_margin),
             ("ood_margin", self.ood_margin),
         ] {
             if !(v.is_finite() && v >= 0.0) {
@@ -199,6 +211,9 @@ pub struct Dqn {
     /// The first error met while learning (training stops learning after it).
     error: Option<String>,
     fallbacks: u64,
+    /// The weights in force at the previous decision, decisions since they last changed, and
+    /// the replicas the shun rule would take out at the previous decision.
+    dwell: Option<(Weights, u32, Vec<usize>)>,
 }
 
 impl std::fmt::Debug for Dqn {
@@ -236,6 +251,7 @@ impl Dqn {
             last: Explanation::default(),
             error: None,
             fallbacks: 0,
+            dwell: None,
         }
     }
 
@@ -517,12 +533,33 @@ impl Policy for Dqn {
                 }
             }
             Some(best) => {
-                let margin = (self.model.config.switch_margin * scale) as f32;
-                if best != HOLD && allowed[HOLD] && q[best] - q[HOLD] < margin {
+                let cfg = &self.model.config;
+                // A replica crossing the staleness SLO (either way), going down or coming
+                // back ends the dwell: it damps moves in a steady state, not answers to news.
+                let shunned = ShunPolicy::weights(ctx.obs, ctx.slo).1;
+                let (since, news) = match &self.dwell {
+                    Some((w, n, before)) if w == ctx.current => {
+                        (n.saturating_add(1), *before != shunned)
+                    }
+                    Some(_) => (0, false),
+                    None => (u32::MAX, false), // the first decision: nothing changed
+                };
+                self.dwell = Some((ctx.current.clone(), since, shunned));
+                let dwelling = since < cfg.dwell && !news;
+                let m = if dwelling {
+                    cfg.dwell_margin.max(cfg.switch_margin)
+                } else {
+                    cfg.switch_margin
+                };
+                if best != HOLD && allowed[HOLD] && q[best] - q[HOLD] < (m * scale) as f32 {
                     reason = format!(
-                        "hold: {} is within {:.2} of it",
+                        "hold: {} is within {m:.2} of it{}",
                         label(best),
-                        self.model.config.switch_margin
+                        if dwelling {
+                            format!(" (dwell: weights changed {since} decisions ago)")
+                        } else {
+                            String::new()
+                        }
                     );
                     Some(HOLD)
                 } else {
@@ -583,6 +620,7 @@ impl Policy for Dqn {
 
     fn reset(&mut self) {
         self.pending = None;
+        self.dwell = None;
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {

@@ -137,6 +137,54 @@ fn never_chooses_a_masked_action_and_holds_within_the_margin() {
 }
 
 #[test]
+fn a_minimum_dwell_holds_after_a_change_until_a_replica_changes_state() {
+    // Margin 0 outside the dwell (the network's best move is taken), an unbeatable one inside.
+    let cfg = DqnConfig {
+        switch_margin: 0.0,
+        dwell: 3,
+        dwell_margin: 1e6,
+        ..DqnConfig::default()
+    };
+    let lagging = ObsBuilder::new(2).lag(0, 6.0).build();
+    let recovered = ObsBuilder::new(2).build();
+    let a = Weights::even(2);
+    // What an untrained network initialised from `seed` proposes with no dwell (its first
+    // decision). The test needs one that moves from `a`, would move on from there while
+    // replica-1 lags, and would move elsewhere once it recovers: the first such seed (the
+    // search is deterministic), so every assertion below is about the dwell, not about luck.
+    let moves = |seed: u64, obs: &Observation, from: &Weights| {
+        let mut free = Dqn::untrained(cfg.clone(), seed).unwrap();
+        decide(&mut free, obs, from, &AllowAll).weights
+    };
+    let (seed, b) = (1..200)
+        .map(|seed| (seed, moves(seed, &lagging, &a)))
+        .find(|(seed, b)| {
+            *b != a && moves(*seed, &lagging, b) != *b && moves(*seed, &recovered, b) != *b
+        })
+        .expect("some initialisation moves");
+
+    let mut p = Dqn::untrained(cfg.clone(), seed).unwrap();
+    assert_eq!(decide(&mut p, &lagging, &a, &AllowAll).weights, b);
+    for i in 0..3 {
+        let prop = decide(&mut p, &lagging, &b, &AllowAll);
+        assert_eq!(prop.weights, b, "decision {i} after the change");
+        assert!(prop.reason.contains("dwell"), "{}", prop.reason);
+    }
+    assert_ne!(
+        decide(&mut p, &lagging, &b, &AllowAll).weights,
+        b,
+        "the dwell is over"
+    );
+    // A new change, then news: replica-1 recovers. The dwell does not delay the answer.
+    let mut p = Dqn::untrained(cfg.clone(), seed).unwrap();
+    assert_eq!(decide(&mut p, &lagging, &a, &AllowAll).weights, b);
+    assert_eq!(decide(&mut p, &lagging, &b, &AllowAll).weights, b);
+    let prop = decide(&mut p, &recovered, &b, &AllowAll);
+    assert_eq!(prop.weights, moves(seed, &recovered, &b), "{}", prop.reason);
+    assert!(!prop.reason.contains("dwell"), "{}", prop.reason);
+}
+
+#[test]
 fn falls_back_to_shun_out_of_distribution_or_blind() {
     let mut model = DqnModel::untrained(DqnConfig::default(), 1).unwrap();
     // Pretend training only saw two-replica clusters with every replica healthy.
