@@ -252,18 +252,19 @@ fn lab_experiment(root: &Path) -> Result<u64> {
         &target,
         "weir-lab",
         // The goal is the flags' defaults (10% of static, 2 s over the CPU cap, two
-        // intervals to return). The shipped DQN, three runs (docs/lab.md): 5.1% / 0.0% /
-        // 8.1% of static, 2 / 8 / 4 s over the cap before the kill, back after 5.8 s (before
-        // the dwell yielded to a recovering replica) / 2.9 / 1.8 s. CI gates with the margin
-        // those runs justify: a short run's 30-s stall makes one late cut worth ~3 points.
+        // intervals to return). The shipped DQN, four runs (docs/lab.md): 5.1% / 0.0% /
+        // 8.1% / 10.9% of static, 2 / 8 / 4 / 12 s over the cap before the kill, back after
+        // 5.8 s (before the dwell yielded to a recovering replica) / 2.9 / 1.8 / 1.8 s. CI
+        // gates at about twice the worst run for the two noisy measures (a short run's 30-s
+        // stall makes one late cut worth ~3 points; the CPU budget is ~0.14 cores).
         &[
             "experiment",
             "--short",
             "--check",
             "--max-ratio",
-            "0.15",
+            "0.20",
             "--max-over-cap-s",
-            "15",
+            "25",
             "--max-return-intervals",
             "3",
         ],
