@@ -34,3 +34,17 @@ pub use dqn::{Dqn, DqnConfig, DqnModel, DqnModelError};
 pub use qlearn::{InvalidQConfig, MergeError, ModelError, QConfig, QLearn, Teacher, TrainInfo};
 pub use registry::{Loaded, Model, PolicyError, PolicyKind, UnknownPolicy, load_for_service};
 pub use rules::{ShunPolicy, StaticPolicy, ThresholdPolicy};
+
+/// A learned policy's action values as its explanation lists them: allowed actions first,
+/// then by value (unvalued last), the best twelve.
+pub(crate) fn ranked(mut values: Vec<weir_core::ActionValue>) -> Vec<weir_core::ActionValue> {
+    values.sort_by(|x, y| {
+        y.allowed.cmp(&x.allowed).then(
+            y.value
+                .unwrap_or(f64::MIN)
+                .total_cmp(&x.value.unwrap_or(f64::MIN)),
+        )
+    });
+    values.truncate(12);
+    values
+}

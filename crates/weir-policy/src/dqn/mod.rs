@@ -574,7 +574,7 @@ impl Policy for Dqn {
         };
         let weights = action.map_or_else(|| ctx.current.clone(), |a| cands[a].clone());
         if !training {
-            let mut values: Vec<ActionValue> = (0..N_ACTIONS)
+            let values: Vec<ActionValue> = (0..N_ACTIONS)
                 .map(|a| ActionValue {
                     label: label(a),
                     weights: cands[a].clone(),
@@ -582,18 +582,10 @@ impl Policy for Dqn {
                     allowed: allowed[a],
                 })
                 .collect();
-            values.sort_by(|x, y| {
-                y.allowed.cmp(&x.allowed).then(
-                    y.value
-                        .unwrap_or(f64::MIN)
-                        .total_cmp(&x.value.unwrap_or(f64::MIN)),
-                )
-            });
-            values.truncate(12);
             self.last = Explanation {
                 policy: PolicyKind::Dqn.to_string(),
                 state: Dqn::describe(&f, ctx.obs),
-                actions: values,
+                actions: crate::ranked(values),
                 fallback: None,
             };
         }

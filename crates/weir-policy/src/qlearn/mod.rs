@@ -446,7 +446,7 @@ impl Policy for QLearn {
 
         // Explanations cost more than the decision itself; training never reads them.
         if !self.training {
-            let mut values: Vec<ActionValue> = (0..na)
+            let values: Vec<ActionValue> = (0..na)
                 .map(|a| ActionValue {
                     label: self.label(a, &worst_name),
                     weights: candidates[a].clone(),
@@ -454,14 +454,6 @@ impl Policy for QLearn {
                     allowed: allowed[a],
                 })
                 .collect();
-            values.sort_by(|x, y| {
-                y.allowed.cmp(&x.allowed).then(
-                    y.value
-                        .unwrap_or(f64::MIN)
-                        .total_cmp(&x.value.unwrap_or(f64::MIN)),
-                )
-            });
-            values.truncate(12);
             self.last = Explanation {
                 policy: PolicyKind::Qlearn.to_string(),
                 state: format!(
@@ -469,7 +461,7 @@ impl Policy for QLearn {
                     f.describe(ctx.obs),
                     self.state_visits(s)
                 ),
-                actions: values,
+                actions: crate::ranked(values),
                 fallback: None,
             };
         }
