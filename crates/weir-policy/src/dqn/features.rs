@@ -210,15 +210,7 @@ pub fn features(ctx: &DecisionContext<'_>) -> Features {
         })
         .count();
     let cpu = obs.primary.cpu.value;
-    let mut p99: f64 = 0.0;
-    if ctx.current.primary > 0 {
-        p99 = p99.max(obs.primary.read_p99_ms.value.unwrap_or(0.0));
-    }
-    for (i, r) in obs.replicas.iter().enumerate() {
-        if ctx.current.replicas.get(i).copied().unwrap_or(0) > 0 {
-            p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
-        }
-    }
+    let p99 = crate::qlearn::state::served_p99_ms(obs, ctx.current);
     let freshest = obs.freshest_age_s();
     let g = [
         if n > 0 {

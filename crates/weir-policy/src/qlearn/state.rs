@@ -155,15 +155,7 @@ pub fn features(ctx: &DecisionContext<'_>, levels: &[u32], factors: &[f64]) -> F
         Some(c) if c < slo.primary_cpu_max => 2,
         Some(_) => 3,
     };
-    let mut p99: f64 = 0.0;
-    if ctx.current.primary > 0 {
-        p99 = p99.max(obs.primary.read_p99_ms.value.unwrap_or(0.0));
-    }
-    for (i, r) in obs.replicas.iter().enumerate() {
-        if ctx.current.replicas.get(i).copied().unwrap_or(0) > 0 {
-            p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
-        }
-    }
+    let p99 = served_p99_ms(obs, ctx.current);
     let latency_band = if p99 > slo.read_p99_slo_ms {
         2
     } else if p99 > 0.5 * slo.read_p99_slo_ms {
@@ -247,4 +239,19 @@ impl Features {
             self.demotion
         )
     }
+}
+
+/// The worst known read p99 among the destinations that get reads under `current`
+/// (0 when none is known).
+pub(crate) fn served_p99_ms(obs: &weir_core::Observation, current: &weir_core::Weights) -> f64 {
+    let mut p99: f64 = 0.0;
+    if current.primary > 0 {
+        p99 = p99.max(obs.primary.read_p99_ms.value.unwrap_or(0.0));
+    }
+    for (i, r) in obs.replicas.iter().enumerate() {
+        if current.replicas.get(i).copied().unwrap_or(0) > 0 {
+            p99 = p99.max(r.read_p99_ms.value.unwrap_or(0.0));
+        }
+    }
+    p99
 }
