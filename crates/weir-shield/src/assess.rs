@@ -477,8 +477,6 @@ impl std::fmt::Display for CapBasis {
     }
 }
 
-/// The primary's read capacity as its measured CPU shows it: between two fresh observations
-/// in which the primary's read rate moved by at least [`CapacityEstimate::MIN_MOVE`] of all
 /// The primary reserve between decisions. It engages once every replica is up, fresh (lag
 /// within half of `max_staleness_s`) and fast (p99 within half of the SLO) for `wait`
 /// decisions in a row, and holds while they stay within the whole SLO: a hysteresis band, so
@@ -543,6 +541,8 @@ impl ReserveState {
     }
 }
 
+/// The primary's read capacity as its measured CPU shows it: between two fresh observations
+/// in which the primary's read rate moved by at least [`CapacityEstimate::MIN_MOVE`] of all
 /// reads, the capacity is the change in reads over the change in CPU, smoothed
 /// geometrically. The cap uses the smaller of this and the configured capacity (never less
 /// than a quarter of it), so a configured capacity that overstates a degraded or busier

@@ -11,7 +11,7 @@ use weir_policy::PolicyKind;
 ///
 /// Start with `weir demo`: a simulated primary and two replicas, one of which stalls for a
 /// backup, governed live by the trained policy. `weir bench` compares policies on scenario
-/// files; `weir train` trains the Q-learning policy in the simulator.
+/// files; `weir train` trains a learned policy (the DQN, or the Q-table) in the simulator.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -42,8 +42,8 @@ pub enum Command {
     /// Run a simulated cluster governed live by Weir (accelerated time), printing one line per
     /// decision and serving /api/state, /api/history, /api/events and /metrics.
     Demo(DemoArgs),
-    /// Train a learned policy (Q-learning by default, or the DQN) in the simulator on the
-    /// training scenarios and write a versioned model file atomically.
+    /// Train a learned policy (the DQN by default, or the Q-table) in the simulator and
+    /// write a versioned model file atomically.
     Train(TrainArgs),
     /// Compare policies on scenario files with the same seeds; print tables and write
     /// JSON/CSV. Same options → byte-identical output.
