@@ -23,6 +23,7 @@
 //! Every step shares the default `target/` directory, reads nothing from stdin and works with
 //! `CI=true`.
 
+mod fuzz;
 mod tidy;
 
 use std::env;
@@ -56,12 +57,23 @@ COMMANDS:
              The full conformance suite (real Envoy, upstreams, weir ratelimit, Redis)
              after the prerequisites; the table docs/conformance.md shows is written to
              target/weir-conformance-report/table.md (JSON beside it).
+    fuzz [--short | --runs N | --seconds S] [TARGET...]
+             Build the cargo-fuzz targets under fuzz/ (nightly toolchain; cargo-fuzz
+             is installed into target/tools/) and run each with libFuzzer: --short
+             20 s each, the default 10 million executions each (the campaign
+             docs/reliability.md reports). Table: target/weir-fuzz-report/.
     help     Print this message (also -h, --help).
 ";
+
+/// The short budget per fuzz target, seconds.
+const FUZZ_SHORT_S: u64 = 20;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let command = args.first().map(String::as_str);
+    if command == Some("fuzz") {
+        return finish(fuzz_command(&repo_root(), &args[1..]));
+    }
     if args.len() > 1 {
         eprintln!("xtask: unexpected arguments after `{}`\n", args[0]);
         eprint!("{HELP}");
@@ -83,6 +95,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    finish(result)
+}
+
+fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,6 +106,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask fuzz [--short | --runs N | --seconds S] [TARGET...]`.
+fn fuzz_command(root: &Path, args: &[String]) -> Result<()> {
+    let mut budget = fuzz::Budget::Runs(10_000_000);
+    let mut only = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |flag: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StepError(format!("{flag} needs a whole number")))
+        };
+        match a.as_str() {
+            "--short" => budget = fuzz::Budget::Seconds(FUZZ_SHORT_S),
+            "--runs" => budget = fuzz::Budget::Runs(number("--runs")?),
+            "--seconds" => budget = fuzz::Budget::Seconds(number("--seconds")?),
+            flag if flag.starts_with('-') => {
+                return Err(StepError(format!("fuzz: unknown option {flag}")));
+            }
+            target => only.push(target.to_owned()),
+        }
+    }
+    fuzz::run(root, budget, &only)
 }
 
 /// The workspace root: this crate lives in `<root>/xtask`. `cargo run` sets

@@ -44,16 +44,26 @@ pub enum ActuatorConfig {
 }
 
 /// Why an actuator could not be built.
+///
+/// Each message carries its cause, so no variant has a `source`: the binary's `{:#}` prints
+/// the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The HAProxy settings were refused.
     #[error("actuator (haproxy): {0}")]
-    Haproxy(#[from] HaproxyError),
+    Haproxy(HaproxyError),
     /// No Kubernetes client configuration was found.
     #[error(
-        "actuator (istio): no Kubernetes config found (in-cluster service account or KUBECONFIG): {0}"
+        "actuator (istio): no Kubernetes config found (in-cluster service account or KUBECONFIG): {}",
+        weir_edge::with_causes(.0)
     )]
-    Kube(#[source] kube::Error),
+    Kube(kube::Error),
+}
+
+impl From<HaproxyError> for BuildError {
+    fn from(e: HaproxyError) -> Self {
+        BuildError::Haproxy(e)
+    }
 }
 
 impl ActuatorConfig {

@@ -74,13 +74,14 @@ pub enum ArmError {
     /// No such arm.
     #[error("arm = {0}: unknown arm (known: {known})", known = all_arms().join(", "))]
     Unknown(String),
-    /// A Weir controller refused its configuration.
-    #[error("arm {arm}: {source}")]
+    /// A Weir controller refused its configuration. (The message carries the cause, so it
+    /// is no `source`: `{:#}` prints it once.)
+    #[error("arm {arm}: {error}")]
     Config {
         /// The arm.
         arm: String,
         /// Why.
-        source: BuildError,
+        error: BuildError,
     },
     /// A limit of 0.
     #[error("limit = 0: must be at least 1")]
@@ -149,18 +150,18 @@ pub fn wrap(arm: &str, p: &ArmParams, work: Router) -> Result<Router, ArmError> 
                 .iter()
                 .find(|(n, _)| *n == other)
                 .ok_or_else(|| ArmError::Unknown(other.to_string()))?;
-            let controller = make(p).map_err(|source| ArmError::Config {
+            let controller = make(p).map_err(|error| ArmError::Config {
                 arm: other.to_string(),
-                source,
+                error,
             })?;
             let config = Config {
                 exempt_paths: Vec::new(),
                 ..Config::default()
             };
             let layer =
-                AdmitLayer::with(controller, &config).map_err(|source| ArmError::Config {
+                AdmitLayer::with(controller, &config).map_err(|error| ArmError::Config {
                     arm: other.to_string(),
-                    source: source.into(),
+                    error: error.into(),
                 })?;
             Router::new().fallback_service(ServiceBuilder::new().layer(layer).service(work))
         }

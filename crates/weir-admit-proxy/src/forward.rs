@@ -18,6 +18,8 @@ use hyper_util::rt::TokioExecutor;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tower::Layer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use weir_admit::{AdmitLayer, GateMetrics};
 
 use crate::config::{ConfigFileError, ProxyConfig};
@@ -194,6 +196,31 @@ async fn explain(State(proxy): State<Arc<Proxy>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// The largest request body the admin endpoints take: they read none (413 above it).
+pub const ADMIN_MAX_BODY_BYTES: usize = 1024;
+
+/// How long an admin request may take until its response starts (408 after it).
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `router` with a body limit ([`ADMIN_MAX_BODY_BYTES`], 413) and a request timeout (408).
+fn bounded(router: Router, timeout: Duration) -> Router {
+    router
+        .layer(RequestBodyLimitLayer::new(ADMIN_MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+}
+
+fn admin_router(proxy: Arc<Proxy>) -> Router {
+    let admin = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/explain", get(explain))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(proxy);
+    bounded(admin, ADMIN_TIMEOUT)
+}
+
 /// Serves the proxy on `listener` and the admin endpoints on `admin` until `shutdown`
 /// completes, then lets requests in flight finish.
 pub async fn serve_until(
@@ -205,11 +232,7 @@ pub async fn serve_until(
     let proxy = Arc::new(proxy);
     let inner = Router::new().fallback(forward).with_state(proxy.clone());
     let app = Router::new().fallback_service(proxy.layer.layer(inner));
-    let admin_app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/explain", get(explain))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(proxy.clone());
+    let admin_app = admin_router(proxy.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_stop = stop_rx.clone();
     let admin_task = tokio::spawn(async move {
@@ -234,4 +257,59 @@ pub async fn serve_until(
     let _ = stop_tx.send(true);
     let admin_served = admin_task.await.map_err(std::io::Error::other)?;
     served.and(admin_served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn admin() -> Router {
+        let config = ProxyConfig {
+            upstream: "http://127.0.0.1:9".into(),
+            ..ProxyConfig::default()
+        };
+        let proxy = Proxy::build(&config, Path::new("test.toml")).expect("builds");
+        admin_router(Arc::new(proxy))
+    }
+
+    #[tokio::test]
+    async fn an_admin_request_with_a_body_over_the_limit_gets_413() {
+        let app = admin();
+        let ok = app
+            .clone()
+            .oneshot(
+                Request::get("/healthz")
+                    .body(Body::empty())
+                    .expect("builds"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(ok.status(), StatusCode::OK);
+        let big = vec![b'x'; ADMIN_MAX_BODY_BYTES + 1];
+        for path in ["/metrics", "/healthz", "/nothing"] {
+            let resp = app
+                .clone()
+                .oneshot(
+                    Request::post(path)
+                        .header(header::CONTENT_LENGTH, big.len())
+                        .body(Body::from(big.clone()))
+                        .expect("builds"),
+                )
+                .await
+                .expect("infallible");
+            assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_admin_request_that_never_completes_gets_408() {
+        // Only the timeout can answer: the handler never does.
+        let slow = Router::new().route("/slow", get(std::future::pending::<&'static str>));
+        let resp = bounded(slow, Duration::from_millis(1))
+            .oneshot(Request::get("/slow").body(Body::empty()).expect("builds"))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    }
 }

@@ -28,13 +28,14 @@ use crate::controller::CpuGauge;
 /// Reading the CPU failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CpuError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file could not be read. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("cannot read {path}: {error}")]
     Unreadable {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file does not say what it should.
     #[error("{path} is malformed: expected {expected}")]
@@ -182,9 +183,9 @@ fn parse_proc_stat(text: &str) -> Option<ProcStat> {
 }
 
 fn read(path: &Path) -> Result<String, CpuError> {
-    std::fs::read_to_string(path).map_err(|source| CpuError::Unreadable {
+    std::fs::read_to_string(path).map_err(|error| CpuError::Unreadable {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

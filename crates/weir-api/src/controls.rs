@@ -2,26 +2,41 @@
 //! field) and the command queue to the controller.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::Value;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use weir_core::Weights;
 use weir_edge::{Command, Mode};
 
 use crate::AppState;
+use crate::audit::{AuditNote, TokenCheck};
+use crate::guard::too_large;
 use crate::views::error;
 
-/// Compares without an early exit, so response time does not reveal how much of a guessed
-/// token was right.
-fn same_token(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Compares in constant time (`subtle`), so response time does not reveal how much of a
+/// guessed token was right; only whether its length was can show.
+fn same_token(presented: &[u8], expected: &[u8]) -> bool {
+    presented.ct_eq(expected).into()
+}
+
+/// What the `Authorization: Bearer …` header of `headers` is worth against `token`.
+pub(crate) fn check_token(headers: &HeaderMap, token: &str) -> TokenCheck {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        None => TokenCheck::Missing,
+        Some(t) if same_token(t.as_bytes(), token.as_bytes()) => TokenCheck::Valid,
+        Some(_) => TokenCheck::Wrong,
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) async fn require_token(
@@ -29,14 +44,8 @@ pub(crate) async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(t) if same_token(t.as_bytes(), token.as_bytes()) => next.run(req).await,
+    match check_token(req.headers(), &token) {
+        TokenCheck::Valid => next.run(req).await,
         _ => {
             let mut resp = error(
                 StatusCode::UNAUTHORIZED,
@@ -49,7 +58,20 @@ pub(crate) async fn require_token(
     }
 }
 
+/// Queues `cmd`; the response carries the command for the audit.
 fn send(st: &AppState, cmd: Command) -> Response {
+    let args = serde_json::to_value(&cmd).ok();
+    let mut resp = queue(st, cmd);
+    let mut note = resp
+        .extensions_mut()
+        .remove::<AuditNote>()
+        .unwrap_or_default();
+    note.args = args;
+    resp.extensions_mut().insert(note);
+    resp
+}
+
+fn queue(st: &AppState, cmd: Command) -> Response {
     let Some(tx) = &st.commands else {
         return error(StatusCode::NOT_FOUND, "operator controls are disabled");
     };
@@ -86,7 +108,23 @@ pub(crate) async fn delete_override(State(st): State<AppState>) -> Response {
     send(&st, Command::ClearOverride)
 }
 
-pub(crate) async fn post_override(State(st): State<AppState>, body: Bytes) -> Response {
+/// The response that refuses a body that could not be read (413 over the limit, naming it).
+fn refusal(st: &AppState, rejection: BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(st.max_body_bytes)
+    } else {
+        error(rejection.status(), rejection.body_text())
+    }
+}
+
+pub(crate) async fn post_override(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return refusal(&st, rejection),
+    };
     let replicas = st
         .recorder
         .latest()
@@ -97,7 +135,14 @@ pub(crate) async fn post_override(State(st): State<AppState>, body: Bytes) -> Re
     }
 }
 
-pub(crate) async fn post_mode(State(st): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn post_mode(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return refusal(&st, rejection),
+    };
     match parse_mode(&body) {
         Ok(cmd) => send(&st, cmd),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -106,7 +151,7 @@ pub(crate) async fn post_mode(State(st): State<AppState>, body: Bytes) -> Respon
 
 /// Why a control request's body was refused; every message names the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub(crate) enum BodyError {
+pub enum BodyError {
     /// Not JSON at all.
     #[error("body is not valid JSON: {0}")]
     NotJson(String),
@@ -180,9 +225,10 @@ fn weight(v: &Value, field: &str) -> Result<u32, BodyError> {
         .ok_or_else(|| invalid(field, format!("an integer in 0..={}", Weights::TOTAL), v))
 }
 
-/// Parses an override body; every message names the offending field. `replicas` is the
-/// replica count when known (from the latest record).
-pub(crate) fn parse_override(body: &[u8], replicas: Option<usize>) -> Result<Command, BodyError> {
+/// Parses an override body (`POST /api/override`); every message names the offending field.
+/// `replicas` is the replica count when known (from the latest record). Public for clients
+/// and the fuzz targets.
+pub fn parse_override(body: &[u8], replicas: Option<usize>) -> Result<Command, BodyError> {
     let m = parse_object(body)?;
     reject_unknown(&m, "", &["weights", "duration_s"])?;
     let w = match m.get("weights") {
@@ -243,7 +289,8 @@ pub(crate) fn parse_override(body: &[u8], replicas: Option<usize>) -> Result<Com
     })
 }
 
-pub(crate) fn parse_mode(body: &[u8]) -> Result<Command, BodyError> {
+/// Parses a mode body (`POST /api/mode`).
+pub fn parse_mode(body: &[u8]) -> Result<Command, BodyError> {
     let m = parse_object(body)?;
     reject_unknown(&m, "", &["mode"])?;
     let v = m.get("mode").ok_or(BodyError::Missing("mode"))?;

@@ -19,16 +19,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    // The cause is in the message, so it is not also a `source` (a chain printer would say it
+    // twice).
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server failed while running.
     #[error("HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
+    Serve(std::io::Error),
 }
 
 /// Serves `router` on `addr` until `shutdown` completes (then waits up to
@@ -40,7 +42,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+        .map_err(|error| ServeError::Bind { addr, error })?;
     serve_listener(listener, router, shutdown).await
 }
 
@@ -52,7 +54,9 @@ pub async fn serve_listener(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    // The peer address reaches the handlers (the audit records it).
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stopping_tx.send(());
     });

@@ -432,3 +432,379 @@ async fn serves_on_the_given_listener_and_stops_on_shutdown() {
     let done = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
 }
+
+/// An audit sink that keeps its entries, and a fixed clock.
+fn audited(app: Api) -> (Api, std::sync::Arc<std::sync::Mutex<Vec<AuditEntry>>>) {
+    let entries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = entries.clone();
+    let app = app
+        .audit(move |e: &AuditEntry| sink.lock().expect("not poisoned").push(e.clone()))
+        .clock(std::sync::Arc::new(|| 1_700_000_000.5));
+    (app, entries)
+}
+
+fn entries(log: &std::sync::Mutex<Vec<AuditEntry>>) -> Vec<AuditEntry> {
+    log.lock().expect("not poisoned").clone()
+}
+
+#[test]
+fn wrong_tokens_of_equal_and_other_lengths_are_refused() {
+    use crate::controls::check_token;
+    let headers = |t: Option<&str>| {
+        let mut h = axum::http::HeaderMap::new();
+        if let Some(t) = t {
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().expect("a header value"),
+            );
+        }
+        h
+    };
+    assert_eq!(check_token(&headers(Some(TOKEN)), TOKEN), TokenCheck::Valid);
+    // Same length, one byte off (first, last); shorter; longer; a prefix; empty.
+    for wrong in [
+        "x3cret",
+        "s3creT",
+        "s3cre",
+        "s3cret!",
+        "s3cret s3cret",
+        "",
+        "S3CRET",
+    ] {
+        assert_eq!(
+            check_token(&headers(Some(wrong)), TOKEN),
+            TokenCheck::Wrong,
+            "{wrong:?}"
+        );
+    }
+    assert_eq!(check_token(&headers(None), TOKEN), TokenCheck::Missing);
+    let mut basic = axum::http::HeaderMap::new();
+    basic.insert(
+        header::AUTHORIZATION,
+        "Basic czNjcmV0".parse().expect("a header value"),
+    );
+    assert_eq!(check_token(&basic, TOKEN), TokenCheck::Missing);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_naming_the_limit() {
+    let (tx, mut rx) = mpsc::channel(4);
+    let limits = Limits {
+        max_body_bytes: 64,
+        ..Limits::default()
+    };
+    let (api, log) = audited(Api::new(recorded()).controls(tx, TOKEN).limits(limits));
+    let app = api.router();
+    let big = format!(
+        r#"{{"weights":{{"primary":100,"replicas":[0,0]}},"duration_s":300,"pad":"{}"}}"#,
+        "x".repeat(100)
+    );
+    // Declared length over the limit: refused before the body is read, on any route.
+    for (method, uri) in [
+        (Method::POST, "/api/override"),
+        (Method::POST, "/api/state"),
+        (Method::GET, "/api/state"),
+        (Method::GET, "/"),
+    ] {
+        let (status, _, body) =
+            call(&app, with_token(method.clone(), uri, Some(TOKEN), &big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{method} {uri}");
+        assert!(
+            json(&body)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("over the limit of 64 bytes")),
+            "{body}"
+        );
+    }
+    // No declared length (chunked): cut off while reading.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        vec![Ok(big[..40].to_string()), Ok(big[40..].to_string())];
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/override")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .expect("request builds");
+    let (status, _, body) = call(&app, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body.contains("over the limit of 64 bytes"), "{body}");
+    assert!(rx.try_recv().is_err(), "nothing was queued");
+    // A body within the limit still works.
+    let (status, _, _) = call(
+        &app,
+        with_token(
+            Method::POST,
+            "/api/override",
+            Some(TOKEN),
+            r#"{"weights":{"primary":100,"replicas":[0,0]},"duration_s":3}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The refused mutations were audited as too large.
+    let e = entries(&log);
+    let outcomes: Vec<(&str, &str)> = e.iter().map(|e| (e.path.as_str(), e.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("/api/override", "too_large"),
+            ("/api/state", "too_large"),
+            ("/api/override", "too_large"),
+            ("/api/override", "accepted"),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_never_completes_gets_408() {
+    let (tx, mut rx) = mpsc::channel(4);
+    let (api, log) = audited(Api::new(recorded()).controls(tx, TOKEN).limits(Limits {
+        request_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    }));
+    let app = api.router();
+    // The body never arrives: only the timeout can answer (tokio's paused clock).
+    let never = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/override")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(never))
+        .expect("request builds");
+    // Without the API's timeout this outer one (paused clock: no real wait) fails the test.
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(3600), call(&app, req))
+        .await
+        .expect("the API's timeout answers first");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert!(body.contains("within 3 s"), "{body}");
+    assert!(rx.try_recv().is_err());
+    let e = entries(&log);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].outcome, "timeout");
+    assert_eq!(e[0].status, 408);
+    assert_eq!(e[0].action, "override");
+}
+
+#[tokio::test]
+async fn refused_and_accepted_mutations_are_audited() {
+    let (tx, mut rx) = mpsc::channel(8);
+    let (api, log) = audited(Api::new(recorded()).controls(tx, TOKEN));
+    let app = api.router();
+    let peer: std::net::SocketAddr = "192.0.2.7:41000".parse().expect("an address");
+    let from_peer = |mut req: Request<Body>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    };
+    let requests = [
+        with_token(Method::POST, "/api/pause", None, ""),
+        with_token(Method::POST, "/api/pause", Some("s3creT"), ""),
+        with_token(
+            Method::POST,
+            "/api/override",
+            Some(TOKEN),
+            r#"{"duration_s":60}"#,
+        ),
+        with_token(
+            Method::POST,
+            "/api/override",
+            Some(TOKEN),
+            r#"{"weights":{"primary":100,"replicas":[0,0]},"duration_s":300}"#,
+        ),
+        with_token(Method::DELETE, "/api/override", Some(TOKEN), ""),
+        with_token(Method::POST, "/api/nothing", Some(TOKEN), ""),
+        with_token(Method::PUT, "/api/state", None, ""),
+    ];
+    let mut statuses = Vec::new();
+    for req in requests {
+        statuses.push(call(&app, from_peer(req)).await.0.as_u16());
+    }
+    assert_eq!(statuses, vec![401, 401, 400, 202, 202, 404, 405]);
+    // Reads are not audited.
+    let _ = call(&app, get("/api/state")).await;
+    let e = entries(&log);
+    let summary: Vec<(&str, TokenCheck, u16, &str)> = e
+        .iter()
+        .map(|e| (e.action, e.token, e.status, e.outcome))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("pause", TokenCheck::Missing, 401, "unauthorized"),
+            ("pause", TokenCheck::Wrong, 401, "unauthorized"),
+            ("override", TokenCheck::Valid, 400, "bad_request"),
+            ("override", TokenCheck::Valid, 202, "accepted"),
+            ("clear_override", TokenCheck::Valid, 202, "accepted"),
+            ("unknown", TokenCheck::Valid, 404, "not_found"),
+            ("unknown", TokenCheck::Missing, 405, "method_not_allowed"),
+        ]
+    );
+    for entry in &e {
+        assert_eq!(entry.peer, Some(peer));
+        assert_eq!(entry.at_unix_s, 1_700_000_000.5);
+        assert_eq!(entry.after_seq, Some(1));
+        let line = serde_json::to_string(entry).expect("serialises");
+        assert!(!line.contains(TOKEN), "the token leaked: {line}");
+        assert!(line.contains(r#""audit":"control""#), "{line}");
+    }
+    assert!(
+        e[2].detail
+            .as_deref()
+            .is_some_and(|d| d.contains("weights")),
+        "{:?}",
+        e[2].detail
+    );
+    assert_eq!(
+        e[3].args.as_ref().map(|a| a["command"].clone()),
+        Some("override".into())
+    );
+    assert_eq!(
+        e[3].args.as_ref().map(|a| a["weights"]["primary"].clone()),
+        Some(100.into())
+    );
+    assert_eq!(
+        e[3].args.as_ref().map(|a| a["duration_s"].clone()),
+        Some(300.0.into())
+    );
+    assert!(e[3].detail.is_none());
+    // Exactly the accepted commands reached the controller.
+    assert!(matches!(rx.try_recv(), Ok(Command::Override { .. })));
+    assert_eq!(rx.try_recv().ok(), Some(Command::ClearOverride));
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn the_peer_address_reaches_the_audit_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (tx, _rx) = mpsc::channel(4);
+    let (api, log) = audited(Api::new(recorded()).controls(tx, TOKEN));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_listener(listener, api.router(), async move {
+        let _ = stopped.await;
+    }));
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let local = conn.local_addr().expect("has an address");
+    conn.write_all(
+        b"POST /api/pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("writes");
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).await.expect("reads");
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let e = entries(&log);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].peer, Some(local));
+    assert_eq!(e[0].token, TokenCheck::Wrong);
+}
+
+fn publish(rec: &Recorder, seq: u64) {
+    let [_, mut r] = two_records();
+    r.seq = seq;
+    rec.record(r);
+}
+
+/// Yields to the forwarder until it has handed out `n` records (bounded: a stuck forwarder
+/// fails the test instead of hanging it).
+async fn forwarded(stats: &impl Fn() -> EventStats, n: u64) -> EventStats {
+    for _ in 0..100_000 {
+        let s = stats();
+        if s.forwarded >= n {
+            return s;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "the forwarder handed out {} of {n} records",
+        stats().forwarded
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_holds_a_bounded_number_of_events() {
+    let rec = recorded();
+    let mut api = Api::new(rec.clone()).limits(Limits {
+        event_buffer: 4,
+        ..Limits::default()
+    });
+    let stats = api.event_stats();
+    let app = api.router();
+    let resp = app.oneshot(get("/api/events")).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The client never reads while 50 records are published.
+    for seq in 2..52 {
+        publish(&rec, seq);
+        tokio::task::yield_now().await;
+    }
+    let s = forwarded(&stats, 50).await;
+    assert_eq!(s.streams, 1);
+    assert_eq!(s.buffered, 4, "{s:?}");
+    assert_eq!(s.dropped, 46, "{s:?}");
+    // When it reads: the latest record at connection, the count it missed, then what was kept.
+    let mut body = resp.into_body();
+    let mut frames = Vec::new();
+    for _ in 0..6 {
+        let frame = body
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("frame reads")
+            .into_data()
+            .unwrap_or_default();
+        frames.push(String::from_utf8_lossy(&frame).into_owned());
+    }
+    assert!(frames[0].contains("id: 1\n"), "{frames:?}");
+    assert!(
+        frames[1].starts_with("event: lagged\ndata: 46\n"),
+        "{frames:?}"
+    );
+    for (frame, seq) in frames[2..].iter().zip(2..) {
+        assert!(frame.contains(&format!("id: {seq}\n")), "{frames:?}");
+    }
+    drop(body);
+    let s = stats();
+    assert_eq!((s.streams, s.buffered), (0, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn event_streams_over_the_cap_are_refused() {
+    let mut api = Api::new(recorded()).limits(Limits {
+        max_event_streams: 2,
+        ..Limits::default()
+    });
+    let stats = api.event_stats();
+    let app = api.router();
+    let first = app
+        .clone()
+        .oneshot(get("/api/events"))
+        .await
+        .expect("infallible");
+    let second = app
+        .clone()
+        .oneshot(get("/api/events"))
+        .await
+        .expect("infallible");
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let (status, _, body) = call(&app, get("/api/events")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("at most 2"), "{body}");
+    assert_eq!((stats().streams, stats().refused), (2, 1));
+    // A stream that closes frees its place.
+    drop(first);
+    let third = app
+        .clone()
+        .oneshot(get("/api/events"))
+        .await
+        .expect("infallible");
+    assert_eq!(third.status(), StatusCode::OK);
+    assert_eq!(stats().streams, 2);
+    drop((second, third));
+}

@@ -1,34 +1,37 @@
-//! The read-only routes: state, history, live events, metrics, health.
-
-use std::convert::Infallible;
+//! The read-only routes: state, history, metrics, health (live events: `events`).
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
-use futures_util::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use weir_core::Weights;
 use weir_edge::Mode;
 use weir_recorder::{LastError, Setup, StepRecord};
 use weir_shield::Override;
 
 use crate::AppState;
+use crate::audit::AuditNote;
 use crate::serve::OPENMETRICS_CONTENT_TYPE;
 
+/// A JSON error `{"error": message}`; the message is also the audit's `detail`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     #[derive(Serialize)]
     struct Body {
         error: String,
     }
-    (
+    let message = message.into();
+    let mut resp = (
         status,
         Json(Body {
-            error: message.into(),
+            error: message.clone(),
         }),
     )
-        .into_response()
+        .into_response();
+    resp.extensions_mut().insert(AuditNote {
+        args: None,
+        detail: Some(message),
+    });
+    resp
 }
 
 /// `/api/state`.
@@ -96,46 +99,6 @@ pub(crate) async fn get_history(
     };
     let records = st.recorder.history(limit);
     Json(records.iter().map(|r| &**r).collect::<Vec<&StepRecord>>()).into_response()
-}
-
-fn decision_event(rec: &StepRecord) -> Option<Event> {
-    match Event::default()
-        .event("decision")
-        .id(rec.seq.to_string())
-        .json_data(rec)
-    {
-        Ok(ev) => Some(ev),
-        Err(e) => {
-            tracing::warn!(error = %e, seq = rec.seq, "cannot serialise record for the event stream");
-            None
-        }
-    }
-}
-
-pub(crate) async fn get_events(
-    State(st): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // Subscribe before reading the latest record so nothing falls in between.
-    let rx = st.recorder.subscribe();
-    let first = st.recorder.latest().and_then(|r| decision_event(&r));
-    let live = stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(rec) => {
-                    if let Some(ev) = decision_event(&rec) {
-                        return Some((ev, rx));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(n.to_string());
-                    return Some((ev, rx));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    let events = stream::iter(first).chain(live).map(Ok);
-    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 pub(crate) async fn get_metrics(State(st): State<AppState>) -> Response {

@@ -11,13 +11,14 @@ pub const ENV_PREFIX: &str = "WEIR__";
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("{path}: {error}")]
     Io {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not valid TOML (the message carries line and column).
     #[error("{origin}: {message}")]
@@ -53,9 +54,9 @@ pub fn load<T: DeserializeOwned>(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     from_toml_str(&text, &path.display().to_string(), env)
 }

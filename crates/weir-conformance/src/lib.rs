@@ -25,13 +25,14 @@ pub use harness::Ctx;
 /// What can go wrong while setting a check up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file or socket operation.
-    #[error("{what}: {source}")]
+    /// A file or socket operation. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("{what}: {error}")]
     Io {
         /// What was being done.
         what: String,
         /// Why it failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The policy (or the inventory) did not compile or render.
     #[error("policy {name}: {problems}")]
@@ -72,10 +73,10 @@ pub enum Error {
 
 impl Error {
     /// An IO error with what was being done.
-    pub fn io(what: &str, source: std::io::Error) -> Error {
+    pub fn io(what: &str, error: std::io::Error) -> Error {
         Error::Io {
             what: what.to_string(),
-            source,
+            error,
         }
     }
 }

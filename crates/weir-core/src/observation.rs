@@ -65,7 +65,8 @@ impl Signal {
     /// The value if it is known and no older than `max_age_s`.
     pub fn fresh_within(&self, max_age_s: f64) -> Option<f64> {
         match (self.value, self.age_s) {
-            (Some(v), Some(age)) if age <= max_age_s => Some(v),
+            // A non-finite value (read back from a file, or built by hand) is as good as none.
+            (Some(v), Some(age)) if age <= max_age_s && v.is_finite() => Some(v),
             _ => None,
         }
     }
@@ -201,5 +202,13 @@ mod tests {
         assert_eq!(s.fresh_within(30.0), Some(4.0));
         assert_eq!(s.fresh_within(10.0), None);
         assert_eq!(Signal::unknown(Unknown::NoSeries).fresh_within(1e9), None);
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let raw = Signal {
+                value: Some(v),
+                age_s: Some(1.0),
+                unknown: None,
+            };
+            assert_eq!(raw.fresh_within(30.0), None, "{v} is not a reading");
+        }
     }
 }

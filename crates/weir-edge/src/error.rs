@@ -178,6 +178,33 @@ impl ActuatorError {
 mod tests {
     use super::*;
 
+    /// An error that says `text` and has `cause` under it.
+    #[derive(Debug)]
+    struct Chained(&'static str, Option<Box<Chained>>);
+    impl std::fmt::Display for Chained {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Chained {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|c| c as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let refused = Chained("connection refused", None);
+        let connect = Chained("tcp connect error", Some(Box::new(refused)));
+        // The client repeats its first cause in its own message, as kube's errors do.
+        let client = Chained("client error: tcp connect error", Some(Box::new(connect)));
+        assert_eq!(
+            with_causes(&client),
+            "client error: tcp connect error: connection refused"
+        );
+        assert_eq!(with_causes(&Chained("alone", None)), "alone");
+    }
+
     #[test]
     fn every_error_maps_to_a_listed_kind_and_labels_are_unique() {
         let source = [
@@ -212,4 +239,21 @@ mod tests {
             "timed out after 2.5s"
         );
     }
+}
+
+/// `e` and the errors under it, `: `-separated, each said once. An edge client's error (a
+/// Kubernetes or HTTP client's) often repeats its first cause in its own message while the
+/// deeper ones (the refused connection) only show through `source`: this says each once.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
 }

@@ -11,7 +11,7 @@
 //!   time (from a configuration file) behind one type;
 //! - their errors, [`SourceError`] and [`ActuatorError`], whose [`SourceErrorKind`] and
 //!   [`ActuatorErrorKind`] are the one list of stable metric labels (the recorder pre-creates a
-//!   series for each);
+//!   series for each), and [`with_causes`], which prints an error's chain saying each cause once;
 //! - [`DryRunActuator`], which changes nothing and, given a real actuator, logs exactly what
 //!   that one would send;
 //! - [`Mode`] (enforce, shadow, dry-run) and the operator's [`Command`]s.
@@ -27,6 +27,6 @@ mod source;
 
 pub use actuator::{Actuator, BoxActuator, DynActuator};
 pub use dry_run::DryRunActuator;
-pub use error::{ActuatorError, ActuatorErrorKind, SourceError, SourceErrorKind};
+pub use error::{ActuatorError, ActuatorErrorKind, SourceError, SourceErrorKind, with_causes};
 pub use mode::{Command, Mode};
 pub use source::Source;

@@ -19,9 +19,10 @@ pub enum EvalError {
     /// A required input is empty.
     #[error("{0}")]
     Nothing(&'static str),
-    /// The Q-learning settings are out of range.
+    /// The Q-learning settings are out of range. (The message carries the cause, so it is
+    /// no `source`: `{:#}` prints it once.)
     #[error("Q-learning config: {0}")]
-    QConfig(#[from] InvalidQConfig),
+    QConfig(InvalidQConfig),
     /// Trained tables could not be merged.
     #[error(transparent)]
     Merge(#[from] MergeError),
@@ -34,4 +35,10 @@ pub enum EvalError {
     /// A worker thread panicked, or a job did not run.
     #[error("{0}")]
     Worker(&'static str),
+}
+
+impl From<InvalidQConfig> for EvalError {
+    fn from(e: InvalidQConfig) -> Self {
+        EvalError::QConfig(e)
+    }
 }

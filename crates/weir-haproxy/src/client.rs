@@ -18,26 +18,27 @@ pub const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 /// Default time allowed for one command (connect, write, read to the end), seconds.
 pub const DEFAULT_TIMEOUT_S: f64 = 2.0;
 
-/// Why a runtime API call failed. Every variant names the address or the command.
+/// Why a runtime API call failed. Every variant names the address or the command, and
+/// carries its cause in its message, so none has a `source`: `{:#}` prints the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum HaproxyError {
     /// Nothing accepted the connection (refused, no such socket file, DNS failure).
-    #[error("HAProxy runtime API at {address} is unreachable: {source}")]
+    #[error("HAProxy runtime API at {address} is unreachable: {error}")]
     Unreachable {
         /// The address tried.
         address: RuntimeAddress,
         /// The connect error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The connection broke after it was made.
-    #[error("connection to HAProxy runtime API at {address} failed during `{command}`: {source}")]
+    #[error("connection to HAProxy runtime API at {address} failed during `{command}`: {error}")]
     Io {
         /// The address.
         address: RuntimeAddress,
         /// The command being sent.
         command: String,
         /// The IO error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The whole exchange took longer than the timeout.
     #[error("HAProxy runtime API at {address} did not answer `{command}` within {after_s:.1}s")]
@@ -224,10 +225,10 @@ impl RuntimeApi {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let io_err = |source| HaproxyError::Io {
+        let io_err = |error| HaproxyError::Io {
             address: self.address.clone(),
             command: command.to_owned(),
-            source,
+            error,
         };
         let mut line = Vec::with_capacity(command.len() + 1);
         line.extend_from_slice(command.as_bytes());
@@ -249,10 +250,10 @@ impl RuntimeApi {
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
-    fn unreachable(&self, source: io::Error) -> HaproxyError {
+    fn unreachable(&self, error: io::Error) -> HaproxyError {
         HaproxyError::Unreachable {
             address: self.address.clone(),
-            source,
+            error,
         }
     }
 }
@@ -381,9 +382,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hold = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            drop(s);
+            // Accept and never answer, however long the client takes to give up.
+            let (_s, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
         });
         let address = RuntimeAddress::Tcp {
             host: "127.0.0.1".into(),

@@ -7,7 +7,8 @@
 //! [`reconcile`] governs each ReadSplit on its interval (observe, decide, shield, actuate,
 //! status, events); [`state`] keeps what must survive a restart in a ConfigMap owned by the
 //! ReadSplit; [`metrics`] are the operator's own; [`operator`] runs it all: leader election
-//! with a Lease, the kube-runtime controllers and `/metrics`, `/healthz`, `/readyz`.
+//! with a Lease, the kube-runtime controllers and `/metrics`, `/healthz`, `/readyz` (bounded
+//! by [`http`]: 413 for a body, 408 past a timeout).
 //!
 //! [`traffic`] defines the `TrafficPolicy` custom resource (a policy file's `spec`, compiled
 //! by `weir-govern`) and reconciles it: the generated Istio objects applied with server-side
@@ -23,6 +24,7 @@
 
 pub mod crd;
 pub mod deploy;
+pub mod http;
 pub mod metrics;
 pub mod operator;
 pub mod reconcile;

@@ -40,7 +40,8 @@ pub struct OperatorOptions {
     pub lease_namespace: String,
     /// This instance's identity in the Lease (the pod name).
     pub identity: String,
-    /// Seconds a Lease is held without renewal before another instance may take it.
+    /// Seconds a Lease is held without renewal before another instance may take it (at
+    /// least 2). The leader renews every fifth of it ([`lease_grace_s`]).
     pub lease_duration_s: u64,
     /// Most reconciliations running at once (0: no limit). Each decision sends eight
     /// Prometheus queries; without a limit, a thousand ReadSplits coming due together (as at
@@ -48,20 +49,21 @@ pub struct OperatorOptions {
     pub concurrency: u16,
 }
 
-/// Why the operator stopped with an error.
+/// Why the operator stopped with an error. Each message carries its cause, so no variant has
+/// a `source`: the binary's `{:#}` prints the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The Prometheus HTTP client could not be built.
     #[error("Prometheus client: {0}")]
-    Prometheus(#[source] weir_prom::PromError),
+    Prometheus(weir_prom::PromError),
     /// Leader election could not start.
     #[error("leader election (Lease {namespace}/{name}): {message}")]
     Lease {
@@ -75,6 +77,15 @@ pub enum OperatorError {
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long before its Lease expires the leader renews it, for a Lease of `duration_s`
+/// seconds: it renews every fifth of the Lease (at least every second), so a leader that
+/// misses a renewal or three — a stalled node, a slow API server — still holds the Lease,
+/// and a leader that lost it finds out within a fifth of the duration. (client-go renews a
+/// 15-s Lease every 2 s.) A standby still takes over within one duration of a release.
+pub fn lease_grace_s(duration_s: u64) -> u64 {
+    duration_s.saturating_sub((duration_s / 5).max(1)).max(1)
+}
 
 fn http_router<F: SourceFactory>(ctx: Arc<Context<F>>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
@@ -131,9 +142,9 @@ pub async fn run(
 ) -> Result<(), OperatorError> {
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|source| OperatorError::Bind {
+        .map_err(|error| OperatorError::Bind {
             addr: opts.listen,
-            source,
+            error,
         })?;
     let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
     let sources = PromSources::new().map_err(OperatorError::Prometheus)?;
@@ -164,7 +175,7 @@ pub async fn serve<F: SourceFactory>(
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
-    let app = http_router(ctx.clone(), ready.clone());
+    let app = crate::http::bounded(http_router(ctx.clone(), ready.clone()));
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -189,7 +200,7 @@ pub async fn serve<F: SourceFactory>(
         .with_namespace(&opts.lease_namespace)
         .with_identity(&opts.identity)
         .with_duration(opts.lease_duration_s)
-        .with_grace(opts.lease_duration_s.div_ceil(3).max(1))
+        .with_grace(lease_grace_s(opts.lease_duration_s))
         .build()
         .await
         .map_err(|e| lease_err(e.to_string()))?;

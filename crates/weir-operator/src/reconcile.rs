@@ -107,14 +107,22 @@ impl SourceFactory for PromSources {
 }
 
 /// Why a reconciliation failed; [`Error::metric_label`] is its stable metric label.
+///
+/// The message carries the cause, so it is no `source`: `{:#}` prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The API server refused or could not be reached.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("kubernetes API: {}", weir_edge::with_causes(.0))]
+    Kube(kube::Error),
     /// The ReadSplit has no namespace (it is namespaced; this means a malformed object).
     #[error("ReadSplit {0} has no namespace")]
     NoNamespace(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error::Kube(e)
+    }
 }
 
 impl Error {

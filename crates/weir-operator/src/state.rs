@@ -94,12 +94,19 @@ struct Encoded {
 }
 
 /// Why the state could not be encoded (neither happens in practice: both write to memory).
+/// (The messages carry the causes, so no variant has a `source`: `{:#}` prints each once.)
 #[derive(Debug, thiserror::Error)]
 enum EncodeError {
     #[error("serialising state.json: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("compressing the policy snapshot: {0}")]
-    Compress(#[source] std::io::Error),
+    Compress(std::io::Error),
+}
+
+impl From<serde_json::Error> for EncodeError {
+    fn from(e: serde_json::Error) -> Self {
+        EncodeError::Json(e)
+    }
 }
 
 impl From<EncodeError> for kube::Error {
@@ -115,7 +122,7 @@ impl From<EncodeError> for kube::Error {
 #[derive(Debug, thiserror::Error)]
 enum GunzipError {
     #[error("not valid gzip: {0}")]
-    Gzip(#[source] std::io::Error),
+    Gzip(std::io::Error),
     #[error("decompresses to more than {0} bytes")]
     TooLarge(usize),
 }
@@ -374,7 +381,7 @@ async fn get_config_map(
     match api.get_opt(name).await {
         Ok(Some(cm)) => Ok(cm),
         Ok(None) => Err(ConfigMapError::NotFound { at: at() }),
-        Err(source) => Err(ConfigMapError::Read { at: at(), source }),
+        Err(error) => Err(ConfigMapError::Read { at: at(), error }),
     }
 }
 
@@ -395,13 +402,14 @@ pub enum ConfigMapError {
         /// The key.
         key: String,
     },
-    /// The API server could not be asked.
-    #[error("reading ConfigMap {at}: {source}")]
+    /// The API server could not be asked. (The message carries the cause, so it is no
+    /// `source`: `{:#}` prints it once.)
+    #[error("reading ConfigMap {at}: {}", weir_edge::with_causes(.error))]
     Read {
         /// `namespace/name`.
         at: String,
         /// The cause.
-        source: kube::Error,
+        error: kube::Error,
     },
 }
 

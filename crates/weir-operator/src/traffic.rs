@@ -176,19 +176,20 @@ pub struct TrafficPolicyStatus {
 /// metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
-    /// The API server refused or could not be reached.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// The API server refused or could not be reached. (Each message carries its cause, so
+    /// no variant has a `source`: `{:#}` prints the cause once.)
+    #[error("kubernetes API: {}", weir_edge::with_causes(.0))]
+    Kube(kube::Error),
     /// The TrafficPolicy has no namespace (it is namespaced; a malformed object).
     #[error("TrafficPolicy {0} has no namespace")]
     NoNamespace(String),
     /// The compiled objects could not be serialised.
-    #[error("TrafficPolicy {origin}: serialising the compiled objects: {source}")]
+    #[error("TrafficPolicy {origin}: serialising the compiled objects: {error}")]
     Serialize {
         /// `TrafficPolicy ns/name`.
         origin: String,
         /// The cause.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The compiler produced an object of a kind the operator does not know how to apply.
     #[error(
@@ -206,6 +207,12 @@ pub enum TrafficError {
         /// The kinds it knows.
         known: String,
     },
+}
+
+impl From<kube::Error> for TrafficError {
+    fn from(e: kube::Error) -> Self {
+        TrafficError::Kube(e)
+    }
 }
 
 impl TrafficError {
@@ -374,9 +381,9 @@ async fn govern(
             return Ok(Action::await_change());
         }
     };
-    let objects = output.objects().map_err(|source| TrafficError::Serialize {
+    let objects = output.objects().map_err(|error| TrafficError::Serialize {
         origin: origin.clone(),
-        source,
+        error,
     })?;
     // Every kind is known before anything is applied.
     let resolved = objects

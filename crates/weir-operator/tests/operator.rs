@@ -2,8 +2,12 @@
 //! (kube-lease-manager), the kube-runtime controller fed by a real list + watch stream, the
 //! HTTP endpoints, losing the Lease, and a graceful shutdown that hands over to a standby.
 //!
-//! Leader election runs on the wall clock (kube-lease-manager reads `SystemTime`), so these
-//! tests use 2-second Leases and wait for each outcome with a generous deadline; nothing here
+//! Leader election runs on the wall clock (kube-lease-manager reads `SystemTime` and sleeps
+//! on tokio's real timer), so time cannot be injected here. Instead no outcome depends on how
+//! fast the machine is: the Leases are [`LEASE_S`] long and renewed every fifth of that, so a
+//! leader keeps its Lease through a stall of many seconds (a standby may take over only after
+//! a release, never because a renewal was late); an intruder's Lease is an hour long; each
+//! outcome is awaited with a deadline ([`DEADLINE`]) far beyond what it takes; and nothing
 //! asserts how long anything took.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,14 +30,18 @@ use support::{
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use weir_operator::operator::{OperatorError, OperatorOptions, serve};
+use weir_operator::operator::{OperatorError, OperatorOptions, lease_grace_s, serve};
 
 const NS: &str = "db";
 const LEASE_NS: &str = "weir-system";
 const LEASE: &str = "weir-operator";
 const ALL_READSPLITS: &str = "/apis/weir.dev/v1alpha1/readsplits";
-/// Long enough for anything here to happen many times over on a loaded CI machine.
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Long enough for anything here to happen many times over on a loaded CI machine (the
+/// slowest, a standby taking over a released Lease, takes up to one [`LEASE_S`]).
+const DEADLINE: Duration = Duration::from_secs(150);
+/// The operators' Lease duration, seconds. The leader renews it every 6 s, so it would lose
+/// the Lease to the standby only by missing renewals for 24 s.
+const LEASE_S: u64 = 30;
 
 /// One running operator instance.
 struct Instance {
@@ -53,7 +61,7 @@ impl Instance {
             lease_name: LEASE.into(),
             lease_namespace: LEASE_NS.into(),
             identity: identity.into(),
-            lease_duration_s: 2,
+            lease_duration_s: LEASE_S,
             concurrency: 16,
         };
         let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = Arc::new(Timestamp::now);
@@ -257,8 +265,8 @@ async fn a_standby_waits_then_takes_over_from_the_saved_state() {
     );
     assert_eq!(b.metric("weir_operator_readsplits").await, Some(0.0));
 
-    // Hand-over: weir-a stops and releases; weir-b takes the Lease and carries on from the
-    // state ConfigMap.
+    // Hand-over: weir-a stops and releases; weir-b takes the Lease (when it next looks, at
+    // most a Lease duration later) and carries on from the state ConfigMap.
     let saved_by_a = saved_decisions(&api).unwrap();
     a.shut_down().await;
     eventually("weir-b holds the Lease", || async {
@@ -297,7 +305,8 @@ async fn losing_the_lease_stops_governing_at_once() {
     .await;
 
     // Another instance takes the Lease (as after a partition that outlived weir-a's term) and
-    // keeps renewing it, as a live leader does.
+    // keeps renewing it, as a live leader does. Its Lease is an hour long, so however late
+    // this loop runs on a loaded machine, weir-a never sees it expire.
     let intruder = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -307,7 +316,7 @@ async fn losing_the_lease_stops_governing_at_once() {
                 api.patch_as(
                     &lease_path(LEASE_NS, LEASE),
                     "kube-lease-weir-z",
-                    &json!({ "spec": { "holderIdentity": "weir-z", "acquireTime": acquired, "renewTime": now, "leaseDurationSeconds": 2 } }),
+                    &json!({ "spec": { "holderIdentity": "weir-z", "acquireTime": acquired, "renewTime": now, "leaseDurationSeconds": 3600 } }),
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -351,6 +360,23 @@ async fn losing_the_lease_stops_governing_at_once() {
     intruder.abort();
     // It does not release a Lease it no longer holds.
     assert_eq!(holder(&api).as_deref(), Some("weir-z"));
+}
+
+#[test]
+fn the_leader_renews_often_enough_to_ride_out_a_stall() {
+    assert_eq!(lease_grace_s(2), 1);
+    // A 15-s Lease renewed every 3 s, a 30-s one every 6 s.
+    assert_eq!(lease_grace_s(15), 12);
+    assert_eq!(lease_grace_s(LEASE_S), 24);
+    for duration in 2..=3600 {
+        let grace = lease_grace_s(duration);
+        // What kube-lease-manager accepts, renewing at least every fifth of the Lease.
+        assert!(0 < grace && grace < duration, "{duration}: {grace}");
+        assert!(
+            duration - grace <= (duration / 5).max(1),
+            "{duration}: {grace}"
+        );
+    }
 }
 
 /// Permissions the deployed RBAC grants that no test scenario can exercise, each with why the

@@ -274,14 +274,14 @@ impl Model {
 
     /// Reads the model file of policy `kind` at `path`.
     pub fn load(kind: PolicyKind, path: &Path) -> Result<Model, PolicyError> {
-        let bytes = std::fs::read(path).map_err(|source| match kind {
+        let bytes = std::fs::read(path).map_err(|error| match kind {
             PolicyKind::Dqn => PolicyError::DqnModel(DqnModelError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
             _ => PolicyError::Model(ModelError::Io {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
         })?;
         Model::from_bytes(kind, &bytes, path)

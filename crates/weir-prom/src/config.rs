@@ -302,6 +302,21 @@ impl PromConfig {
         }
     }
 
+    /// The Prometheus address to show a person: the configured URL, with any user name and
+    /// password in it replaced by `***` (a URL may carry basic-auth credentials).
+    pub fn display_url(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                // Neither can fail on an http(s) URL with a host, the only kind that has them.
+                let _ = url.set_username("***");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            Ok(_) => self.url.clone(),
+            Err(_) => "<not a URL>".to_string(),
+        }
+    }
+
     /// Every problem in the configuration (empty when it is usable).
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
@@ -449,6 +464,18 @@ mod tests {
     #[test]
     fn defaults_validate() {
         assert_eq!(two_replicas().validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_display_url_never_shows_credentials() {
+        let mut c = two_replicas();
+        assert_eq!(c.display_url(), "http://127.0.0.1:9090");
+        c.url = "https://weir:s3cret@prom.example/prometheus".into();
+        assert_eq!(c.display_url(), "https://***@prom.example/prometheus");
+        c.url = "https://:s3cret@prom.example".into();
+        assert!(!c.display_url().contains("s3cret"), "{}", c.display_url());
+        c.url = "nope".into();
+        assert_eq!(c.display_url(), "<not a URL>");
     }
 
     #[test]

@@ -48,7 +48,10 @@ impl From<QueryFailure> for SourceError {
     fn from(f: QueryFailure) -> Self {
         match f.error {
             QueryError::Timeout { after_s } => SourceError::Timeout { after_s },
-            QueryError::Unreachable(_) => SourceError::Unreachable(f.to_string()),
+            // `SourceError::Unreachable` says "unreachable" itself: the cause follows once.
+            QueryError::Unreachable(cause) => {
+                SourceError::Unreachable(format!("query `{}`: {cause}", f.signal))
+            }
             _ => SourceError::BadResponse(f.to_string()),
         }
     }
@@ -148,40 +151,57 @@ impl PromSource {
     /// Runs every query once and reports, per query, what each replica (or the primary)
     /// got, or the error. For `weir check`.
     pub async fn probe(&self) -> Vec<QueryReport> {
+        self.probe_and_observe(0.0).await.0
+    }
+
+    /// Runs every query once and returns both the per-query reports of [`probe`] and the
+    /// observation at controller time `now_s` that [`Source::observe`] builds from the same
+    /// answers (an error when every query failed), without logging the failures: the
+    /// reports carry them. For `weir check`, which shows both from one round of queries.
+    ///
+    /// [`probe`]: PromSource::probe
+    pub async fn probe_and_observe(
+        &self,
+        now_s: f64,
+    ) -> (Vec<QueryReport>, Result<Observation, SourceError>) {
         let extracted = self.run_all().await;
-        SignalId::ALL
+        let reports = SignalId::ALL
             .into_iter()
-            .zip(extracted)
-            .map(|(signal, result)| {
-                let query = self.config.queries.get(signal).query.clone();
-                match result {
-                    Ok((eval_ts, matched)) => QueryReport {
-                        signal,
-                        query,
-                        eval_ts,
-                        result: Ok(match matched {
-                            Matched::Primary(s) => ProbeValues::Primary(s),
-                            Matched::Replicas(m) => ProbeValues::Replicas {
-                                per_replica: self
-                                    .config
-                                    .replicas
-                                    .iter()
-                                    .map(|r| r.name.clone())
-                                    .zip(m.signals)
-                                    .collect(),
-                                unmatched: m.unmatched,
-                            },
-                        }),
+            .zip(&extracted)
+            .map(|(signal, result)| self.report(signal, result))
+            .collect();
+        let observation = self.assemble(now_s, extracted).map(|(obs, _)| obs);
+        (reports, observation)
+    }
+
+    fn report(&self, signal: SignalId, result: &Extracted) -> QueryReport {
+        let query = self.config.queries.get(signal).query.clone();
+        match result {
+            Ok((eval_ts, matched)) => QueryReport {
+                signal,
+                query,
+                eval_ts: *eval_ts,
+                result: Ok(match matched {
+                    Matched::Primary(s) => ProbeValues::Primary(*s),
+                    Matched::Replicas(m) => ProbeValues::Replicas {
+                        per_replica: self
+                            .config
+                            .replicas
+                            .iter()
+                            .map(|r| r.name.clone())
+                            .zip(m.signals.iter().copied())
+                            .collect(),
+                        unmatched: m.unmatched.clone(),
                     },
-                    Err(e) => QueryReport {
-                        signal,
-                        query,
-                        eval_ts: None,
-                        result: Err(e),
-                    },
-                }
-            })
-            .collect()
+                }),
+            },
+            Err(e) => QueryReport {
+                signal,
+                query,
+                eval_ts: None,
+                result: Err(e.clone()),
+            },
+        }
     }
 
     /// Every query, concurrently, in [`SignalId::ALL`] order.
@@ -242,8 +262,13 @@ impl PromSource {
         }
     }
 
-    /// Folds the query outcomes into an observation at controller time `now_s`.
-    fn assemble(&self, now_s: f64, extracted: Vec<Extracted>) -> Result<Observation, SourceError> {
+    /// Folds the query outcomes into an observation at controller time `now_s`, with the
+    /// queries that failed (their signals unknown).
+    fn assemble(
+        &self,
+        now_s: f64,
+        extracted: Vec<Extracted>,
+    ) -> Result<(Observation, Vec<QueryFailure>), SourceError> {
         let mut failures = Vec::new();
         let mut primary: [Signal; 4] = [Signal::unknown(Unknown::NeverSeen); 4];
         let n = self.config.replicas.len();
@@ -265,10 +290,6 @@ impl PromSource {
         }
         if failures.len() == SignalId::ALL.len() {
             return Err(worst(failures));
-        }
-        for failure in &failures {
-            // Partial failures do not stop the loop; they show as unknown signals.
-            tracing::warn!(query = %failure.signal, error = %failure.error, "prometheus query failed");
         }
         let [lag, up, read_qps, read_p99] = replica;
         let replicas = self
@@ -300,7 +321,7 @@ impl PromSource {
             })
             .collect();
         let [cpu, read_qps, write_qps, read_p99_ms] = primary;
-        Ok(Observation {
+        let observation = Observation {
             at_s: now_s,
             primary: PrimaryObs {
                 cpu,
@@ -309,14 +330,20 @@ impl PromSource {
                 read_p99_ms,
             },
             replicas,
-        })
+        };
+        Ok((observation, failures))
     }
 }
 
 impl Source for PromSource {
     async fn observe(&mut self, now_s: f64) -> Result<Observation, SourceError> {
         let extracted = self.run_all().await;
-        self.assemble(now_s, extracted)
+        let (observation, failures) = self.assemble(now_s, extracted)?;
+        for failure in &failures {
+            // Partial failures do not stop the loop; they show as unknown signals.
+            tracing::warn!(query = %failure.signal, error = %failure.error, "prometheus query failed");
+        }
+        Ok(observation)
     }
 }
 
@@ -452,7 +479,13 @@ mod tests {
                 r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1.0,"NaN"]}]}}"#,
             ),
         ];
-        let obs = src.assemble(42.0, extracted).unwrap();
+        let (obs, failed) = src.assemble(42.0, extracted).unwrap();
+        let failed: Vec<SignalId> = failed.iter().map(|f| f.signal).collect();
+        assert_eq!(
+            failed,
+            [SignalId::ReplicaReadQps, SignalId::PrimaryReadQps],
+            "the failures are returned for the caller to report"
+        );
         assert_eq!(obs.at_s, 42.0);
         assert_eq!(obs.replicas.len(), 2);
         let [r1, r2] = [&obs.replicas[0], &obs.replicas[1]];
@@ -512,12 +545,55 @@ mod tests {
         assert!(f.to_string().contains("instance=\"replica-1\""));
     }
 
+    /// A Prometheus that accepts connections and never answers: every query ends at the
+    /// configured timeout, so the observation is a `timeout` error the controller holds on.
+    /// Only the outcome is asserted: the generous outer deadline is there so that, were the
+    /// per-query timeout lost, the test would fail instead of hanging; a stalled machine only
+    /// makes the timeout fire late, which still passes.
+    #[tokio::test]
+    async fn a_silent_prometheus_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let mut config = PromConfig::new(
+            format!("http://{addr}"),
+            vec![ReplicaTarget::new("r1", "replica-1")],
+        );
+        config.timeout_s = 0.2;
+        let mut src = PromSource::new(config).unwrap();
+        let outer = std::time::Duration::from_secs(120);
+        let err = tokio::time::timeout(outer, src.observe(1.0))
+            .await
+            .expect("the query never timed out")
+            .unwrap_err();
+        assert_eq!(err, SourceError::Timeout { after_s: 0.2 });
+        let reports = tokio::time::timeout(outer, src.probe())
+            .await
+            .expect("the probe never timed out");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.result == Err(QueryError::Timeout { after_s: 0.2 })),
+            "{reports:#?}"
+        );
+        silent.abort();
+    }
+
     #[tokio::test]
     async fn connection_refused_is_unreachable() {
         // Port 1 on loopback: nothing listens there.
         let mut src = source();
         let err = src.observe(3.0).await.unwrap_err();
         assert_eq!(err.kind(), "unreachable", "{err}");
+        // The query is named and the cause said once.
+        let text = err.to_string();
+        assert!(text.starts_with("unreachable: query `"), "{text}");
+        assert_eq!(text.matches("unreachable").count(), 1, "{text}");
         let reports = src.probe().await;
         assert_eq!(reports.len(), 8);
         assert!(

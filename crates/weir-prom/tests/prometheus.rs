@@ -3,7 +3,9 @@
 //!
 //! One Prometheus for the whole binary: a single test walks through the scenarios in order.
 //! Everything listens on 127.0.0.1 only, every wait is bounded, and the child is killed on
-//! drop.
+//! drop. Nothing asserts how long anything took: each step waits for its outcome, with a
+//! deadline ([`WAIT`]) a loaded machine meets many times over; how fast a query fails is the
+//! timeout's business (`a_silent_prometheus_times_out` in `src/source.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +22,9 @@ use weir_core::{Observation, Unknown};
 use weir_edge::Source;
 use weir_prom::{ProbeValues, PromConfig, PromSource, ReplicaTarget, SignalId};
 
-const WAIT: Duration = Duration::from_secs(15);
+/// The longest any outcome here may take: Prometheus starts in about a second and scrapes
+/// every second, so this only ever matters on a machine stalled far beyond that.
+const WAIT: Duration = Duration::from_secs(90);
 
 /// The exposition the fake exporter serves, one series per key, so a test can drop some.
 type Exposition = Arc<Mutex<BTreeMap<String, f64>>>;
@@ -366,14 +370,14 @@ async fn prom_source_against_real_prometheus() {
     .await;
     assert_eq!(obs.replicas[1].lag_s.unknown, Some(Unknown::TargetDown));
 
-    // 4. Prometheus gone: an error, quickly, so the controller holds.
+    // 4. Prometheus gone: the observation is an `unreachable` error (not a blank
+    // observation, not a hang), so the controller holds. A refused connection fails at once;
+    // the deadline only turns a hang into a failure.
     prom.kill();
-    let started = Instant::now();
-    let err = src.observe(2.0).await.unwrap_err();
+    let err = tokio::time::timeout(WAIT, src.observe(2.0))
+        .await
+        .unwrap_or_else(|_| panic!("observe did not return within {WAIT:?} of Prometheus dying"))
+        .unwrap_err();
     assert_eq!(err.kind(), "unreachable", "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(err.to_string().contains("Connection refused"), "{err}");
 }

@@ -23,6 +23,10 @@
 //! HTTP (`metrics_listen`): `/metrics` (OpenMetrics: decisions by domain and code, Redis
 //! errors, reloads, request latency), `/status` (JSON), `/healthz`.
 //!
+//! Both servers are bounded: a gRPC message over [`GRPC_MAX_MESSAGE_BYTES`] is `OUT_OF_RANGE`
+//! and a gRPC request past [`Settings::grpc_timeout`] is `CANCELLED`; an HTTP body over
+//! [`HTTP_MAX_BODY_BYTES`] gets 413 and an HTTP request past [`HTTP_TIMEOUT`] 408.
+//!
 //! **Never:** keep a counter or any per-key state in process (memory does not grow with the
 //! number of distinct descriptor values: every counter lives in Redis with its window as TTL),
 //! label a metric with a domain no configuration names, or depend on the read-split loop.
@@ -97,10 +101,50 @@ pub struct Settings {
     pub redis_timeout: Duration,
     /// After a failed connection, how long requests fail fast before the next attempt.
     pub redis_retry: Duration,
+    /// The longest a gRPC request may take (then `CANCELLED`, which Envoy treats as a
+    /// failure of the service: its failure mode answers).
+    pub grpc_timeout: Duration,
+}
+
+/// The largest gRPC message the service decodes (`OUT_OF_RANGE` above it): a
+/// `RateLimitRequest` is a domain and a few descriptors, well under 1 KiB.
+pub const GRPC_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The largest request body the HTTP endpoints take: they read none (413 above it).
+pub const HTTP_MAX_BODY_BYTES: usize = 1024;
+
+/// How long an HTTP request may take until its response starts (408 after it).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gRPC server, with the request timeout.
+fn grpc_server(timeout: Duration) -> tonic::transport::Server {
+    tonic::transport::Server::builder().timeout(timeout)
+}
+
+/// The rate-limit service, decoding at most [`GRPC_MAX_MESSAGE_BYTES`] per message.
+fn grpc_service<
+    S: envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService,
+>(
+    service: S,
+) -> RateLimitServiceServer<S> {
+    RateLimitServiceServer::new(service).max_decoding_message_size(GRPC_MAX_MESSAGE_BYTES)
+}
+
+/// `router` with a body limit ([`HTTP_MAX_BODY_BYTES`], 413) and a request timeout (408).
+fn bounded(router: axum::Router, timeout: Duration) -> axum::Router {
+    router
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            HTTP_MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
 }
 
 impl Settings {
-    /// Settings with the defaults: reload every 5 s, Redis timeout 500 ms, retry after 1 s.
+    /// Settings with the defaults: reload every 5 s, Redis timeout 500 ms, retry after 1 s,
+    /// gRPC requests cut after 5 s.
     pub fn new(
         config: Vec<PathBuf>,
         listen: SocketAddr,
@@ -116,6 +160,7 @@ impl Settings {
             reload_interval: Duration::from_secs(5),
             redis_timeout: Duration::from_millis(500),
             redis_retry: Duration::from_secs(1),
+            grpc_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -343,9 +388,10 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     // answer written in more than one segment waits for the proxy's delayed ACK: 40 ms stalls
     // in the tail (benches/service.rs, one request at a time: worst 44 ms without, 5 ms with).
     let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let grpc_timeout = settings.grpc_timeout;
     tasks.push(tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(RateLimitServiceServer::new(service))
+        grpc_server(grpc_timeout)
+            .add_service(grpc_service(service))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             })
@@ -356,7 +402,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     let mut metrics_addr = None;
     if let Some((listener, local)) = http {
         metrics_addr = Some(local);
-        let router = metrics::router(shared.clone());
+        let router = bounded(metrics::router(shared.clone()), HTTP_TIMEOUT);
         let mut http_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, router)
@@ -535,5 +581,119 @@ fn apply_reload(
             config.last_error = Some(reason);
             config.reload_errors += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
+    use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+    use tower::ServiceExt;
+
+    use super::{GRPC_MAX_MESSAGE_BYTES, HTTP_MAX_BODY_BYTES, bounded, grpc_server, grpc_service};
+
+    /// A service that never answers: only the server's bounds can.
+    struct Stuck;
+
+    #[tonic::async_trait]
+    impl RateLimitService for Stuck {
+        async fn should_rate_limit(
+            &self,
+            _: tonic::Request<RateLimitRequest>,
+        ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+            std::future::pending().await
+        }
+    }
+
+    fn request(value_len: usize) -> RateLimitRequest {
+        RateLimitRequest {
+            domain: "shop".to_string(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![Entry {
+                    key: "user".to_string(),
+                    value: "u".repeat(value_len),
+                }],
+                ..Default::default()
+            }],
+            hits_addend: 0,
+        }
+    }
+
+    /// Serves `Stuck` as `start` serves the real service; returns its gRPC status for `req`.
+    async fn ask_stuck(timeout: Duration, req: RateLimitRequest) -> tonic::Status {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("has an address");
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let server = tokio::spawn(
+            grpc_server(timeout)
+                .add_service(grpc_service(Stuck))
+                .serve_with_incoming(incoming),
+        );
+        let mut client = RateLimitServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connects");
+        // A deadline the test cannot pass without the server's bounds (no timing asserted).
+        let answer = tokio::time::timeout(Duration::from_secs(60), client.should_rate_limit(req))
+            .await
+            .expect("the server's bounds answer");
+        server.abort();
+        match answer {
+            Ok(_) => panic!("Stuck never answers"),
+            Err(status) => status,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grpc_message_over_the_limit_is_refused() {
+        let status = ask_stuck(
+            Duration::from_secs(600),
+            request(GRPC_MAX_MESSAGE_BYTES + 1),
+        )
+        .await;
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+        assert!(status.message().contains("too large"), "{status}");
+    }
+
+    #[tokio::test]
+    async fn a_grpc_request_that_never_completes_is_cancelled_at_the_timeout() {
+        let status = ask_stuck(Duration::from_millis(20), request(8)).await;
+        assert_eq!(status.code(), tonic::Code::Cancelled, "{status}");
+    }
+
+    #[tokio::test]
+    async fn http_bodies_over_the_limit_get_413_and_stuck_requests_408() {
+        let app = bounded(
+            axum::Router::new()
+                .route("/healthz", get(|| async { "ok\n" }))
+                .route("/stuck", get(std::future::pending::<&'static str>)),
+            Duration::from_millis(1),
+        );
+        let big = vec![b'x'; HTTP_MAX_BODY_BYTES + 1];
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::post("/healthz")
+                    .header("content-length", big.len())
+                    .body(Body::from(big))
+                    .expect("builds"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let resp = app
+            .oneshot(Request::get("/stuck").body(Body::empty()).expect("builds"))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
     }
 }

@@ -14,13 +14,14 @@ use weir_core::rng::Rng;
 /// Why a scenario could not be loaded. The `Display` form always starts with the file name.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file or directory could not be read.
-    #[error("{origin}: {source}")]
+    /// The file or directory could not be read. (The message carries the cause, so it is no
+    /// `source`: the binary's `{:#}` prints it once.)
+    #[error("{origin}: {error}")]
     Io {
         /// The file or directory.
         origin: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The text is not valid TOML or does not match the scenario schema (unknown or missing
     /// field, wrong type). The message comes from the TOML parser and carries line and column.
@@ -287,9 +288,9 @@ impl Scenario {
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioError::Io {
             origin: origin.clone(),
-            source,
+            error,
         })?;
         Scenario::from_toml_str(&text, &origin)
     }
@@ -543,9 +544,9 @@ impl Scenario {
 /// when the directory holds no scenario at all (a mistyped path should not look like success).
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<Scenario>, ScenarioError> {
     let dir = dir.as_ref();
-    let io = |source| ScenarioError::Io {
+    let io = |error| ScenarioError::Io {
         origin: dir.display().to_string(),
-        source,
+        error,
     };
     let mut paths: Vec<PathBuf> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

@@ -13,6 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The longest a child may take to come up (Prometheus, HAProxy, Redis start in about a
+/// second), and the longest a reply that is on its way may take: deadlines that only a hang
+/// reaches, so that a loaded, shared machine never fails a test by being slow.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,7 +57,7 @@ pub fn output_text(o: &std::process::Output) -> String {
 /// A minimal HTTP GET on 127.0.0.1; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(PATIENCE)).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
@@ -175,7 +180,7 @@ impl Prometheus {
             child: Some(child),
             dir,
         };
-        let ready = wait_for(Duration::from_secs(20), || {
+        let ready = wait_for(PATIENCE, || {
             http_get(port, "/-/ready").filter(|(s, _)| *s == 200)
         });
         assert!(ready.is_some(), "prometheus not ready:\n{}", p.log());
@@ -245,7 +250,7 @@ impl Haproxy {
             child: Some(child),
             dir,
         };
-        let up = wait_for(Duration::from_secs(10), || {
+        let up = wait_for(PATIENCE, || {
             h.command("show info").filter(|r| !r.is_empty())
         });
         assert!(up.is_some(), "haproxy not answering:\n{}", h.log());
@@ -255,7 +260,7 @@ impl Haproxy {
     /// Sends one runtime API command and returns the reply.
     pub fn command(&self, cmd: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.set_read_timeout(Some(PATIENCE)).ok()?;
         writeln!(s, "{cmd}").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
@@ -339,7 +344,7 @@ impl Redis {
             &self.dir.path().join("redis.log"),
         ));
         let port = self.port;
-        let up = wait_for(Duration::from_secs(10), || {
+        let up = wait_for(PATIENCE, || {
             (redis_command(port, "PING").as_deref() == Some("+PONG")).then_some(())
         });
         assert!(up.is_some(), "redis-server did not answer:\n{}", self.log());
@@ -366,7 +371,7 @@ impl Redis {
 
 fn redis_command(port: u16, cmd: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(PATIENCE)).ok()?;
     write!(s, "{cmd}\r\n").ok()?;
     let mut buf = [0u8; 4096];
     let n = s.read(&mut buf).ok()?;

@@ -399,3 +399,73 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The default of `--arg` of the subcommand at `path`, from the definition (so a
+    /// `WEIR_*` variable in the test's environment cannot change it).
+    fn default_of(path: &[&str], arg: &str) -> SocketAddr {
+        let mut cmd = Cli::command();
+        for name in path {
+            cmd = cmd
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"))
+                .clone();
+        }
+        let a = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == arg)
+            .unwrap_or_else(|| panic!("{path:?} has no --{arg}"));
+        let default = a
+            .get_default_values()
+            .first()
+            .and_then(|v| v.to_str())
+            .unwrap_or_else(|| panic!("{path:?} --{arg} has no default"));
+        default
+            .parse()
+            .unwrap_or_else(|e| panic!("{path:?} --{arg} default {default:?}: {e}"))
+    }
+
+    #[test]
+    fn every_listen_address_defaults_to_loopback() {
+        for (path, arg) in [
+            (&["demo"][..], "listen"),
+            (&["operator"][..], "listen"),
+            (&["ratelimit"][..], "listen"),
+            (&["ratelimit"][..], "metrics"),
+        ] {
+            let addr = default_of(path, arg);
+            assert!(
+                addr.ip().is_loopback(),
+                "weir {} --{arg} defaults to {addr}",
+                path.join(" ")
+            );
+        }
+        // `weir run`: the config file's `listen`, when the file leaves it out.
+        let example = include_str!("../../../deploy/weir.example.toml");
+        let without_listen: String = example
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("listen"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, without_listen).expect("writes");
+        let cfg = weir_config::WeirConfig::load(&path, Vec::<(String, String)>::new())
+            .expect("the example without `listen` loads");
+        assert!(
+            cfg.listen.ip().is_loopback(),
+            "run listens on {}",
+            cfg.listen
+        );
+        // `weir admit proxy`: the proxy's and its admin port's, when the file leaves them out.
+        let proxy = weir_admit_proxy::ProxyConfig::default();
+        assert!(proxy.listen.ip().is_loopback() && proxy.admin.ip().is_loopback());
+    }
+}

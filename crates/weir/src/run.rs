@@ -1,12 +1,15 @@
 //! `weir run`: the real controller against Prometheus and HAProxy or Istio.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 use weir_actuators::ActuatorConfig;
+use weir_api::AuditSink;
 use weir_config::WeirConfig;
 use weir_controller::{ControlStep, Controller, ControllerConfig, WallClock};
 use weir_core::{Policy, Weights};
@@ -87,9 +90,11 @@ fn audit_writer(path: Option<PathBuf>) -> Result<Option<Arc<Mutex<std::fs::File>
     Ok(Some(Arc::new(Mutex::new(f))))
 }
 
-fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, rec: &StepRecord) {
+/// Appends one JSON line to the audit log: a decision's [`StepRecord`], or an API request's
+/// [`weir_api::AuditEntry`] (`"audit": "control"`).
+fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, json: serde_json::Result<String>) {
     let Some(f) = file else { return };
-    let line = match serde_json::to_string(rec) {
+    let line = match json {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "audit log: could not serialise a record");
@@ -100,6 +105,27 @@ fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, rec: &StepRecord) {
         && let Err(e) = writeln!(f, "{line}")
     {
         tracing::error!(error = %e, "audit log: write failed");
+    }
+}
+
+/// How long `weir run` lets the decision in flight finish after SIGTERM before it abandons it
+/// (then the state is saved and the HTTP server gets [`weir_api::SHUTDOWN_GRACE`]): well within
+/// the unit's `TimeoutStopSec` (deploy/systemd/weir.service).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Runs `work` to its end, unless it is still running `deadline` after `stopping` resolved:
+/// then it is dropped (abandoned) and `None` is returned.
+async fn within_deadline<T>(
+    work: impl Future<Output = T>,
+    stopping: impl Future<Output = ()>,
+    deadline: Duration,
+) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        () = async {
+            stopping.await;
+            tokio::time::sleep(deadline).await;
+        } => None,
     }
 }
 
@@ -174,9 +200,12 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         config,
     )?
     .with_commands(rx)
-    .on_step(move |r| {
-        audit(&audit_file, r);
-        tracing::info!(target: "weir::decision", "{}", decision_line(r));
+    .on_step({
+        let audit_file = audit_file.clone();
+        move |r: &StepRecord| {
+            audit(&audit_file, serde_json::to_string(r));
+            tracing::info!(target: "weir::decision", "{}", decision_line(r));
+        }
     });
     recorder.set_setup(Setup {
         run_id: crate::run_id(),
@@ -201,7 +230,15 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         .await
         .with_context(|| format!("listen: binding {}", cfg.listen))?;
     let token = cfg.api_token.clone().filter(|t| !t.is_empty());
-    let app = weir_api::router(recorder.clone(), token.map(|t| (tx.clone(), t)));
+    // Requests to the controls go to the audit log next to the decisions (and to the log).
+    let mut api = weir_api::Api::new(recorder.clone()).audit(move |e: &weir_api::AuditEntry| {
+        weir_api::LogAudit.record(e);
+        audit(&audit_file, serde_json::to_string(e));
+    });
+    if let Some(t) = &token {
+        api = api.controls(tx.clone(), t);
+    }
+    let app = api.router();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(weir_api::serve_listener(listener, app, async move {
@@ -229,11 +266,26 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
             controller.on_checkpoint(cfg.policy.save_every, move |p| save_policy(p, &path));
     }
     let mut stop = stop_rx.clone();
-    controller
-        .run(async move {
+    let mut stopping = stop_rx.clone();
+    let finished = within_deadline(
+        controller.run(async move {
             let _ = stop.wait_for(|v| *v).await;
-        })
-        .await?;
+        }),
+        async move {
+            let _ = stopping.wait_for(|v| *v).await;
+        },
+        STOP_DEADLINE,
+    )
+    .await;
+    match finished {
+        Some(result) => {
+            result?;
+        }
+        None => tracing::warn!(
+            deadline_s = STOP_DEADLINE.as_secs(),
+            "the decision in flight did not finish within the stop deadline; abandoned"
+        ),
+    }
     if cfg.policy.online_learning {
         save_policy(controller.step().policy(), &state);
     }
@@ -245,7 +297,41 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
 
 #[cfg(test)]
 mod tests {
-    use super::without_credentials;
+    use super::{STOP_DEADLINE, within_deadline, without_credentials};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_decision_that_never_finishes_is_abandoned_at_the_stop_deadline() {
+        // Stopping asked at once; the work never ends: only the deadline ends the wait.
+        let out = within_deadline(
+            std::future::pending::<u32>(),
+            std::future::ready(()),
+            STOP_DEADLINE,
+        )
+        .await;
+        assert_eq!(out, None);
+        // Work that finishes is waited for, even when it takes a while.
+        let out = within_deadline(
+            async {
+                tokio::time::sleep(STOP_DEADLINE / 2).await;
+                7
+            },
+            std::future::ready(()),
+            STOP_DEADLINE,
+        )
+        .await;
+        assert_eq!(out, Some(7));
+        // No stop asked: no deadline.
+        let out = within_deadline(
+            async {
+                tokio::time::sleep(STOP_DEADLINE * 10).await;
+                8
+            },
+            std::future::pending(),
+            STOP_DEADLINE,
+        )
+        .await;
+        assert_eq!(out, Some(8));
+    }
 
     #[test]
     fn credentials_never_reach_the_setup_description() {

@@ -137,6 +137,76 @@ fn bad_inputs_fail_with_messages_that_name_the_problem() {
 }
 
 #[test]
+fn an_error_chain_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let o = weir(&[
+        "demo",
+        "--scenario",
+        missing.to_str().unwrap(),
+        "--no-serve",
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {t}"));
+    assert!(line.contains("missing.toml"), "{t}");
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{t}");
+}
+
+#[test]
+fn check_reports_an_unreachable_prometheus_once_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weir.toml");
+    // A port that was free a moment ago: nothing listens there, the connection is refused.
+    let port = weir_test_support::procs::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"mode = "shadow"
+[prometheus]
+url = "http://127.0.0.1:{port}"
+replicas = [
+  {{ name = "replica-1", label_value = "replica-1:9104" }},
+  {{ name = "replica-2", label_value = "replica-2:9104" }},
+]
+[policy]
+kind = "shun"
+[actuator]
+kind = "dry-run"
+"#
+        ),
+    )
+    .unwrap();
+    let o = weir(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    // One problem, naming the address and the cause, and listing what it hit.
+    assert!(t.contains("check: 1 problem(s):"), "{t}");
+    assert_eq!(t.matches("Connection refused").count(), 1, "{t}");
+    let problem = t
+        .lines()
+        .find(|l| l.contains("Connection refused"))
+        .unwrap();
+    assert!(
+        problem.contains(&format!("prometheus http://127.0.0.1:{port}: unreachable")),
+        "{t}"
+    );
+    assert!(
+        problem.contains("every query failed (replica_lag_s, replica_up,"),
+        "{t}"
+    );
+    assert!(
+        problem.contains("no data for replica-1, replica-2 and the primary"),
+        "{t}"
+    );
+    // Each query still has its line, pointing at the problem instead of repeating it.
+    assert_eq!(t.matches("error: see problem 1 below").count(), 8, "{t}");
+}
+
+#[test]
 fn shipped_scenarios_validate() {
     let o = weir(&[
         "scenarios",
@@ -376,8 +446,7 @@ endpoints:
 
 #[test]
 fn ratelimit_serves_the_compiled_config_and_stops_on_sigterm() {
-    use std::time::Duration;
-    use weir_test_support::procs::{free_port, http_get, wait_for};
+    use weir_test_support::procs::{PATIENCE, free_port, http_get, wait_for};
 
     // The configuration exactly as `weir govern compile -o` writes it.
     let dir = tempfile::tempdir().unwrap();
@@ -412,7 +481,7 @@ fn ratelimit_serves_the_compiled_config_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_for(Duration::from_secs(30), || {
+    let status = wait_for(PATIENCE, || {
         http_get(http, "/status").filter(|(code, _)| *code == 200)
     });
     let stop = Command::new("kill")

@@ -4,15 +4,17 @@
 //! replicas, one 40 s behind), Prometheus scraping it every second, HAProxy with a read backend
 //! at even weights. `weir run` in enforce mode must take the lagging replica out of HAProxy,
 //! hold when Prometheus dies, count actuation errors and keep running when HAProxy's socket
-//! goes away, say so on its API, and stop cleanly on SIGTERM.
+//! goes away, say so on its API, and stop cleanly on SIGTERM. Every step waits for its outcome
+//! (at most [`PATIENCE`], which only a hang reaches); nothing asserts how long a step took.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use weir_test_support::procs::{Exposition, Haproxy, Prometheus, free_port, http_get, wait_for};
+use weir_test_support::procs::{
+    Exposition, Haproxy, PATIENCE, Prometheus, free_port, http_get, wait_for,
+};
 
 const BACKEND: &str = "mysql_reads";
 
@@ -86,7 +88,7 @@ replica_servers = ["replica-1", "replica-2"]
     .unwrap();
 
     // Wait until Prometheus has the series, then `weir check` sees them and plans the change.
-    let seen = wait_for(Duration::from_secs(20), || {
+    let seen = wait_for(PATIENCE, || {
         http_get(prometheus.port, "/api/v1/query?query=mysql_up")
             .filter(|(_, body)| body.contains("replica-2:9104"))
     });
@@ -126,7 +128,7 @@ replica_servers = ["replica-1", "replica-2"]
     let weir_log = || std::fs::read_to_string(dir.path().join("weir.log")).unwrap_or_default();
 
     // 40 s of lag is past the hard limit: replica-1 must get no new connections.
-    let out_of_rotation = wait_for(Duration::from_secs(20), || {
+    let out_of_rotation = wait_for(PATIENCE, || {
         (haproxy.weight(BACKEND, "replica-1") == Some(0)).then_some(())
     });
     assert!(
@@ -139,7 +141,7 @@ replica_servers = ["replica-1", "replica-2"]
 
     // Prometheus dies: the loop holds the weights and reports the source error.
     prometheus.kill();
-    let holding = wait_for(Duration::from_secs(15), || {
+    let holding = wait_for(PATIENCE, || {
         http_get(listen, "/api/state")
             .filter(|(_, body)| body.contains("stale_observation") && body.contains("unreachable"))
     });
@@ -157,7 +159,7 @@ replica_servers = ["replica-1", "replica-2"]
     // running (and keeps the weights it knows are in force).
     let admin = haproxy.admin_port;
     drop(haproxy);
-    let counted = wait_for(Duration::from_secs(15), || {
+    let counted = wait_for(PATIENCE, || {
         http_get(listen, "/metrics").filter(|(_, body)| {
             body.lines().any(|l| {
                 l.starts_with("weir_actuation_errors_total{kind=\"unreachable\"}")
@@ -180,7 +182,7 @@ replica_servers = ["replica-1", "replica-2"]
         .status()
         .unwrap();
     assert!(killed.success());
-    let exited = wait_for(Duration::from_secs(10), || weir.try_wait().ok().flatten());
+    let exited = wait_for(PATIENCE, || weir.try_wait().ok().flatten());
     let status = exited.unwrap_or_else(|| {
         let _ = weir.kill();
         panic!("weir did not stop on SIGTERM:\n{}", weir_log())

@@ -41,13 +41,14 @@ pub enum TableError {
         /// The file.
         file: String,
     },
-    /// Reading or writing failed.
-    #[error("Q-table {file}: {source}")]
+    /// Reading or writing failed. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("Q-table {file}: {error}")]
     Io {
         /// The file.
         file: String,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not JSON, or not the expected structure.
     #[error("Q-table {file} is corrupt: {detail}")]
@@ -274,10 +275,10 @@ impl QTable {
 
     /// Writes the table atomically.
     pub fn save(&self, path: &Path) -> Result<(), TableError> {
-        weir_persist::write_atomic(path, self.to_json().as_bytes()).map_err(|source| {
+        weir_persist::write_atomic(path, self.to_json().as_bytes()).map_err(|error| {
             TableError::Io {
                 file: path.display().to_string(),
-                source,
+                error,
             }
         })
     }
@@ -291,7 +292,7 @@ impl QTable {
             } else {
                 TableError::Io {
                     file: file.clone(),
-                    source,
+                    error: source,
                 }
             }
         })?;

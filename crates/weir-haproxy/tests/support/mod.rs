@@ -132,7 +132,8 @@ listen {BACKEND}
             unix: RuntimeAddress::Unix(sock.clone()),
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Generous: a loaded 2-core machine can take seconds to start a process.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(child) = h.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()

@@ -32,13 +32,14 @@ const KEY: &str = "weir";
 /// Why a DQN model could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DqnModelError {
-    /// Reading or writing failed.
-    #[error("model file {path}: {source}")]
+    /// Reading or writing failed. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("model file {path}: {error}")]
     Io {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not a safetensors file, or its metadata or tensors are not what this build expects.
     #[error("model file {path} is corrupt: {detail}")]
@@ -303,17 +304,17 @@ impl DqnModel {
 
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<(), DqnModelError> {
-        write_atomic(path, &self.to_bytes()).map_err(|source| DqnModelError::Io {
+        write_atomic(path, &self.to_bytes()).map_err(|error| DqnModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
     /// Reads a model file.
     pub fn load(path: &Path) -> Result<DqnModel, DqnModelError> {
-        let bytes = std::fs::read(path).map_err(|source| DqnModelError::Io {
+        let bytes = std::fs::read(path).map_err(|error| DqnModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         DqnModel::from_bytes(&bytes, path)
     }

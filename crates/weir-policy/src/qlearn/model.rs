@@ -30,13 +30,14 @@ pub struct TrainInfo {
 /// Why a model file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// Reading or writing failed.
-    #[error("model file {path}: {source}")]
+    /// Reading or writing failed. (The message carries the cause, so it is no `source`:
+    /// `{:#}` prints it once.)
+    #[error("model file {path}: {error}")]
     Io {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not JSON or not the expected structure.
     #[error("model file {path} is corrupt: {detail}")]
@@ -184,17 +185,17 @@ impl QLearn {
 
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        write_atomic(path, self.to_json().as_bytes()).map_err(|source| ModelError::Io {
+        write_atomic(path, self.to_json().as_bytes()).map_err(|error| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
     /// Reads a model.
     pub fn load(path: &Path) -> Result<QLearn, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         QLearn::from_json(&text, path)
     }
