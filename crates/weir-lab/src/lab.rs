@@ -48,6 +48,8 @@ pub struct Lab {
     pub metrics: Arc<LabMetrics>,
     registry: Registry,
     mariadb: Vec<Option<Child>>,
+    prometheus: Option<Child>,
+    haproxy_proc: Option<Child>,
     others: Vec<Child>,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
     background: Vec<JoinHandle<()>>,
@@ -91,6 +93,8 @@ impl Lab {
             metrics: LabMetrics::new(),
             registry,
             mariadb: (0..SERVERS.len()).map(|_| None).collect(),
+            prometheus: None,
+            haproxy_proc: None,
             others: Vec::new(),
             pids: Arc::new(Mutex::new(vec![None; SERVERS.len()])),
             background: Vec::new(),
@@ -200,40 +204,48 @@ impl Lab {
     }
 
     fn start_haproxy(&mut self, opts: &LabOptions) -> Result<()> {
-        let bin = find_binary("haproxy", "haproxy")?;
         let cfg = haproxy_config(&self.layout, opts.initial_weights);
-        let path = self.layout.path("haproxy.cfg");
-        write_atomic(&path, cfg.as_bytes())?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("-f").arg(&path).arg("-db");
-        let child = self
-            .registry
-            .spawn("haproxy", &mut cmd, &self.layout.path("haproxy.log"))?;
-        self.others.push(child);
+        write_atomic(&self.layout.path("haproxy.cfg"), cfg.as_bytes())?;
+        self.spawn_haproxy(false)
+    }
+
+    /// Starts HAProxy from the config file `start_haproxy` wrote (its weights are the file's).
+    /// A restart (`append`) keeps the log of the run before it.
+    fn spawn_haproxy(&mut self, append: bool) -> Result<()> {
+        let mut cmd = haproxy_command(&self.layout)?;
+        let log = self.layout.path("haproxy.log");
+        let child = if append {
+            self.registry.spawn_appending("haproxy", &mut cmd, &log)?
+        } else {
+            self.registry.spawn("haproxy", &mut cmd, &log)?
+        };
+        self.haproxy_proc = Some(child);
         Ok(())
     }
 
     fn start_prometheus(&mut self, opts: &LabOptions) -> Result<()> {
-        let bin = find_binary("prometheus", "prometheus")?;
         let cfg = prometheus_config(&self.layout, opts.scrape_interval_s);
-        let path = self.layout.path("prometheus.yml");
-        write_atomic(&path, cfg.as_bytes())?;
+        write_atomic(&self.layout.path("prometheus.yml"), cfg.as_bytes())?;
         let data = self.layout.path("prometheus-data");
         if data.exists() {
             std::fs::remove_dir_all(&data)?;
         }
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", path.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--storage.tsdb.retention.time=1d")
-            .arg(format!(
-                "--web.listen-address=127.0.0.1:{}",
-                self.layout.prometheus_port()
-            ));
-        let child =
+        self.spawn_prometheus(false)
+    }
+
+    /// Starts Prometheus with the config file and data directory `start_prometheus` prepared
+    /// (a restart keeps the data: Prometheus replays its write-ahead log). A restart
+    /// (`append`) keeps the log of the run before it.
+    fn spawn_prometheus(&mut self, append: bool) -> Result<()> {
+        let mut cmd = prometheus_command(&self.layout)?;
+        let log = self.layout.path("prometheus.log");
+        let child = if append {
             self.registry
-                .spawn("prometheus", &mut cmd, &self.layout.path("prometheus.log"))?;
-        self.others.push(child);
+                .spawn_appending("prometheus", &mut cmd, &log)?
+        } else {
+            self.registry.spawn("prometheus", &mut cmd, &log)?
+        };
+        self.prometheus = Some(child);
         Ok(())
     }
 
@@ -334,14 +346,102 @@ impl Lab {
         Ok(())
     }
 
+    /// Kills Prometheus with SIGKILL (a crash: no clean shutdown of its storage).
+    pub fn kill_prometheus(&mut self) -> Result<()> {
+        let child = self.prometheus.take();
+        self.crash_child(child, "prometheus")
+    }
+
+    /// Starts Prometheus again after a kill, with the same config and data directory, and
+    /// waits until it reports ready (`/-/ready`).
+    pub async fn restart_prometheus(&mut self) -> Result<()> {
+        if self.prometheus.is_some() {
+            bail!("prometheus is already running");
+        }
+        self.spawn_prometheus(true)?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()?;
+        let url = format!("{}/-/ready", self.prometheus_url());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "prometheus not ready 60 s after its restart; see {}",
+                    self.layout.path("prometheus.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills HAProxy with SIGKILL (a crash: connections through it break).
+    pub fn kill_haproxy(&mut self) -> Result<()> {
+        let child = self.haproxy_proc.take();
+        self.crash_child(child, "haproxy")
+    }
+
+    /// Starts HAProxy again from its config file — so with the file's weights, not the ones
+    /// set at run time — and waits until its runtime API answers.
+    pub async fn restart_haproxy(&mut self) -> Result<()> {
+        if self.haproxy_proc.is_some() {
+            bail!("haproxy is already running");
+        }
+        self.spawn_haproxy(true)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.weights().await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "haproxy's runtime API not answering 30 s after its restart; see {}",
+                    self.layout.path("haproxy.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn crash_child(&mut self, child: Option<Child>, name: &str) -> Result<()> {
+        let Some(mut child) = child else {
+            bail!("{name} is not running");
+        };
+        procs::crash(child.id())?;
+        child.wait()?;
+        self.registry.forget(child.id())
+    }
+
+    /// Reaps a `weir run` child that was sent SIGKILL (a crash) and forgets it.
+    pub fn reap_weir(&mut self, mut child: Child) -> Result<()> {
+        child.wait()?;
+        self.registry.forget(child.id())
+    }
+
     /// Starts `weir run -c <config>` as a recorded child, logging to `log`.
     pub fn start_weir(&mut self, weir: &Path, config: &Path, log: &Path) -> Result<Child> {
-        let mut cmd = Command::new(weir);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info");
+        let mut cmd = weir_command(weir, config);
         self.registry.spawn("weir", &mut cmd, log)
+    }
+
+    /// [`Lab::start_weir`], appending to `log` (for restarts), with `env` added to its
+    /// environment.
+    pub fn restart_weir(
+        &mut self,
+        weir: &Path,
+        config: &Path,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Child> {
+        let mut cmd = weir_command(weir, config);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        self.registry.spawn_appending("weir", &mut cmd, log)
     }
 
     /// Stops a `weir run` child gracefully (SIGTERM, as an orchestrator would).
@@ -366,6 +466,8 @@ impl Lab {
             .mariadb
             .iter_mut()
             .flatten()
+            .chain(self.prometheus.iter_mut())
+            .chain(self.haproxy_proc.iter_mut())
             .chain(self.others.iter_mut())
         {
             let _ = c.try_wait();
@@ -380,6 +482,15 @@ impl Drop for Lab {
             eprintln!("lab: teardown: {e:#}");
         }
     }
+}
+
+fn weir_command(weir: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(weir);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info");
+    cmd
 }
 
 fn set_private(path: &Path) -> Result<()> {
@@ -419,6 +530,33 @@ pub fn haproxy_config(layout: &Layout, weights: [u32; 3]) -> String {
         ));
     }
     cfg
+}
+
+/// The command that runs HAProxy in the foreground on the lab's config file.
+pub fn haproxy_command(layout: &Layout) -> Result<Command> {
+    let mut cmd = Command::new(find_binary("haproxy", "haproxy")?);
+    cmd.arg("-f").arg(layout.path("haproxy.cfg")).arg("-db");
+    Ok(cmd)
+}
+
+/// The command that runs Prometheus on the lab's config file and data directory, on
+/// 127.0.0.1 only.
+pub fn prometheus_command(layout: &Layout) -> Result<Command> {
+    let mut cmd = Command::new(find_binary("prometheus", "prometheus")?);
+    cmd.arg(format!(
+        "--config.file={}",
+        layout.path("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        layout.path("prometheus-data").display()
+    ))
+    .arg("--storage.tsdb.retention.time=1d")
+    .arg(format!(
+        "--web.listen-address=127.0.0.1:{}",
+        layout.prometheus_port()
+    ));
+    Ok(cmd)
 }
 
 /// Prometheus' configuration: the three exporters (labelled `server` and `role`), the lab's

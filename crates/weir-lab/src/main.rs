@@ -8,9 +8,11 @@
 //! weir-lab up                    # a lab to play with, until Ctrl-C
 //! weir-lab load --seconds 30     # against it, from another terminal
 //! weir-lab fault stall --seconds 60
+//! weir-lab campaign              # break Weir's neighbours one at a time (~8 min)
 //! weir-lab down                  # stop whatever a lab in --dir left running
 //! ```
 
+mod campaign;
 mod cluster;
 mod experiment;
 mod faults;
@@ -61,6 +63,60 @@ enum Cmd {
     /// Bring up a fresh lab, run the script once per arm (static weights, then `weir run`
     /// with each policy), print the comparison table and write it as JSON.
     Experiment(ExperimentArgs),
+    /// Bring up a fresh lab, run `weir run` (default policy, enforce mode, learned state saved
+    /// every decision) under load, and break its neighbours one at a time: Prometheus
+    /// killed, HAProxy restarted, `weir run` itself killed at random moments, the state
+    /// directory's disk full, its clock stepped. Prints the table and writes it (Markdown and JSON) under
+    /// <dir>/campaign.
+    Campaign(CampaignArgs),
+}
+
+#[derive(Debug, Args)]
+struct CampaignArgs {
+    /// Run directory (a fresh lab is made here).
+    #[arg(long, default_value_os_t = lab::default_dir().with_file_name("weir-lab-campaign"))]
+    dir: PathBuf,
+    /// First of the ports on 127.0.0.1 the lab uses.
+    #[arg(long, default_value_t = 23500)]
+    base_port: u16,
+    /// Faults, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "prometheus,haproxy,weir-kill,disk-full,clock-step"
+    )]
+    faults: Vec<campaign::FaultKind>,
+    #[command(flatten)]
+    shape: LoadShape,
+    /// Weir's control interval, seconds (short: saves are frequent).
+    #[arg(long, default_value_t = 1.0)]
+    interval_s: f64,
+    /// Seed of the moments `weir run` is killed at.
+    #[arg(long, default_value_t = 17)]
+    seed: u64,
+    /// How many times `weir run` is killed.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+    /// How long Prometheus stays down, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    prometheus_down_s: f64,
+    /// Steady load before the first fault and after each, seconds.
+    #[arg(long, default_value_t = 15.0)]
+    settle_s: f64,
+    /// How long the state directory stays full, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    disk_full_s: f64,
+    /// The `weir` binary (default: beside this one).
+    #[arg(long)]
+    weir_bin: Option<PathBuf>,
+    /// Exit non-zero if any fault left invalid weights, a torn state file or an incomplete
+    /// audit log, or was not safe again within --max-safe-s.
+    #[arg(long)]
+    check: bool,
+    /// See --check: seconds from the neighbour being back to Weir being safe.
+    #[arg(long, default_value_t = 20.0)]
+    max_safe_s: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -283,7 +339,79 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Load(a) => load_cmd(a).await,
         Cmd::Fault(f) => fault(f).await,
         Cmd::Experiment(a) => experiment_cmd(a).await,
+        Cmd::Campaign(a) => campaign_cmd(a).await,
     }
+}
+
+fn weir_beside_me(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("weir"))
+            .context("no directory for the weir binary"),
+    }
+}
+
+async fn campaign_cmd(a: CampaignArgs) -> Result<ExitCode> {
+    let layout = Layout::new(&a.dir, a.base_port)?;
+    let cfg = campaign::CampaignConfig {
+        faults: a.faults,
+        base: ExperimentConfig {
+            arms: vec![campaign::POLICY.as_str().to_string()],
+            script: Script::SHORT,
+            stall: StallKind::Ftwrl,
+            read_rate: a.shape.read_rate,
+            write_rate: a.shape.write_rate,
+            readers: a.shape.readers,
+            conn_lifetime_ms: a.shape.conn_lifetime_ms,
+            read_rows: a.shape.read_rows,
+            max_staleness_s: a.shape.max_staleness_s,
+            interval_s: a.interval_s,
+            primary_capacity_share: 0.5,
+            primary_cpu_max: 0.85,
+            weir_bin: weir_beside_me(a.weir_bin)?,
+            model: None,
+        },
+        seed: a.seed,
+        kills: a.kills,
+        prometheus_down_s: a.prometheus_down_s,
+        settle_s: a.settle_s,
+        disk_full_s: a.disk_full_s,
+        max_safe_s: a.max_safe_s,
+    };
+    let started = std::time::Instant::now();
+    let mut lab = Lab::up(layout.clone(), &LabOptions::default(), true).await?;
+    eprintln!("lab: up in {:.1} s", started.elapsed().as_secs_f64());
+    let report = campaign::run(&mut lab, &cfg).await;
+    let stopped = lab.down()?;
+    eprintln!("lab: stopped {} process(es)", stopped.len());
+    let report = report?;
+    let table = campaign::table(&report.faults);
+    println!("{table}");
+    for line in &report.verdict {
+        println!("{line}");
+    }
+    println!(
+        "(reads and stale reads: in each fault's window, of {} reads/s; stale = staleness over {} s; time to safe from the neighbour being back; audit log: {} lines, {} decisions; total {:.0} s)",
+        a.shape.read_rate,
+        a.shape.max_staleness_s,
+        report.audit_lines,
+        report.audit_decisions,
+        started.elapsed().as_secs_f64()
+    );
+    let out = layout.path("campaign");
+    procs::write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    procs::write_atomic(&out.join("table.md"), table.as_bytes())?;
+    println!("wrote {0}/report.json and {0}/table.md", out.display());
+    Ok(if a.check && !report.passed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn up(a: UpArgs) -> Result<ExitCode> {
@@ -474,13 +602,7 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
         }
     }
     let layout = Layout::new(&a.dir, a.base_port)?;
-    let weir_bin = match a.weir_bin {
-        Some(p) => p,
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("weir"))
-            .context("no directory for the weir binary")?,
-    };
+    let weir_bin = weir_beside_me(a.weir_bin)?;
     let model = match &a.model {
         Some(m) => {
             let m = std::path::absolute(m)?;

@@ -90,6 +90,21 @@ impl Registry {
     pub fn spawn(&mut self, name: &str, cmd: &mut Command, log: &Path) -> Result<Child> {
         let out = std::fs::File::create(log)
             .with_context(|| format!("creating log {}", log.display()))?;
+        self.spawn_into(name, cmd, out)
+    }
+
+    /// [`Registry::spawn`], appending to `log` (a restarted process keeps the log of the run
+    /// before it).
+    pub fn spawn_appending(&mut self, name: &str, cmd: &mut Command, log: &Path) -> Result<Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
+        self.spawn_into(name, cmd, out)
+    }
+
+    fn spawn_into(&mut self, name: &str, cmd: &mut Command, out: std::fs::File) -> Result<Child> {
         let err = out.try_clone()?;
         let child = cmd
             .stdin(Stdio::null())

@@ -194,7 +194,7 @@ pub async fn run_arm(
     ))
 }
 
-async fn wait_weir_deciding(port: u16, log: &Path) -> Result<()> {
+pub(crate) async fn wait_weir_deciding(port: u16, log: &Path) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;

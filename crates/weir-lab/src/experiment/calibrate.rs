@@ -81,7 +81,7 @@ pub async fn calibrate(lab: &Lab, cfg: &ExperimentConfig) -> Result<Calibration>
     })
 }
 
-pub(super) fn load_config(lab: &Lab, cfg: &ExperimentConfig) -> LoadConfig {
+pub(crate) fn load_config(lab: &Lab, cfg: &ExperimentConfig) -> LoadConfig {
     LoadConfig {
         read_port: lab.layout.haproxy_read_port(),
         primary_port: lab.layout.mysql_port(0),

@@ -15,6 +15,20 @@ pub fn weir_config(
     policy: &str,
     arm_dir: &Path,
 ) -> String {
+    weir_config_with(layout, cfg, cal, policy, arm_dir, None)
+}
+
+/// [`weir_config`], with online learning on and the learned state saved to
+/// `<arm_dir>/state` every `save_every` decisions when `save_every` is given (the fault
+/// campaign: frequent saves for a kill to land in).
+pub fn weir_config_with(
+    layout: &Layout,
+    cfg: &ExperimentConfig,
+    cal: &Calibration,
+    policy: &str,
+    arm_dir: &Path,
+    save_every: Option<u64>,
+) -> String {
     let rate_window = "5s";
     let budget = cal.budget_cores;
     format!(
@@ -79,7 +93,7 @@ primary_read_capacity_qps = {capacity:.1}
 
 [policy]
 kind = "{policy}"
-{model}online_learning = false
+{model}{learning}
 
 [actuator]
 kind = "haproxy"
@@ -103,6 +117,9 @@ replica_servers = ["replica-1", "replica-2"]
             .model
             .as_ref()
             .map_or(String::new(), |m| format!("model = \"{}\"\n", m.display())),
+        learning = save_every.map_or("online_learning = false".to_string(), |n| format!(
+            "online_learning = true\nsave_every = {n}"
+        )),
         admin = layout.haproxy_admin_port(),
     )
 }
@@ -145,5 +162,34 @@ mod tests {
         assert_eq!(actuator.kind(), weir_actuators::HAPROXY);
         assert_eq!(parsed.policy.kind, "qlearn");
         assert_eq!(parsed.prometheus.replicas.len(), 2);
+    }
+
+    #[test]
+    fn the_campaign_config_learns_online_and_saves_every_decision() {
+        let layout = Layout::new("/tmp/lab", 23500).expect("layout");
+        let cal = Calibration {
+            idle_cores: 0.02,
+            cpu_ms_per_read: 0.2,
+            reads: 1000,
+            budget_cores: 0.05,
+            read_capacity_qps: 250.0,
+        };
+        let text = weir_config_with(
+            &layout,
+            &test_config(),
+            &cal,
+            "dqn",
+            Path::new("/tmp/lab/campaign"),
+            Some(1),
+        );
+        let parsed: weir_config::WeirConfig =
+            weir_config::from_toml_str(&text, "generated", Vec::new()).expect("valid config");
+        parsed.validate("generated").expect("consistent config");
+        assert!(parsed.policy.online_learning);
+        assert_eq!(parsed.policy.save_every, 1);
+        assert_eq!(
+            parsed.state_dir,
+            std::path::PathBuf::from("/tmp/lab/campaign/state")
+        );
     }
 }

@@ -26,6 +26,9 @@ mod config;
 mod report;
 
 pub use arm::run;
+pub(crate) use arm::wait_weir_deciding;
+pub(crate) use calibrate::{calibrate, load_config};
+pub(crate) use config::weir_config_with;
 pub use report::{Gates, table};
 
 /// Primary CPU is sampled over windows this long (a small budget is a few clock ticks per
