@@ -5,6 +5,10 @@
 //! through [`write_atomic`]. Written by hand because it is a dozen lines over `std` (the
 //! `tempfile` crate's `persist` does not fsync the directory).
 //!
+//! A process killed in the middle of a save leaves its temporary file; the next successful
+//! save of the same file removes the ones whose process is gone, so a crash-looping writer
+//! cannot fill its directory with them.
+//!
 //! **Never:** write in place, or leave a temporary file behind on error.
 
 use std::fs::{self, File};
@@ -41,8 +45,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else {
+        sweep_leftovers(dir, &name.to_string_lossy());
     }
     result
+}
+
+/// Removes `.<name>.tmp-<pid>` files in `dir` left by processes that no longer run (a save
+/// killed half-way). Best effort: a file it cannot judge or remove stays.
+fn sweep_leftovers(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_runs(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` runs; where that cannot be told, it is assumed to.
+fn process_runs(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +98,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_save_removes_what_killed_saves_of_the_same_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        // Above any pid_max Linux allows: a process that cannot be running.
+        let dead = dir.path().join(".m.json.tmp-999999999");
+        let live = dir.path().join(".m.json.tmp-1"); // init runs
+        let other = dir.path().join(".n.json.tmp-999999999"); // another file's
+        for f in [&dead, &live, &other] {
+            fs::write(f, b"half a save").unwrap();
+        }
+        write_atomic(&p, b"whole").unwrap();
+        assert!(!dead.exists(), "a dead writer's leftover stays");
+        assert!(
+            live.exists(),
+            "a running process's temporary file was removed"
+        );
+        assert!(other.exists(), "another file's leftover was removed");
+        assert_eq!(fs::read(&p).unwrap(), b"whole");
     }
 }

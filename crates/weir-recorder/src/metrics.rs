@@ -101,6 +101,7 @@ pub(crate) struct Metrics {
     hard_limit_violations: Counter,
     actuation_errors: Family<KindLabel, Counter>,
     source_errors: Family<KindLabel, Counter>,
+    state_save_errors: Counter,
     loop_duration: Histogram,
     paused: Gauge,
     fail_safe: Gauge,
@@ -192,6 +193,12 @@ impl Metrics {
                 kind: kind.to_string(),
             }));
         }
+        let state_save_errors = Counter::default();
+        registry.register(
+            "weir_state_save_errors",
+            "Failed saves of the learned policy's state (the previous state stays on disk)",
+            state_save_errors.clone(),
+        );
         let loop_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "weir_loop_duration_seconds",
@@ -240,6 +247,7 @@ impl Metrics {
             hard_limit_violations,
             actuation_errors,
             source_errors,
+            state_save_errors,
             loop_duration,
             paused,
             fail_safe,
@@ -248,6 +256,11 @@ impl Metrics {
             slo_cpu_max,
             last_violations: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a failed state save.
+    pub(crate) fn state_save_failed(&self) {
+        self.state_save_errors.inc();
     }
 
     /// Updates every metric from one record.
@@ -348,5 +361,22 @@ mod tests {
             let series = format!("weir_source_errors_total{{kind=\"{kind}\"}} 0");
             assert!(text.contains(&series), "{series} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_failed_state_save_is_counted_and_is_the_last_error() {
+        let r = Recorder::default();
+        assert!(
+            r.encode_metrics()
+                .contains("weir_state_save_errors_total 0")
+        );
+        r.note_save_error("weir-state/policy.safetensors: No space left on device (os error 28)");
+        assert!(
+            r.encode_metrics()
+                .contains("weir_state_save_errors_total 1")
+        );
+        let last = r.last_error().expect("the failed save is the last error");
+        assert_eq!(last.origin, crate::ErrorOrigin::StateSave);
+        assert!(last.error.message.contains("No space left"), "{last:?}");
     }
 }

@@ -25,6 +25,8 @@ pub enum ErrorOrigin {
     Actuator,
     /// An operator command the controller refused.
     Command,
+    /// Saving the learned policy's state (the previous state stays on disk).
+    StateSave,
 }
 
 /// The most recent error, for `/api/state`.
@@ -170,6 +172,14 @@ impl Recorder {
             seq: None,
             error,
         });
+    }
+
+    /// Notes a failed save of the policy's state: `/api/state`'s last error (at the latest
+    /// decision's time) and `weir_state_save_errors_total`.
+    pub fn note_save_error(&self, message: impl Into<String>) {
+        self.inner.metrics.state_save_failed();
+        let at_s = self.latest().map_or(0.0, |r| r.at_s);
+        self.note_error(ErrorOrigin::StateSave, at_s, ErrorInfo::new("io", message));
     }
 
     /// The latest record, if any.

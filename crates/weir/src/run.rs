@@ -64,12 +64,15 @@ pub fn build_policy(cfg: &WeirConfig) -> Result<Loaded> {
     .with_context(|| format!("policy ({})", cfg.policy.kind))
 }
 
-fn save_policy(policy: &dyn Policy, path: &Path) {
+/// Saves the policy's state; a failure is logged, shown as `/api/state`'s last error and
+/// counted in `weir_state_save_errors_total` (the previous state stays on disk).
+fn save_policy(policy: &dyn Policy, path: &Path, recorder: &Recorder) {
     if let Some(bytes) = policy.snapshot() {
         match write_atomic(path, &bytes) {
             Ok(()) => tracing::info!(path = %path.display(), "policy state saved"),
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "could not save the policy state")
+                tracing::error!(path = %path.display(), error = %e, "could not save the policy state");
+                recorder.note_save_error(format!("saving {}: {e}", path.display()));
             }
         }
     }
@@ -262,8 +265,9 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
     let state = state_file(&cfg);
     if cfg.policy.online_learning {
         let path = state.clone();
+        let rec = recorder.clone();
         controller =
-            controller.on_checkpoint(cfg.policy.save_every, move |p| save_policy(p, &path));
+            controller.on_checkpoint(cfg.policy.save_every, move |p| save_policy(p, &path, &rec));
     }
     let mut stop = stop_rx.clone();
     let mut stopping = stop_rx.clone();
@@ -287,7 +291,7 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         ),
     }
     if cfg.policy.online_learning {
-        save_policy(controller.step().policy(), &state);
+        save_policy(controller.step().policy(), &state, &recorder);
     }
     recorder.close();
     let _ = server.await;
