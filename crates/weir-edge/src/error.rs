@@ -174,6 +174,23 @@ impl ActuatorError {
     }
 }
 
+/// `e` and the errors under it, `: `-separated, each said once. An edge client's error (a
+/// Kubernetes or HTTP client's) often repeats its first cause in its own message while the
+/// deeper ones (the refused connection) only show through `source`: this says each once.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,21 +256,4 @@ mod tests {
             "timed out after 2.5s"
         );
     }
-}
-
-/// `e` and the errors under it, `: `-separated, each said once. An edge client's error (a
-/// Kubernetes or HTTP client's) often repeats its first cause in its own message while the
-/// deeper ones (the refused connection) only show through `source`: this says each once.
-pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        next = cause.source();
-    }
-    text
 }
