@@ -117,36 +117,40 @@ fn refusal(st: &AppState, rejection: BytesRejection) -> Response {
     }
 }
 
+/// Reads a control body and queues the command `parse` makes of it: 413 (or the extractor's
+/// own status) for a body that could not be read, 400 naming the field for one that does not
+/// parse.
+fn queue_parsed(
+    st: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    parse: impl FnOnce(&[u8]) -> Result<Command, BodyError>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return refusal(st, rejection),
+    };
+    match parse(&body) {
+        Ok(cmd) => send(st, cmd),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
 pub(crate) async fn post_override(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return refusal(&st, rejection),
-    };
     let replicas = st
         .recorder
         .latest()
         .map(|r| r.decision.weights.replicas.len());
-    match parse_override(&body, replicas) {
-        Ok(cmd) => send(&st, cmd),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    queue_parsed(&st, body, |b| parse_override(b, replicas))
 }
 
 pub(crate) async fn post_mode(
     State(st): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => return refusal(&st, rejection),
-    };
-    match parse_mode(&body) {
-        Ok(cmd) => send(&st, cmd),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-    }
+    queue_parsed(&st, body, parse_mode)
 }
 
 /// Why a control request's body was refused; every message names the field at fault.
