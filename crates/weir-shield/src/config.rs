@@ -9,7 +9,8 @@ use weir_core::Weights;
 pub enum FailSafe {
     /// Return to the baseline weights (what the cluster ran before Weir; default: even
     /// replica weights, nothing on the primary), keeping out the replicas that were unhealthy
-    /// when last seen.
+    /// when last seen; their share goes to the primary up to its cap at the last fresh
+    /// observation, the rest to the replicas left.
     #[default]
     Baseline,
     /// Keep holding the last decision.

@@ -189,8 +189,44 @@ fn stale_observation_holds_then_fails_safe() {
         apply(&mut s2, &stale, &held, Weights::even(2));
     }
     let d2 = apply(&mut s2, &stale, &held, Weights::even(2));
-    assert_eq!(d2.weights, held, "baseline minus replica-1");
+    // Baseline minus replica-1, whose half goes to the primary: it had the headroom.
+    assert!(s2.status().last_primary_cap.unwrap() >= 50);
+    assert_eq!(d2.weights, w(50, &[0, 50]), "baseline minus replica-1");
     assert_eq!(rules(&d2), vec![Rule::FailSafe]);
+    // A hot primary takes only what its cap allowed at the last fresh observation; the
+    // remaining replica gets the rest.
+    let mut s3 = shield(2);
+    apply(
+        &mut s3,
+        &ObsBuilder::new(2).lag(0, 45.0).primary(0.8, 1000.0).build(),
+        &Weights::even(2),
+        Weights::even(2),
+    );
+    let cap = s3.status().last_primary_cap.unwrap();
+    assert!(
+        (1..50).contains(&cap),
+        "a primary at 80% CPU has some headroom, under half the reads (got {cap})"
+    );
+    for _ in 0..5 {
+        apply(&mut s3, &stale, &held, Weights::even(2));
+    }
+    let d3 = apply(&mut s3, &stale, &held, Weights::even(2));
+    assert_eq!(d3.weights, w(cap, &[0, 100 - cap]));
+    // Nothing kept out: the baseline as configured, nothing on the primary.
+    let mut s4 = shield(2);
+    apply(
+        &mut s4,
+        &ObsBuilder::new(2).build(),
+        &Weights::even(2),
+        Weights::even(2),
+    );
+    for _ in 0..5 {
+        apply(&mut s4, &stale, &held, Weights::even(2));
+    }
+    assert_eq!(
+        apply(&mut s4, &stale, &held, Weights::even(2)).weights,
+        Weights::even(2)
+    );
     // Fresh data again: back to normal.
     let d = apply(
         &mut s,
