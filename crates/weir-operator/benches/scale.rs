@@ -52,6 +52,24 @@ fn usage() -> (f64, u64, u64) {
     (ticks / 100.0, kb("VmRSS:"), kb("VmHWM:"))
 }
 
+/// Open file descriptors of this process.
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Series the operator's `/metrics` exposes (sample lines), to show cardinality stays flat.
+async fn series(addr: std::net::SocketAddr) -> usize {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
+}
+
 /// The fake Prometheus: `weir_bench_<signal>{readsplit="ns/name"}` → a vector like
 /// mysqld_exporter's would give (two replica series by `instance`, or one primary series).
 fn prometheus(started: Instant, queries: Arc<AtomicU64>) -> axum::Router {
@@ -224,13 +242,16 @@ fn main() {
         let err0 = reconciliations(addr, "error").await;
         let (cpu0, _, _) = usage();
         let t0 = Instant::now();
-        // RSS once per interval, to tell a steady state from growth.
+        // RSS once per interval, to tell a steady state from growth; file descriptors and
+        // the operator's metric series at the start and the end (a soak: `-- 1000 7200`).
+        let (fds0, series0) = (fds(), series(addr).await);
         let mut rss_series = Vec::new();
         while t0.elapsed() < Duration::from_secs(seconds) {
             let left = Duration::from_secs(seconds).saturating_sub(t0.elapsed());
             tokio::time::sleep(left.min(Duration::from_secs(INTERVAL_S))).await;
             rss_series.push(format!("{:.0}", usage().1 as f64 / 1024.0));
         }
+        let (fds1, series1) = (fds(), series(addr).await);
         let wall = t0.elapsed().as_secs_f64();
         let (cpu1, rss, hwm) = usage();
         let requests = api.take_request_count();
@@ -252,7 +273,7 @@ fn main() {
         stop.send(()).unwrap();
         operator.await.unwrap().unwrap();
         println!(
-            "readsplits {n}, interval {INTERVAL_S} s, all decided after {:.1} s; measured {wall:.1} s on one core:\n  CPU {:.1}% of a core ({:.2} s; operator + fake API server + fake Prometheus)\n  RSS {:.1} MB (peak {:.1} MB); the fake cluster's objects {:.1} MB before the operator started, so the operator added {:.1} MB\n  reconciliations {ok:.0} ok / {errors:.0} failed, of which decisions (one per eight Prometheus queries) {:.1}/s, expected {:.1}/s; Ready at the end: {ready}/{n}\n  API requests {requests} ({:.0}/s), Prometheus queries {prom_queries} ({:.0}/s)\n  RSS every {INTERVAL_S} s (MB): {}",
+            "readsplits {n}, interval {INTERVAL_S} s, all decided after {:.1} s; measured {wall:.1} s on one core:\n  CPU {:.1}% of a core ({:.2} s; operator + fake API server + fake Prometheus)\n  RSS {:.1} MB (peak {:.1} MB); the fake cluster's objects {:.1} MB before the operator started, so the operator added {:.1} MB\n  reconciliations {ok:.0} ok / {errors:.0} failed, of which decisions (one per eight Prometheus queries) {:.1}/s, expected {:.1}/s; Ready at the end: {ready}/{n}\n  API requests {requests} ({:.0}/s), Prometheus queries {prom_queries} ({:.0}/s)\n  file descriptors {fds0} → {fds1}; metric series {series0} → {series1}\n  RSS every {INTERVAL_S} s (MB): {}",
             warm.as_secs_f64(),
             100.0 * (cpu1 - cpu0) / wall,
             cpu1 - cpu0,

@@ -22,8 +22,9 @@
 //!      so Helm renders `replicas: 2`, not `replicas: '2'`;
 //!   2. *optional list items*: the `--namespace` argument pair is wrapped in
 //!      `{{- if .Values.watchNamespace }}` … `{{- end }}` (`wrap_lines`);
-//!   3. *optional objects*: the ServiceMonitor is wrapped in
-//!      `{{- if .Values.serviceMonitor.enabled }}` … `{{- end }}`, and the RBAC for the
+//!   3. *optional objects*: the ServiceMonitor and the NetworkPolicy are wrapped in
+//!      `{{- if .Values.serviceMonitor.enabled }}` / `{{- if .Values.networkPolicy.enabled }}`
+//!      … `{{- end }}`, and the RBAC for the
 //!      watched resources renders both scopes (a Role in `{{ .Values.watchNamespace }}`, and a
 //!      ClusterRole) inside `{{- if .Values.watchNamespace }}` … `{{- else }}` … `{{- end }}`.
 //!
@@ -70,6 +71,10 @@ use k8s_openapi::api::core::v1::{
     Namespace, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
     ServiceAccount, ServicePort, ServiceSpec, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -135,6 +140,9 @@ pub struct Values {
     /// The ServiceMonitor's `release` label (kube-prometheus-stack selects ServiceMonitors by
     /// the Prometheus release name).
     pub service_monitor_release: String,
+    /// The port (a number) the operator's pods may open connections to for the Prometheus
+    /// servers the ReadSplits name (the NetworkPolicy's egress rule).
+    pub prometheus_port: String,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -171,6 +179,7 @@ impl Values {
             memory_limit: "256Mi".into(),
             service_monitor_interval: "30s".into(),
             service_monitor_release: "prometheus".into(),
+            prometheus_port: "9090".into(),
         }
     }
 
@@ -202,12 +211,13 @@ impl Values {
             memory_limit: "{{ .Values.resources.limits.memory }}".into(),
             service_monitor_interval: "{{ .Values.serviceMonitor.interval }}".into(),
             service_monitor_release: "{{ .Values.serviceMonitor.release }}".into(),
+            prometheus_port: "{{ .Values.networkPolicy.prometheusPort }}".into(),
         }
     }
 
     /// The fields that are numbers in the objects (see `number`).
-    fn numbers(&self) -> [&str; 2] {
-        [&self.replicas, &self.port]
+    fn numbers(&self) -> [&str; 3] {
+        [&self.replicas, &self.port, &self.prometheus_port]
     }
 
     fn all_labels(&self) -> BTreeMap<String, String> {
@@ -626,6 +636,61 @@ fn service(v: &Values) -> Doc {
     d
 }
 
+/// The ports the operator's pods may reach: DNS, the API server (443 through the
+/// `kubernetes` Service; 6443 where the network plugin judges egress after the Service's
+/// address translation to the API server's own port) and Prometheus.
+pub const API_SERVER_PORTS: [i32; 2] = [443, 6443];
+
+fn tcp(port: IntOrString) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(port),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn network_policy(v: &Values) -> Doc {
+    let dns = ["UDP", "TCP"].map(|protocol| NetworkPolicyPort {
+        port: Some(IntOrString::Int(53)),
+        protocol: Some(protocol.into()),
+        ..NetworkPolicyPort::default()
+    });
+    let mut egress_ports: Vec<NetworkPolicyPort> = dns.into();
+    egress_ports.extend(API_SERVER_PORTS.map(|p| tcp(IntOrString::Int(p))));
+    egress_ports.push(tcp(IntOrString::Int(0))); // Prometheus: set_number below
+    let prometheus_index = egress_ports.len() - 1;
+    let mut d = doc(
+        "Only what the operator needs: its metrics port in (for the scrape; the kubelet's\n\
+         probes are not subject to NetworkPolicies), and out DNS, the API server and\n\
+         Prometheus (`networkPolicy.prometheusPort` in the chart: a ReadSplit whose\n\
+         Prometheus listens elsewhere needs that port here).",
+        &NetworkPolicy {
+            metadata: v.metadata(&v.name, Some(&v.namespace)),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(v.selector_labels.clone()),
+                    ..LabelSelector::default()
+                }),
+                policy_types: Some(strings(&["Ingress", "Egress"])),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    ports: Some(vec![tcp(IntOrString::String(PORT_NAME.into()))]),
+                    ..NetworkPolicyIngressRule::default()
+                }]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    ports: Some(egress_ports),
+                    ..NetworkPolicyEgressRule::default()
+                }]),
+            }),
+        },
+    );
+    set_number(
+        &mut d.object,
+        &format!("/spec/egress/0/ports/{prometheus_index}/port"),
+        &v.prometheus_port,
+    );
+    d
+}
+
 fn service_monitor(v: &Values) -> Doc {
     let mut meta = to_json(&v.metadata(&v.name, Some(&v.namespace)));
     meta["labels"]["release"] = Value::String(v.service_monitor_release.clone());
@@ -682,7 +747,7 @@ const GENERATED: &str = "Generated from crates/weir-operator/src/deploy.rs by `w
                          do not edit by hand (a test fails on drift).";
 
 /// The plain manifests for these values: Namespace, ServiceAccount, RBAC, Deployment,
-/// Service and ServiceMonitor (the CRDs are under `deploy/crd/`).
+/// Service, NetworkPolicy and ServiceMonitor (the CRDs are under `deploy/crd/`).
 pub fn plain_manifests(values: &Values) -> String {
     let v = values;
     let watched = if v.watch_namespace.is_empty() {
@@ -695,6 +760,7 @@ pub fn plain_manifests(values: &Values) -> String {
     docs.extend(lease_rbac(v));
     docs.push(deployment(v));
     docs.push(service(v));
+    docs.push(network_policy(v));
     docs.push(service_monitor(v));
     format!(
         "# The Weir operator, plain manifests. {GENERATED}\n\
@@ -769,6 +835,12 @@ resources:
   limits:
     memory: {memory_limit}
 
+# A NetworkPolicy for the operator's pods: the metrics port in; DNS, the API server (443,
+# 6443) and Prometheus out. A ReadSplit whose Prometheus listens on another port needs it here.
+networkPolicy:
+  enabled: true
+  prometheusPort: {prometheus_port}
+
 # A Prometheus Operator ServiceMonitor for the operator's /metrics.
 serviceMonitor:
   enabled: false
@@ -786,6 +858,7 @@ serviceMonitor:
         memory_limit = d.memory_limit,
         interval = d.service_monitor_interval,
         release = d.service_monitor_release,
+        prometheus_port = d.prometheus_port,
     )
 }
 
@@ -859,6 +932,10 @@ pub fn helm_chart() -> Vec<(String, String)> {
         "{{{{- if .Values.serviceMonitor.enabled }}}}\n{}{{{{- end }}}}\n",
         render([service_monitor(&h)])
     );
+    let network_policy = format!(
+        "{{{{- if .Values.networkPolicy.enabled }}}}\n{}{{{{- end }}}}\n",
+        render([network_policy(&h)])
+    );
     let crd = crate::crd_yaml().expect("the CRD always serialises to YAML");
     let traffic_crd = crate::traffic_policy_crd_yaml().expect("the CRD always serialises to YAML");
     let files = [
@@ -876,6 +953,7 @@ pub fn helm_chart() -> Vec<(String, String)> {
         ("templates/deployment.yaml", template(&deployment)),
         ("templates/service.yaml", template(&render([service(&h)]))),
         ("templates/servicemonitor.yaml", template(&monitor)),
+        ("templates/networkpolicy.yaml", template(&network_policy)),
     ];
     files
         .into_iter()

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
@@ -70,6 +71,7 @@ struct Plain {
     role_bindings: Vec<RoleBinding>,
     deployment: Deployment,
     service: Service,
+    network_policy: NetworkPolicy,
     service_monitor: Value,
 }
 
@@ -93,6 +95,7 @@ fn plain(values: &Values) -> Plain {
         role_bindings: all("RoleBinding").iter().map(typed).collect(),
         deployment: typed(&one("Deployment")),
         service: typed(&one("Service")),
+        network_policy: typed(&one("NetworkPolicy")),
         service_monitor,
     }
 }
@@ -126,6 +129,7 @@ fn plain_manifests_are_the_expected_objects_and_parse_into_their_types() {
             "RoleBinding",
             "Deployment",
             "Service",
+            "NetworkPolicy",
             "ServiceMonitor",
         ]
     );
@@ -313,6 +317,77 @@ fn the_service_and_the_service_monitor_reach_the_pods_metrics_port() {
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+}
+
+/// `(protocol, port)` of NetworkPolicy ports, sorted.
+fn np_ports(
+    ports: &[k8s_openapi::api::networking::v1::NetworkPolicyPort],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = ports
+        .iter()
+        .map(|p| {
+            assert!(p.end_port.is_none(), "no port ranges");
+            let port = match p.port.as_ref().expect("every rule names its port") {
+                IntOrString::Int(n) => n.to_string(),
+                IntOrString::String(s) => s.clone(),
+            };
+            (p.protocol.clone().unwrap(), port)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_network_policy_admits_only_the_scrape_and_lets_out_only_dns_the_api_server_and_prometheus() {
+    for (prometheus_port, expected) in [("9090", "9090"), ("19090", "19090")] {
+        let values = Values {
+            prometheus_port: prometheus_port.into(),
+            ..Values::defaults()
+        };
+        let p = plain(&values);
+        let np = p.network_policy.spec.as_ref().unwrap();
+        assert_eq!(
+            p.network_policy.metadata.namespace.as_deref(),
+            Some("weir-system")
+        );
+        // It selects exactly the Deployment's pods.
+        assert_eq!(
+            np.pod_selector.as_ref().unwrap().match_labels.as_ref(),
+            p.deployment.spec.selector.match_labels.as_ref()
+        );
+        assert_eq!(
+            np.policy_types.as_deref(),
+            Some(&["Ingress".to_owned(), "Egress".to_owned()][..]),
+            "both directions are denied unless allowed"
+        );
+        // In: the container's named metrics port, from anywhere (Prometheus's namespace is
+        // the cluster's choice), nothing else.
+        let ingress = np.ingress.as_ref().unwrap();
+        assert_eq!(ingress.len(), 1);
+        assert!(ingress[0].from.is_none());
+        let container_ports = container(&p.deployment).ports.clone().unwrap();
+        assert_eq!(container_ports.len(), 1);
+        assert_eq!(
+            np_ports(ingress[0].ports.as_ref().unwrap()),
+            [("TCP".into(), container_ports[0].name.clone().unwrap())]
+        );
+        // Out: DNS, the API server, Prometheus; nothing else.
+        let egress = np.egress.as_ref().unwrap();
+        assert_eq!(egress.len(), 1);
+        let mut want: Vec<(String, String)> = [
+            ("TCP", "443"),
+            ("TCP", "53"),
+            ("TCP", "6443"),
+            ("TCP", expected),
+            ("UDP", "53"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+        want.sort();
+        assert_eq!(np_ports(egress[0].ports.as_ref().unwrap()), want);
+    }
 }
 
 /// A rule as `(group, resource, resource names, verbs)`, all sorted.
@@ -862,6 +937,7 @@ fn the_chart_with_values_set_renders_the_plain_manifests_for_those_values() {
         ("port", Value::from(9000)),
         ("image.tag", Value::from("1.2.3")),
         ("resources.limits.memory", Value::from("1Gi")),
+        ("networkPolicy.prometheusPort", Value::from(19090)),
     ]);
     let values = Values {
         watch_namespace: "shop".into(),
@@ -869,6 +945,7 @@ fn the_chart_with_values_set_renders_the_plain_manifests_for_those_values() {
         port: "9000".into(),
         image_tag: "1.2.3".into(),
         memory_limit: "1Gi".into(),
+        prometheus_port: "19090".into(),
         ..Values::defaults()
     };
     assert_same_objects(&helm.objects(), &plain_objects(&values, true));
@@ -1045,4 +1122,12 @@ fn the_per_replica_example_names_what_its_istio_objects_define() {
         named.into_iter().map(|(_, s)| s).collect(),
         "every subset the route uses is defined"
     );
+}
+
+#[test]
+fn the_charts_network_policy_can_be_turned_off() {
+    let off = MiniHelm::new(&[("networkPolicy.enabled", Value::from(false))]).objects();
+    let mut plain = plain_objects(&Values::defaults(), false);
+    plain.retain(|(kind, _, _), _| kind != "NetworkPolicy");
+    assert_same_objects(&off, &plain);
 }
