@@ -520,13 +520,15 @@ fn tidy_checks(root: &Path) -> Result<()> {
 /// The lab (`weir-lab experiment`) adds MariaDB and mysqld_exporter.
 /// The dashboard's browser test drives Debian's Chromium.
 /// The rate-limit service (`weir-ratelimit`) counts in a real `redis-server`.
-const DEBIAN_PACKAGES: [(&str, &str); 6] = [
+/// The lab's fault campaign steps `weir run`'s clock with libfaketime (`faketime`).
+const DEBIAN_PACKAGES: [(&str, &str); 7] = [
     ("haproxy", "haproxy"),
     ("prometheus", "prometheus"),
     ("mariadb-server", "mariadbd"),
     ("prometheus-mysqld-exporter", "prometheus-mysqld-exporter"),
     ("chromium", "chromium"),
     ("redis-server", "redis-server"),
+    ("faketime", "faketime"),
 ];
 
 /// Installs what the later steps need beyond a Rust toolchain, idempotently and without

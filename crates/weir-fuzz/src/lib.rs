@@ -3,7 +3,8 @@
 //! Each function takes the fuzzer's bytes, feeds them to a parser the way Weir reads that
 //! input (a scenario file, `weir run`'s config with its environment overrides, a Prometheus
 //! answer, an HAProxy runtime-API reply, a governance policy, Istio YAML, a model file, the
-//! rate-limit configuration and its gRPC request, a stream of observations) and checks
+//! rate-limit configuration and its gRPC request, a stream of observations, a `ReadSplit`'s
+//! spec, the admission proxy's config) and checks
 //! properties of what comes out, panicking with a message when one fails. Not only "no panic":
 //! what parses re-parses to the same value after it is written back, a Prometheus answer never
 //! turns a missing or NaN sample into a value, every decision has valid weights, what the
@@ -24,8 +25,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use weir_core::{Observation, PrimaryObs, ReplicaObs, RewardConfig, Signal, Slo, Unknown, Weights};
 
 mod decide;
+mod specs;
 
 pub use decide::{decide, model};
+pub use specs::{admit_proxy, readsplit};
 
 /// A property function: panics when a property fails; returns whether the input got past the
 /// parser to the properties (the corpus replay checks that the seeds do).
@@ -48,6 +51,8 @@ pub const TARGETS: &[Target] = &[
     ("ratelimit_request", ratelimit_request),
     ("decide", decide),
     ("api", api),
+    ("readsplit", readsplit),
+    ("admit_proxy", admit_proxy),
 ];
 
 /// The property function of the target `name`.
