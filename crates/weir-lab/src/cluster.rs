@@ -103,7 +103,15 @@ pub fn mariadbd(layout: &Layout, i: usize) -> Result<Command> {
         .arg(format!("--socket={}", layout.socket(i).display()))
         .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
         .arg(format!("--log-error={}", dir.join("error.log").display()))
-        .arg("--bind-address=127.0.0.1")
+        .arg(format!(
+            "--bind-address={}",
+            if i == 0 {
+                // Each replica replicates from its own address (the network cut).
+                layout.primary_bind_addresses()
+            } else {
+                "127.0.0.1".to_string()
+            }
+        ))
         .arg(format!("--port={}", layout.mysql_port(i)))
         .arg(format!("--server-id={}", i + 1))
         .arg("--skip-name-resolve")
@@ -189,11 +197,16 @@ pub async fn create_schema(primary: &mut Conn) -> Result<()> {
     Ok(())
 }
 
-/// Points a replica at the primary with GTID (`slave_pos`) and starts replicating.
-pub async fn start_replication(replica: &mut Conn, primary_port: u16) -> Result<()> {
+/// Points a replica at the primary on `primary_host` (the replica's own loopback address,
+/// [`Layout::replication_host`]) with GTID (`slave_pos`) and starts replicating.
+pub async fn start_replication(
+    replica: &mut Conn,
+    primary_host: std::net::Ipv4Addr,
+    primary_port: u16,
+) -> Result<()> {
     let (user, pw) = REPL_USER;
     let change = format!(
-        "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {primary_port}, \
+        "CHANGE MASTER TO MASTER_HOST = '{primary_host}', MASTER_PORT = {primary_port}, \
          MASTER_USER = '{user}', MASTER_PASSWORD = '{pw}', MASTER_USE_GTID = slave_pos, \
          MASTER_CONNECT_RETRY = 1"
     );

@@ -2,7 +2,8 @@
 //! `prometheus-mysqld-exporter` per server, `haproxy` with the read backend and an admin
 //! socket, `prometheus` scraping all of it (and Weir) every second, the heartbeat writer and
 //! the lab's own `/metrics`. Everything started is recorded in the run directory's state
-//! file and stopped by [`Lab::down`] (or by the next `up` after a crash).
+//! file and stopped by [`Lab::down`] (or by the next `up` after a crash); a network cut this
+//! lab left on `lo` is removed the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -70,6 +71,11 @@ impl Lab {
                 leftovers.join(", ")
             );
         }
+        match crate::faults::clear_cut(&layout) {
+            Ok(true) => eprintln!("lab: removed an earlier run's network cut from lo"),
+            Ok(false) => {}
+            Err(e) => eprintln!("lab: {e:#}"),
+        }
         layout.check_ports_free()?;
         if fresh {
             for s in SERVERS {
@@ -130,8 +136,9 @@ impl Lab {
             conns.push(c);
         }
         cluster::create_schema(&mut conns[0]).await?;
-        for c in conns.iter_mut().skip(1) {
-            cluster::start_replication(c, self.layout.mysql_port(0)).await?;
+        for (i, c) in conns.iter_mut().enumerate().skip(1) {
+            let host = self.layout.replication_host(i);
+            cluster::start_replication(c, host, self.layout.mysql_port(0)).await?;
         }
         for c in conns {
             c.disconnect().await.ok();
@@ -460,6 +467,12 @@ impl Lab {
     fn shutdown(&mut self) -> Result<Vec<String>> {
         for b in self.background.drain(..) {
             b.abort();
+        }
+        // A `fault cut` killed before it could remove its qdisc from lo.
+        match crate::faults::clear_cut(&self.layout) {
+            Ok(true) => eprintln!("lab: removed a network cut left on lo"),
+            Ok(false) => {}
+            Err(e) => eprintln!("lab: {e:#}"),
         }
         let stopped = self.registry.stop_all(Duration::from_secs(10))?;
         for c in self

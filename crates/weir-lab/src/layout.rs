@@ -1,6 +1,9 @@
 //! Where everything lives: one run directory and a block of 127.0.0.1 ports from a base.
+//! The primary also listens on one more loopback address per replica (127.0.0.2, 127.0.0.3),
+//! which only that replica's replication connects to, so that its stream can be told apart on
+//! `lo` (the network cut, [`crate::faults::Cut`]).
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -69,6 +72,22 @@ impl Layout {
         self.base_port + 32
     }
 
+    /// The address replica `i` (1, 2, …) reaches the primary at: 127.0.0.`i + 1`, its own, so
+    /// that its replication stream alone can be matched on `lo` (the source address of that
+    /// connection is still 127.0.0.1, which the replication user's grant names).
+    pub fn replication_host(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, 0, 1 + i as u8)
+    }
+
+    /// The primary's `bind-address`: 127.0.0.1 for everyone, plus each replica's own
+    /// [`Layout::replication_host`] (MariaDB ≥ 10.11 takes a comma-separated list).
+    pub fn primary_bind_addresses(&self) -> String {
+        (0..SERVERS.len())
+            .map(|i| self.replication_host(i).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Every port the lab binds, with what binds it.
     pub fn ports(&self) -> Vec<(String, u16)> {
         let mut v = Vec::new();
@@ -86,11 +105,22 @@ impl Layout {
 
     /// Fails naming every port of the block that something else already holds.
     pub fn check_ports_free(&self) -> Result<()> {
-        let busy: Vec<String> = self
+        let mut wanted: Vec<(String, Ipv4Addr, u16)> = self
             .ports()
             .into_iter()
-            .filter(|(_, p)| TcpListener::bind(("127.0.0.1", *p)).is_err())
-            .map(|(what, p)| format!("127.0.0.1:{p} ({what})"))
+            .map(|(what, p)| (what, Ipv4Addr::LOCALHOST, p))
+            .collect();
+        for (i, server) in SERVERS.iter().enumerate().skip(1) {
+            wanted.push((
+                format!("mariadb primary, for {server}'s replication"),
+                self.replication_host(i),
+                self.mysql_port(0),
+            ));
+        }
+        let busy: Vec<String> = wanted
+            .into_iter()
+            .filter(|(_, a, p)| TcpListener::bind((*a, *p)).is_err())
+            .map(|(what, a, p)| format!("{a}:{p} ({what})"))
             .collect();
         if !busy.is_empty() {
             bail!(
@@ -136,6 +166,15 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), ports.len(), "duplicate port in {ports:?}");
         assert!(ports.iter().all(|p| (23300..23340).contains(p)));
+    }
+
+    #[test]
+    fn each_replica_reaches_the_primary_at_its_own_loopback_address() {
+        let l = Layout::new("/tmp/x", 23300).expect("layout");
+        assert_eq!(l.replication_host(1), Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(l.replication_host(2), Ipv4Addr::new(127, 0, 0, 3));
+        assert_eq!(l.primary_bind_addresses(), "127.0.0.1,127.0.0.2,127.0.0.3");
+        assert!((1..SERVERS.len()).all(|i| l.replication_host(i).is_loopback()));
     }
 
     #[test]

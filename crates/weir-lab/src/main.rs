@@ -8,7 +8,9 @@
 //! weir-lab up                    # a lab to play with, until Ctrl-C
 //! weir-lab load --seconds 30     # against it, from another terminal
 //! weir-lab fault stall --seconds 60
+//! weir-lab fault cut --replica 1 --seconds 30   # its replication slowed on lo (root)
 //! weir-lab campaign              # break Weir's neighbours one at a time (~8 min)
+//! weir-lab soak                  # weir run for 2 h under load and stalls, watched from outside
 //! weir-lab down                  # stop whatever a lab in --dir left running
 //! ```
 
@@ -21,6 +23,7 @@ mod layout;
 mod load;
 mod metrics;
 mod procs;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,9 +69,14 @@ enum Cmd {
     /// Bring up a fresh lab, run `weir run` (default policy, enforce mode, learned state saved
     /// every decision) under load, and break its neighbours one at a time: Prometheus
     /// killed, HAProxy restarted, `weir run` itself killed at random moments, the state
-    /// directory's disk full, its clock stepped. Prints the table and writes it (Markdown and JSON) under
-    /// <dir>/campaign.
+    /// directory's disk full, its clock stepped, a replica's replication slowed on the
+    /// network. Prints the table and writes it (Markdown and JSON) under <dir>/campaign.
     Campaign(CampaignArgs),
+    /// Bring up a fresh lab and run `weir run` under load for hours (--duration, default 2 h)
+    /// with replica-1 stalled every --stall-every, sampling its RSS, fds, threads, /metrics
+    /// series, disk use and decisions from outside. Writes <dir>/soak/samples.jsonl while it
+    /// runs, then the table and verdict (Markdown and JSON) under <dir>/soak.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +92,7 @@ struct CampaignArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "prometheus,haproxy,weir-kill,disk-full,clock-step"
+        default_value = "prometheus,haproxy,weir-kill,disk-full,clock-step,replica-cut"
     )]
     faults: Vec<campaign::FaultKind>,
     #[command(flatten)]
@@ -177,6 +185,29 @@ struct LoadShape {
     max_staleness_s: f64,
 }
 
+impl LoadShape {
+    /// The settings of a session with one `weir run` (the default policy) under this load:
+    /// the fault campaign's and the soak's.
+    fn weir_under_load(&self, interval_s: f64, weir_bin: PathBuf) -> ExperimentConfig {
+        ExperimentConfig {
+            arms: vec![campaign::POLICY.as_str().to_string()],
+            script: Script::SHORT,
+            stall: StallKind::Ftwrl,
+            read_rate: self.read_rate,
+            write_rate: self.write_rate,
+            readers: self.readers,
+            conn_lifetime_ms: self.conn_lifetime_ms,
+            read_rows: self.read_rows,
+            max_staleness_s: self.max_staleness_s,
+            interval_s,
+            primary_capacity_share: 0.5,
+            primary_cpu_max: 0.85,
+            weir_bin,
+            model: None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum FaultCmd {
     /// Stall a replica's apply for a while, then release it.
@@ -219,6 +250,31 @@ enum FaultCmd {
         /// For how long, seconds.
         #[arg(long, default_value_t = 30.0)]
         seconds: f64,
+    },
+    /// Slow one replica's replication stream on the network (tc on lo; root), print its lag
+    /// every second, then remove the cut.
+    Cut {
+        #[command(flatten)]
+        at: Where,
+        /// Replica number (1 or 2).
+        #[arg(long, default_value_t = faults::CAMPAIGN_CUT.replica)]
+        replica: usize,
+        /// Delay added to each packet, each direction, ms (needs the kernel's netem).
+        #[arg(long, default_value_t = faults::CAMPAIGN_CUT.delay_ms)]
+        delay_ms: u32,
+        /// Packets lost, each direction, percent (needs the kernel's netem).
+        #[arg(long, default_value_t = faults::CAMPAIGN_CUT.loss_pct)]
+        loss_pct: f64,
+        /// Bandwidth of the stream, kbit/s (0: not limited) [default: the campaign's, unless a
+        /// delay or a loss is given]
+        #[arg(long)]
+        rate_kbit: Option<u32>,
+        /// For how long, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// The staleness SLO the lag is followed back under afterwards, seconds.
+        #[arg(long, default_value_t = 2.0)]
+        max_staleness_s: f64,
     },
 }
 
@@ -319,6 +375,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 stopped.len(),
                 stopped.join(", ")
             );
+            if faults::clear_cut(&w.layout()?)? {
+                println!("removed the lab's network cut from lo");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status(w) => {
@@ -340,6 +399,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Fault(f) => fault(f).await,
         Cmd::Experiment(a) => experiment_cmd(a).await,
         Cmd::Campaign(a) => campaign_cmd(a).await,
+        Cmd::Soak(a) => soak::command(a).await,
     }
 }
 
@@ -357,22 +417,9 @@ async fn campaign_cmd(a: CampaignArgs) -> Result<ExitCode> {
     let layout = Layout::new(&a.dir, a.base_port)?;
     let cfg = campaign::CampaignConfig {
         faults: a.faults,
-        base: ExperimentConfig {
-            arms: vec![campaign::POLICY.as_str().to_string()],
-            script: Script::SHORT,
-            stall: StallKind::Ftwrl,
-            read_rate: a.shape.read_rate,
-            write_rate: a.shape.write_rate,
-            readers: a.shape.readers,
-            conn_lifetime_ms: a.shape.conn_lifetime_ms,
-            read_rows: a.shape.read_rows,
-            max_staleness_s: a.shape.max_staleness_s,
-            interval_s: a.interval_s,
-            primary_capacity_share: 0.5,
-            primary_cpu_max: 0.85,
-            weir_bin: weir_beside_me(a.weir_bin)?,
-            model: None,
-        },
+        base: a
+            .shape
+            .weir_under_load(a.interval_s, weir_beside_me(a.weir_bin)?),
         seed: a.seed,
         kills: a.kills,
         prometheus_down_s: a.prometheus_down_s,
@@ -580,6 +627,36 @@ async fn fault(f: FaultCmd) -> Result<ExitCode> {
                 layout.mysql_port(0),
                 sessions,
                 Duration::from_secs_f64(seconds),
+            )
+            .await?;
+        }
+        FaultCmd::Cut {
+            at,
+            replica,
+            delay_ms,
+            loss_pct,
+            rate_kbit,
+            seconds,
+            max_staleness_s,
+        } => {
+            let netem_asked = delay_ms > 0 || loss_pct > 0.0;
+            let spec = faults::CutSpec {
+                replica: replica_index(replica)?,
+                delay_ms,
+                loss_pct,
+                rate_kbit: rate_kbit.unwrap_or(if netem_asked {
+                    0
+                } else {
+                    faults::CAMPAIGN_CUT.rate_kbit
+                }),
+            };
+            let duration = Duration::from_secs_f64(seconds.max(0.0));
+            faults::cut_cli(
+                &at.layout()?,
+                &spec,
+                duration,
+                max_staleness_s,
+                wait_for_signal(),
             )
             .await?;
         }

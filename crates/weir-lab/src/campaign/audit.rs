@@ -47,6 +47,9 @@ pub struct AuditDecision {
     pub rules: Vec<String>,
     /// The fail-safe weights are in force.
     pub fail_safe: bool,
+    /// Each replica's lag in the observation the decision was made from, seconds (`None`:
+    /// unknown).
+    pub lags: Vec<Option<f64>>,
 }
 
 impl AuditDecision {
@@ -173,6 +176,12 @@ pub fn parse(lines: &[AuditLine]) -> Audit {
                 .map(|i| i.rule.as_str().to_string())
                 .collect(),
             fail_safe: rec.shield.fail_safe_engaged,
+            lags: rec
+                .observation
+                .replicas
+                .iter()
+                .map(|r| r.lag_s.value)
+                .collect(),
         });
     }
     audit

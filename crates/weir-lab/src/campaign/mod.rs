@@ -16,6 +16,10 @@
 //! - **Clock steps** for the `weir run` process only (libfaketime, `CLOCK_REALTIME` only, as
 //!   an NTP step moves it; the monotonic clock never steps): +1 h, then −2 h, then back.
 //!   Weir must keep deciding every interval.
+//! - **A replica cut off** on the network ([`crate::faults::Cut`], `tc` on `lo`; root only):
+//!   its replication stream slowed (no lock: the replica is healthy and answers reads) until
+//!   its lag is far past the SLO, then restored. Weir must take reads off it while it lags past
+//!   the SLO, send none back before it has caught up, and give it reads again after.
 //!
 //! For each: what Weir did (from the audit log, its log and `/api/state`), time until safe,
 //! reads failed and stale reads in the fault's window (from the load generator), HAProxy
@@ -24,6 +28,7 @@
 //!
 //! - `audit` — parsing the audit log and the state directory with Weir's own types, and
 //!   attributing every observed weight change (pure, tested).
+//! - `cut` — judging the replica cut from the lag and the weights polled (pure, tested).
 //! - `report` — the per-fault result, the table and the `--check` verdict (pure, tested).
 //! - `run` — the session: Weir's process, the monitors, and each fault's script.
 
@@ -34,6 +39,7 @@ use weir_policy::PolicyKind;
 use crate::experiment::ExperimentConfig;
 
 mod audit;
+mod cut;
 mod report;
 mod run;
 
@@ -59,7 +65,14 @@ pub enum FaultKind {
     /// The system clock (`CLOCK_REALTIME`) of the `weir run` process stepped forward and
     /// back with libfaketime.
     ClockStep,
+    /// A replica's replication stream slowed on the network (`tc` on `lo`), then restored.
+    ReplicaCut,
 }
+
+/// How long the campaign's replica cut lasts, seconds: long enough for the lag to pass the
+/// SLO, for Weir to react and for it to be seen keeping the replica out while the lag keeps
+/// growing ([`crate::faults::CAMPAIGN_CUT`] says how fast it grows).
+pub const CUT_S: f64 = 30.0;
 
 /// Everything one campaign needs.
 #[derive(Debug, Clone)]

@@ -34,8 +34,19 @@ pub struct FaultResult {
     pub torn_state_files: u64,
     /// The window, campaign seconds.
     pub window_s: (f64, f64),
+    /// The fault's own checks (what Weir had to do about it), judged with the rest.
+    pub checks: Vec<FaultCheck>,
     /// Evidence: timings, counts, problems found.
     pub details: Vec<String>,
+}
+
+/// One fault-specific check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultCheck {
+    /// What was checked, with the figures.
+    pub what: String,
+    /// Whether it held.
+    pub pass: bool,
 }
 
 impl FaultResult {
@@ -114,8 +125,8 @@ pub fn table(faults: &[FaultResult]) -> String {
 }
 
 /// The check: every fault that ran left valid weights, a complete audit log and no torn state
-/// file, and got back to safe within `max_safe_s`; the audit log as a whole parses. A fault
-/// that could not be exercised is reported, not failed.
+/// file, got back to safe within `max_safe_s` and passed its own checks; the audit log as a
+/// whole parses. A fault that could not be exercised is reported, not failed.
 pub fn verdict(
     faults: &[FaultResult],
     audit_problems: &[String],
@@ -156,6 +167,9 @@ pub fn verdict(
                 opt(f.time_to_safe_s)
             ),
         );
+        for c in &f.checks {
+            line(&mut lines, c.pass, format!("{}: {}", f.fault, c.what));
+        }
     }
     line(
         &mut lines,
@@ -226,6 +240,27 @@ mod tests {
         }
         let (_, ok) = verdict(&[good("x")], &["line 3: not JSON".into()], 10.0);
         assert!(!ok, "an audit line that does not parse fails");
+        let check = |pass| FaultCheck {
+            what: "reads moved off the cut replica".into(),
+            pass,
+        };
+        let own = FaultResult {
+            checks: vec![check(true), check(false)],
+            ..good("cut")
+        };
+        let (lines, ok) = verdict(&[own], &[], 10.0);
+        assert!(!ok, "a fault's own failed check fails: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "FAIL cut: reads moved off the cut replica"),
+            "{lines:?}"
+        );
+        let own = FaultResult {
+            checks: vec![check(true)],
+            ..good("cut")
+        };
+        assert!(verdict(&[own], &[], 10.0).1);
     }
 
     #[test]

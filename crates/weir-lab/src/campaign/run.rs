@@ -16,11 +16,12 @@ use weir_core::rng::Rng;
 use weir_policy::Model;
 
 use super::audit::{self, AuditDecision, AuditLine, Cause, Triple};
-use super::report::{CampaignReport, FaultResult, verdict};
-use super::{CampaignConfig, FaultKind, POLICY};
+use super::cut;
+use super::report::{CampaignReport, FaultCheck, FaultResult, verdict};
+use super::{CUT_S, CampaignConfig, FaultKind, POLICY};
 use crate::cluster;
 use crate::experiment::{calibrate, load_config, wait_weir_deciding, weir_config_with};
-use crate::faults::{Stall, StallKind};
+use crate::faults::{self, CAMPAIGN_CUT, Cut, LagReading, Stall, StallKind};
 use crate::lab::Lab;
 use crate::layout::{BACKEND, SERVERS};
 use crate::load::{Load, LoadReport};
@@ -458,6 +459,177 @@ impl Session<'_> {
         r.window_s = (start, self.now());
         self.set_phase(phase + 1);
         stall.end().await?;
+        cluster::wait_caught_up(&self.lab.layout, 1.0, Duration::from_secs(120)).await?;
+        Ok(r)
+    }
+
+    async fn replica_cut(&mut self) -> Result<FaultResult> {
+        let spec = CAMPAIGN_CUT;
+        let i = spec.replica;
+        let server = SERVERS[i];
+        let slo = self.cfg.base.max_staleness_s;
+        let fault = format!(
+            "{server}'s replication slowed on lo ({}, tc) for {CUT_S:.0} s",
+            spec.describe()
+        );
+        if let Some(why) = faults::cut_unavailable(&self.lab.layout) {
+            return Ok(FaultResult::not_exercised(&fault, why));
+        }
+        let mut r = FaultResult {
+            fault,
+            ..FaultResult::default()
+        };
+        // The replica's lag every 250 ms, as Weir sees it (Prometheus) and on the replica,
+        // from just before the cut until the window closes.
+        let lags: Shared<(f64, LagReading)> = Arc::default();
+        let sampler = {
+            let (lags, layout, t0) = (lags.clone(), self.lab.layout.clone(), self.t0);
+            tokio::spawn(async move {
+                let mut conn = None;
+                loop {
+                    let reading = faults::read_lag(&layout, i, &mut conn).await;
+                    if let Ok(mut v) = lags.lock() {
+                        v.push((t0.elapsed().as_secs_f64(), reading));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        let phase = self.phase + 1;
+        let cut = Cut::start(&self.lab.layout, &spec);
+        self.set_phase(phase);
+        let start = self.now();
+        let cut = match cut {
+            Ok(c) => c,
+            Err(e) => {
+                sampler.abort();
+                return Err(e);
+            }
+        };
+        tokio::time::sleep(secs(CUT_S)).await;
+        // The network is back when the limit is lifted; the drain is part of the recovery.
+        let back = self.now();
+        let ended = match cut.end().await {
+            Ok(e) => e,
+            Err(e) => {
+                sampler.abort();
+                return Err(e);
+            }
+        };
+        let stats = ended.stats;
+        let bound = self.cfg.max_safe_s + 20.0;
+        r.time_to_safe_s = self
+            .wait_safe(back, bound, false, |d| d.in_force[i] > 0)
+            .await;
+        tokio::time::sleep(secs(5.0)).await;
+        let end = self.now();
+        sampler.abort();
+        r.window_s = (start, end);
+        self.set_phase(phase + 1);
+        let lags = lags.lock().map(|v| v.clone()).unwrap_or_default();
+        let samples = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
+        let a = cut::analyse(i, slo, (start, back), &lags, &samples);
+        let s1 = |v: Option<f64>| v.map_or("—".to_string(), |x| format!("{x:.1}"));
+        r.details.push(format!(
+            "cut from {start:.1} s to {back:.1} s: {} bytes in {} packets through it, {} dropped; its queue {} {:.2} s after the limit was lifted",
+            stats.bytes,
+            stats.packets,
+            stats.drops,
+            if ended.drained { "had drained" } else { "had NOT drained (dropped)" },
+            ended.drain_s
+        ));
+        r.details.push(format!(
+            "{server}'s heartbeat lag in Prometheus, each second from the cut: {}",
+            cut::per_second(&lags, start, end)
+        ));
+        let lag_text = format!(
+            "{server}'s lag (heartbeat, in Prometheus) {} and peaked at {} s (on the replica {} s); Seconds_Behind_Master peaked at {} s (exporter {} s)",
+            match a.over_at {
+                Some(t) => format!("passed the {slo} s SLO {:.1} s into the cut", t - start),
+                None => format!("never passed the {slo} s SLO"),
+            },
+            s1(a.worst.prometheus_s),
+            s1(a.worst.heartbeat_s),
+            s1(a.worst.seconds_behind_master),
+            s1(a.worst.prometheus_sbm),
+        );
+        let off_text = match (a.off_at, a.over_at) {
+            (Some((t, w)), _) if t <= start => {
+                format!("Weir already gave it no reads ({})", fmt_w(&w))
+            }
+            (Some((t, w)), Some(over)) => format!(
+                "Weir took reads off it ({} → {}) {:.1} s after the lag passed the SLO",
+                a.weights_before.map_or("?".into(), |w| fmt_w(&w)),
+                fmt_w(&w),
+                t - over
+            ),
+            (Some((t, w)), None) => format!(
+                "Weir took reads off it ({}) {:.1} s into the cut",
+                fmt_w(&w),
+                t - start
+            ),
+            (None, _) => "Weir never took reads off it".to_string(),
+        };
+        // Weir's own account: decisions after it first took the replica out that gave it reads
+        // although the observation they were made from had its lag past the SLO.
+        let seen_over: Vec<String> = match a.off_at {
+            Some((off, _)) => self
+                .decisions_since(off)
+                .iter()
+                .filter(|d| d.t <= back && d.in_force[i] > 0)
+                .filter_map(|d| {
+                    let lag = d.lags.get(i - 1).copied().flatten()?;
+                    (lag > slo).then(|| format!("{} at {lag:.1} s", fmt_w(&d.in_force)))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        r.what_weir_did = format!(
+            "{lag_text}; {off_text}; {:.1} s with reads on it while it lagged past the SLO after that ({} decision(s) gave it reads with its lag past the SLO in Weir's own observation{}); the lag was back within the SLO {} after the cut ended, and Weir gave it reads again {}",
+            a.on_while_over_s,
+            seen_over.len(),
+            if seen_over.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", seen_over.join(", "))
+            },
+            a.under_at
+                .map_or("never".to_string(), |t| format!("{:.1} s", t - back)),
+            match r.time_to_safe_s {
+                Some(t) => format!(
+                    "{t:.1} s after the cut ended ({})",
+                    self.haproxy_now().map_or("?".into(), |(_, w)| fmt_w(&w))
+                ),
+                None => format!("— not within {bound:.0} s"),
+            }
+        );
+        r.checks.push(FaultCheck {
+            what: format!(
+                "the cut made {server} lag past the {slo} s SLO (peak {} s in Prometheus)",
+                s1(a.worst.prometheus_s)
+            ),
+            pass: a.over_at.is_some(),
+        });
+        let reaction = match (a.off_at, a.over_at) {
+            (Some((t, _)), Some(over)) => Some(t - over),
+            _ => None,
+        };
+        r.checks.push(FaultCheck {
+            what: format!(
+                "Weir took reads off {server} within {:.0} s of its lag passing the SLO (after {} s)",
+                self.cfg.max_safe_s,
+                s1(reaction)
+            ),
+            pass: reaction.is_some_and(|t| t <= self.cfg.max_safe_s),
+        });
+        r.checks.push(FaultCheck {
+            what: format!(
+                "Weir sent no reads back to {server} while it lagged past the SLO ({:.1} s with a weight)",
+                a.on_while_over_s
+            ),
+            pass: a.off_at.is_some() && a.on_while_over_s == 0.0,
+        });
+        // After the window: let the replica catch up fully before the next fault.
         cluster::wait_caught_up(&self.lab.layout, 1.0, Duration::from_secs(120)).await?;
         Ok(r)
     }
@@ -1035,11 +1207,11 @@ async fn campaign(s: &mut Session<'_>) -> Result<Vec<Pending>> {
     for (i, fault) in s.cfg.faults.clone().into_iter().enumerate() {
         let window = 1 + 2 * i;
         eprintln!("campaign: {fault:?} ...");
-        // The HAProxy and disk-full scripts open their window themselves, after their
-        // preparation (and set `window_s`); the others' window is the whole script.
+        // The HAProxy, disk-full, clock and cut scripts open their window themselves, after
+        // their preparation (and set `window_s`); the others' window is the whole script.
         if !matches!(
             fault,
-            FaultKind::Haproxy | FaultKind::DiskFull | FaultKind::ClockStep
+            FaultKind::Haproxy | FaultKind::DiskFull | FaultKind::ClockStep | FaultKind::ReplicaCut
         ) {
             s.set_phase(window);
         }
@@ -1050,6 +1222,7 @@ async fn campaign(s: &mut Session<'_>) -> Result<Vec<Pending>> {
             FaultKind::WeirKill => s.weir_kills().await?,
             FaultKind::DiskFull => s.disk_full().await?,
             FaultKind::ClockStep => s.clock_steps().await?,
+            FaultKind::ReplicaCut => s.replica_cut().await?,
         };
         let ran = result.not_exercised.is_none();
         if result.window_s == (0.0, 0.0) {
@@ -1162,6 +1335,8 @@ fn judge(
             "prometheus_down_s": cfg.prometheus_down_s,
             "settle_s": cfg.settle_s,
             "disk_full_s": cfg.disk_full_s,
+            "replica_cut": CAMPAIGN_CUT,
+            "replica_cut_s": CUT_S,
             "interval_s": cfg.base.interval_s,
             "read_rate": cfg.base.read_rate,
             "write_rate": cfg.base.write_rate,
