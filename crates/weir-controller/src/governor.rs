@@ -18,8 +18,10 @@
 use std::time::Instant;
 
 use weir_core::{Decision, Observation, Unknown, Weights};
-use weir_edge::{Actuator, ActuatorError, Command, Mode, Source, SourceError};
-use weir_recorder::{Actuation, ErrorInfo, StepRecord};
+use weir_edge::{
+    Actuator, ActuatorError, Command, Controls, Mode, Source, SourceError, StandingOverride,
+};
+use weir_recorder::{Actuation, Drift, ErrorInfo, StepRecord};
 
 use crate::clock::Clock;
 use crate::step::ControlStep;
@@ -182,6 +184,7 @@ impl<S: Source, A: Actuator> Governor<S, A> {
             }
         };
 
+        let drift = self.check_drift(clock).await;
         let out = self.step.step(obs.clone(), true_outcome);
         let (actuation, actuation_error) = self.actuate(&out.decision, clock).await;
 
@@ -199,6 +202,7 @@ impl<S: Source, A: Actuator> Governor<S, A> {
             source_error: source_error
                 .as_ref()
                 .map(|e| ErrorInfo::new(e.kind(), e.to_string())),
+            drift,
             in_force: self.in_force.clone(),
             shield: self.step.shield().status().clone(),
             policy: self.step.policy().name().to_string(),
@@ -210,6 +214,48 @@ impl<S: Source, A: Actuator> Governor<S, A> {
             record,
             source_error,
             actuation_error,
+        }
+    }
+
+    /// In enforce mode, with an actuator that reads back exactly and no failure pending:
+    /// reads the target's weights and reports them if they are not the ones last applied.
+    /// The decision is still made from Weir's own (judged safe when applied) and re-applied
+    /// in this interval, which repairs the drift; a failed read is left to the actuation to
+    /// report.
+    async fn check_drift<C: Clock>(&mut self, clock: &C) -> Option<Drift> {
+        if self.mode != Mode::Enforce
+            || !self.actuator.reads_back_exactly()
+            || self.last_actuation_error.is_some()
+            || self.seq < self.retry_at_seq
+        {
+            return None;
+        }
+        let n = self.in_force.replicas.len();
+        let timeout = self.config.step_timeout_s;
+        let deadline = clock.now_s() + timeout;
+        let read = tokio::select! {
+            biased;
+            r = self.actuator.read_current(n) => r,
+            () = clock.sleep_until(deadline) => Err(ActuatorError::Timeout { after_s: timeout }),
+        };
+        match read {
+            Ok(found) if found != self.in_force => {
+                tracing::warn!(
+                    actuator = self.actuator.name(),
+                    expected = %self.in_force,
+                    %found,
+                    "the weights in force are not the ones Weir applied (a reload, a restart or a hand edit?); re-applying Weir's decision"
+                );
+                Some(Drift {
+                    expected: self.in_force.clone(),
+                    found,
+                })
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(kind = e.kind(), error = %e, "could not read the weights back before deciding");
+                None
+            }
         }
     }
 
@@ -284,6 +330,24 @@ impl<S: Source, A: Actuator> Governor<S, A> {
     /// Every signal unknown because of a source error: the shield holds, then fails safe.
     fn blank_observation(&self, now: f64) -> Observation {
         Observation::blank(now, &self.replica_names, Unknown::SourceError)
+    }
+
+    /// The operator's standing controls at controller time `now_s` (what a restart must
+    /// restore).
+    pub fn controls(&self, now_s: f64) -> Controls {
+        let status = self.step.shield().status();
+        Controls {
+            paused: status.paused,
+            override_: status
+                .override_
+                .as_ref()
+                .filter(|o| o.until_s > now_s)
+                .map(|o| StandingOverride {
+                    weights: o.weights.clone(),
+                    remaining_s: o.until_s - now_s,
+                }),
+            mode: self.mode,
+        }
     }
 
     /// Applies an operator command at controller time `now_s` (before the next tick).

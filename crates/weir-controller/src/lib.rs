@@ -27,5 +27,5 @@ pub use governor::{
     CommandRefused, ControllerError, DEFAULT_MAX_BACKOFF_INTERVALS, DEFAULT_STEP_TIMEOUT_S,
     Governor, GovernorConfig, Tick,
 };
-pub use runtime::{Controller, ControllerConfig, RunSummary, StepHook, StopReason};
+pub use runtime::{Controller, ControllerConfig, ControlsHook, RunSummary, StepHook, StopReason};
 pub use step::{ControlStep, StepOutput};

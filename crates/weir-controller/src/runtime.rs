@@ -13,7 +13,7 @@ use std::pin::pin;
 
 use tokio::sync::mpsc;
 use weir_core::Weights;
-use weir_edge::{Actuator, Command, Mode, Source};
+use weir_edge::{Actuator, Command, Controls, Mode, Source};
 use weir_recorder::{Actuation, ErrorInfo, ErrorOrigin, Recorder, StepRecord};
 
 use crate::clock::Clock;
@@ -105,7 +105,11 @@ pub struct Controller<S, A, C> {
     commands: Option<mpsc::Receiver<Command>>,
     on_step: Option<StepHook>,
     checkpoint: Option<(u64, CheckpointHook)>,
+    on_controls: Option<ControlsHook>,
 }
+
+/// Called with the operator's standing controls after each command that changed them.
+pub type ControlsHook = Box<dyn FnMut(&Controls) + Send>;
 
 impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
     /// A controller around `step`, whose current weights are taken to be in force now.
@@ -133,6 +137,7 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
             commands: None,
             on_step: None,
             checkpoint: None,
+            on_controls: None,
         })
     }
 
@@ -157,6 +162,13 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
         hook: impl FnMut(&dyn weir_core::Policy) + Send + 'static,
     ) -> Self {
         self.checkpoint = Some((every.max(1), Box::new(hook)));
+        self
+    }
+
+    /// Calls `hook` with the operator's standing controls (pause, override, mode) after
+    /// every command applied, so that they can be kept across a restart.
+    pub fn on_controls(mut self, hook: impl FnMut(&Controls) + Send + 'static) -> Self {
+        self.on_controls = Some(Box::new(hook));
         self
     }
 
@@ -297,7 +309,12 @@ impl<S: Source, A: Actuator, C: Clock> Controller<S, A, C> {
             let now = self.clock.now_s();
             let label = cmd.as_str();
             match self.governor.command(cmd, now) {
-                Ok(()) => tracing::info!(command = label, at_s = now, "operator command applied"),
+                Ok(()) => {
+                    tracing::info!(command = label, at_s = now, "operator command applied");
+                    if let Some(hook) = &mut self.on_controls {
+                        hook(&self.governor.controls(now));
+                    }
+                }
                 Err(refused) => {
                     tracing::warn!(command = label, message = %refused.message, "operator command refused");
                     self.recorder.note_error(

@@ -40,6 +40,14 @@ pub trait Actuator: Send + Sync + 'static {
         }
     }
 
+    /// Whether [`Actuator::read_current`] gives back exactly the weights the last successful
+    /// `apply` set (no rounding, no destinations merged), so that any difference is drift:
+    /// someone else changed them (a reload, a restart, a hand edit). Only then does the loop
+    /// compare them before each decision.
+    fn reads_back_exactly(&self) -> bool {
+        false
+    }
+
     /// Exactly what applying `decision` would send now, one entry per command or request
     /// body, without sending it. Empty when nothing would be sent.
     fn plan(
@@ -72,6 +80,8 @@ pub trait DynActuator: Send + Sync + 'static {
     fn name_dyn(&self) -> &str;
     /// [`Actuator::read_current`].
     fn read_current_dyn(&self, replicas: usize) -> BoxFuture<'_, Result<Weights, ActuatorError>>;
+    /// [`Actuator::reads_back_exactly`].
+    fn reads_back_exactly_dyn(&self) -> bool;
     /// [`Actuator::plan`].
     fn plan_dyn<'a>(
         &'a self,
@@ -95,6 +105,10 @@ impl<A: Actuator> DynActuator for A {
 
     fn read_current_dyn(&self, replicas: usize) -> BoxFuture<'_, Result<Weights, ActuatorError>> {
         Box::pin(self.read_current(replicas))
+    }
+
+    fn reads_back_exactly_dyn(&self) -> bool {
+        self.reads_back_exactly()
     }
 
     fn plan_dyn<'a>(
@@ -138,6 +152,10 @@ impl Actuator for BoxActuator {
 
     async fn read_current(&self, replicas: usize) -> Result<Weights, ActuatorError> {
         self.0.read_current_dyn(replicas).await
+    }
+
+    fn reads_back_exactly(&self) -> bool {
+        self.0.reads_back_exactly_dyn()
     }
 
     async fn plan(&self, decision: &Decision) -> Result<Vec<String>, ActuatorError> {

@@ -28,5 +28,5 @@ mod source;
 pub use actuator::{Actuator, BoxActuator, DynActuator};
 pub use dry_run::DryRunActuator;
 pub use error::{ActuatorError, ActuatorErrorKind, SourceError, SourceErrorKind, with_causes};
-pub use mode::{Command, Mode};
+pub use mode::{Command, Controls, Mode, StandingOverride};
 pub use source::Source;

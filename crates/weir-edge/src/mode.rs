@@ -82,9 +82,111 @@ impl Command {
     }
 }
 
+/// A manual override still to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandingOverride {
+    /// Weights to apply.
+    pub weights: Weights,
+    /// Seconds it had left when the controls were taken.
+    pub remaining_s: f64,
+}
+
+/// The operator's standing instructions, as they are after a command: what a restart must
+/// restore (`weir run` keeps them in its state directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Controls {
+    /// Paused.
+    pub paused: bool,
+    /// The manual override in force, if any.
+    #[serde(default, rename = "override")]
+    pub override_: Option<StandingOverride>,
+    /// The mode in force.
+    pub mode: Mode,
+}
+
+impl Controls {
+    /// The commands that bring a controller configured for `configured` back to these
+    /// controls, `elapsed_s` after they were taken: an override that ran out in between is
+    /// dropped, and a mode other than `configured` or shadow is not asked for (the
+    /// controller would refuse it).
+    pub fn restore(&self, configured: Mode, elapsed_s: f64) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.paused {
+            out.push(Command::Pause);
+        }
+        if let Some(o) = &self.override_ {
+            let left = o.remaining_s - elapsed_s.max(0.0);
+            if left.is_finite() && left > 0.0 {
+                out.push(Command::Override {
+                    weights: o.weights.clone(),
+                    duration_s: left,
+                });
+            }
+        }
+        if self.mode == Mode::Shadow && configured != Mode::Shadow {
+            out.push(Command::SetMode { mode: Mode::Shadow });
+        }
+        out
+    }
+
+    /// Whether there is anything to restore (a pause, an override or shadowing).
+    pub fn standing(&self, configured: Mode) -> bool {
+        self.paused || self.override_.is_some() || self.mode != configured
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_restore_what_is_still_standing() {
+        let c = Controls {
+            paused: true,
+            override_: Some(StandingOverride {
+                weights: Weights::all_primary(2),
+                remaining_s: 300.0,
+            }),
+            mode: Mode::Shadow,
+        };
+        assert_eq!(
+            c.restore(Mode::Enforce, 100.0),
+            vec![
+                Command::Pause,
+                Command::Override {
+                    weights: Weights::all_primary(2),
+                    duration_s: 200.0
+                },
+                Command::SetMode { mode: Mode::Shadow }
+            ]
+        );
+        // The override ran out while the process was down; a clock that went back does not
+        // make it longer.
+        assert_eq!(c.restore(Mode::Enforce, 301.0).len(), 2);
+        assert_eq!(
+            c.restore(Mode::Shadow, -50.0)[1],
+            Command::Override {
+                weights: Weights::all_primary(2),
+                duration_s: 300.0
+            }
+        );
+        let none = Controls {
+            paused: false,
+            override_: None,
+            mode: Mode::Enforce,
+        };
+        assert!(none.restore(Mode::Enforce, 0.0).is_empty());
+        assert!(!none.standing(Mode::Enforce));
+        // The file's form: `override`, unknown fields refused.
+        let json = serde_json::to_string(&c).expect("serialises");
+        assert!(json.contains("\"override\":{"), "{json}");
+        assert_eq!(serde_json::from_str::<Controls>(&json).ok(), Some(c));
+        assert!(
+            serde_json::from_str::<Controls>(r#"{"paused":true,"mode":"enforce","x":1}"#).is_err()
+        );
+    }
 
     #[test]
     fn mode_accepts_dry_run_spellings() {

@@ -254,6 +254,14 @@ fn weights_from_haproxy(backend: &str, raw: &[u32]) -> Result<Weights, HaproxyEr
             backend: backend.to_owned(),
         });
     }
+    if total == u64::from(Weights::TOTAL) {
+        // Weir's own points (or a file written in them): exact, no rounding, so comparing
+        // with what Weir applied shows drift and nothing else.
+        return Ok(Weights {
+            primary,
+            replicas: replicas.to_vec(),
+        });
+    }
     let factors: Vec<f64> = replicas.iter().map(|&w| f64::from(w)).collect();
     Ok(Weights::from_parts(
         f64::from(primary) / total as f64,
@@ -293,6 +301,12 @@ impl Actuator for HaproxyActuator {
         HaproxyActuator::read_current(self)
             .await
             .map_err(ActuatorError::from)
+    }
+
+    /// Weir's points are HAProxy's weights ([`haproxy_weight`] is the identity), so what
+    /// `get weight` returns is exactly what the last apply set, unless someone changed it.
+    fn reads_back_exactly(&self) -> bool {
+        true
     }
 
     async fn plan(&self, decision: &Decision) -> Result<Vec<String>, ActuatorError> {

@@ -152,12 +152,28 @@ struct UpArgs {
     fresh: bool,
 }
 
+/// A duration in seconds from the command line: a finite number above zero (a negative or NaN
+/// duration is refused here instead of panicking in `Duration::from_secs_f64`).
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e9 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s:?}: the duration must be a finite number of seconds above 0"
+        ))
+    }
+}
+
 #[derive(Debug, Args)]
 struct LoadArgs {
     #[command(flatten)]
     at: Where,
     /// How long, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
     seconds: f64,
     #[command(flatten)]
     shape: LoadShape,
@@ -221,7 +237,7 @@ enum FaultCmd {
         #[arg(long, value_enum, default_value = "ftwrl")]
         kind: StallKind,
         /// For how long, seconds.
-        #[arg(long, default_value_t = 60.0)]
+        #[arg(long, default_value_t = 60.0, value_parser = positive_seconds)]
         seconds: f64,
     },
     /// Kill a replica's mariadbd with SIGKILL.
@@ -248,7 +264,7 @@ enum FaultCmd {
         #[arg(long, default_value_t = 1)]
         sessions: usize,
         /// For how long, seconds.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
         seconds: f64,
     },
     /// Slow one replica's replication stream on the network (tc on lo; root), print its lag
@@ -270,7 +286,7 @@ enum FaultCmd {
         #[arg(long)]
         rate_kbit: Option<u32>,
         /// For how long, seconds.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
         seconds: f64,
         /// The staleness SLO the lag is followed back under afterwards, seconds.
         #[arg(long, default_value_t = 2.0)]
@@ -752,4 +768,24 @@ async fn experiment_cmd(a: ExperimentArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_or_nan_duration_is_refused_by_name() {
+        for cmd in [
+            vec!["weir-lab", "fault", "stall", "--seconds=-5"],
+            vec!["weir-lab", "fault", "cpu", "--seconds", "NaN"],
+            vec!["weir-lab", "fault", "cut", "--seconds", "0"],
+            vec!["weir-lab", "load", "--seconds", "inf"],
+        ] {
+            let err = Cli::try_parse_from(&cmd).expect_err("refused").to_string();
+            assert!(err.contains("--seconds"), "{cmd:?}: {err}");
+        }
+        let ok = Cli::try_parse_from(["weir-lab", "fault", "stall", "--seconds", "2.5"]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 }

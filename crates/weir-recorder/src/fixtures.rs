@@ -31,6 +31,7 @@ pub fn record(seq: u64, obs: Observation, weights: Weights) -> StepRecord {
         mode: Mode::Enforce,
         actuation: Actuation::Applied,
         source_error: None,
+        drift: None,
         in_force: weights,
         shield: ShieldStatus {
             decisions: seq + 1,

@@ -17,5 +17,5 @@ mod record;
 mod recorder;
 
 pub use line::decision_line;
-pub use record::{Actuation, ErrorInfo, Setup, StepRecord};
+pub use record::{Actuation, Drift, ErrorInfo, Setup, StepRecord};
 pub use recorder::{DEFAULT_HISTORY, ErrorOrigin, LastError, Recorder};

@@ -48,6 +48,9 @@ pub fn decision_line(rec: &StepRecord) -> String {
     if let Some(e) = &rec.source_error {
         let _ = write!(s, " source_error={}", e.kind);
     }
+    if let Some(d) = &rec.drift {
+        let _ = write!(s, " drift=found {} (Weir's {})", d.found, d.expected);
+    }
     match &rec.actuation {
         Actuation::Applied => {}
         Actuation::Failed { error } => {

@@ -102,6 +102,7 @@ pub(crate) struct Metrics {
     actuation_errors: Family<KindLabel, Counter>,
     source_errors: Family<KindLabel, Counter>,
     state_save_errors: Counter,
+    drift: Counter,
     loop_duration: Histogram,
     paused: Gauge,
     fail_safe: Gauge,
@@ -199,6 +200,12 @@ impl Metrics {
             "Failed saves of the learned policy's state (the previous state stays on disk)",
             state_save_errors.clone(),
         );
+        let drift = Counter::default();
+        registry.register(
+            "weir_weights_drift",
+            "Times the weights at the target were not the ones Weir last applied (a reload, a restart, a hand edit); Weir re-applies its own",
+            drift.clone(),
+        );
         let loop_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
             "weir_loop_duration_seconds",
@@ -248,6 +255,7 @@ impl Metrics {
             actuation_errors,
             source_errors,
             state_save_errors,
+            drift,
             loop_duration,
             paused,
             fail_safe,
@@ -317,6 +325,9 @@ impl Metrics {
                     kind: error.kind.clone(),
                 })
                 .inc();
+        }
+        if rec.drift.is_some() {
+            self.drift.inc();
         }
         if rec.loop_duration_s.is_finite() && rec.loop_duration_s >= 0.0 {
             self.loop_duration.observe(rec.loop_duration_s);

@@ -52,6 +52,15 @@ impl Actuation {
     }
 }
 
+/// The target's weights were not the ones Weir last applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// What Weir last applied.
+    pub expected: Weights,
+    /// What the target had before this decision's actuation.
+    pub found: Weights,
+}
+
 /// Everything about one control interval: the audit record, the dashboard's row and the
 /// source of every metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +90,10 @@ pub struct StepRecord {
     /// The source's failure this interval, if the observation is a blank stand-in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_error: Option<ErrorInfo>,
+    /// Weights found at the target before this decision that differ from the last ones Weir
+    /// applied (a reload, a restart, a hand edit), when the actuator can read back exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
     /// The weights really in force after this interval, as far as the controller knows:
     /// the decision's when the actuator accepted it, otherwise the last accepted ones (in
     /// shadow mode that stays whatever was in force when shadowing began).

@@ -13,7 +13,7 @@ use weir_api::AuditSink;
 use weir_config::WeirConfig;
 use weir_controller::{ControlStep, Controller, ControllerConfig, WallClock};
 use weir_core::{Policy, Weights};
-use weir_edge::Actuator;
+use weir_edge::{Actuator, Command, Controls, Mode};
 use weir_persist::write_atomic;
 use weir_policy::{Loaded, load_for_service};
 use weir_recorder::{Recorder, Setup, StepRecord, decision_line};
@@ -62,6 +62,73 @@ pub fn build_policy(cfg: &WeirConfig) -> Result<Loaded> {
         cfg.policy.online_learning,
     )
     .with_context(|| format!("policy ({})", cfg.policy.kind))
+}
+
+/// The file the operator's standing controls (pause, override, mode) are kept in, so that a
+/// restart does not silently undo them.
+pub fn controls_file(cfg: &WeirConfig) -> PathBuf {
+    cfg.state_dir.join("controls.json")
+}
+
+/// What `controls.json` holds: the controls and when they were taken (Unix seconds), so an
+/// override's remaining time counts the time the process was down.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedControls {
+    saved_unix_s: f64,
+    controls: Controls,
+}
+
+fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The commands that restore the controls saved in `path` (none when there is no file). A
+/// file that does not parse is an error naming it: starting without a pause an operator set
+/// would be worse than not starting.
+fn restore_controls(path: &Path, configured: Mode) -> Result<Vec<Command>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let saved: SavedControls = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: not Weir's saved operator controls (fix it, or delete it to start without a pause or override)",
+            path.display()
+        )
+    })?;
+    if !saved.saved_unix_s.is_finite() {
+        anyhow::bail!("{}: saved_unix_s must be a number", path.display());
+    }
+    let elapsed = unix_now_s() - saved.saved_unix_s;
+    let commands = saved.controls.restore(configured, elapsed);
+    if !commands.is_empty() {
+        let what: Vec<&str> = commands.iter().map(Command::as_str).collect();
+        tracing::warn!(
+            path = %path.display(),
+            restored = %what.join(","),
+            "restoring the operator's controls from before the restart"
+        );
+    }
+    Ok(commands)
+}
+
+/// Saves the operator's controls atomically; a failure is reported like a state save error.
+fn save_controls(path: &Path, controls: &Controls, recorder: &Recorder) {
+    let saved = SavedControls {
+        saved_unix_s: unix_now_s(),
+        controls: controls.clone(),
+    };
+    let written = serde_json::to_vec_pretty(&saved)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| write_atomic(path, &bytes));
+    if let Err(e) = written {
+        tracing::error!(path = %path.display(), error = %e, "could not save the operator's controls");
+        recorder.note_save_error(format!("saving {}: {e}", path.display()));
+    }
 }
 
 /// Saves the policy's state; a failure is logged, shown as `/api/state`'s last error and
@@ -193,7 +260,13 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         ..ControllerConfig::new(cfg.interval_s, cfg.mode)
     };
     let audit_file = audit_writer(cfg.audit_log.clone())?;
+    let controls_path = controls_file(&cfg);
+    let restored = restore_controls(&controls_path, cfg.mode)?;
     let (tx, rx) = mpsc::channel(16);
+    for cmd in restored {
+        // Applied before the first decision (the queue is empty and larger than this).
+        let _ = tx.try_send(cmd);
+    }
     let mut controller = Controller::new(
         step,
         source,
@@ -203,6 +276,10 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         config,
     )?
     .with_commands(rx)
+    .on_controls({
+        let rec = recorder.clone();
+        move |c: &Controls| save_controls(&controls_path, c, &rec)
+    })
     .on_step({
         let audit_file = audit_file.clone();
         move |r: &StepRecord| {
@@ -302,6 +379,51 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
 #[cfg(test)]
 mod tests {
     use super::{STOP_DEADLINE, within_deadline, without_credentials};
+    use super::{restore_controls, save_controls};
+    use weir_core::Weights;
+    use weir_edge::{Command, Controls, Mode, StandingOverride};
+    use weir_recorder::Recorder;
+
+    #[test]
+    fn operator_controls_survive_a_restart_and_a_bad_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state/controls.json");
+        // Nothing saved: nothing to restore.
+        assert!(
+            restore_controls(&path, Mode::Enforce)
+                .expect("ok")
+                .is_empty()
+        );
+        let controls = Controls {
+            paused: true,
+            override_: Some(StandingOverride {
+                weights: Weights::all_primary(2),
+                remaining_s: 600.0,
+            }),
+            mode: Mode::Shadow,
+        };
+        let recorder = Recorder::default();
+        save_controls(&path, &controls, &recorder);
+        assert!(recorder.last_error().is_none());
+        let cmds = restore_controls(&path, Mode::Enforce).expect("restores");
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        assert_eq!(cmds[0], Command::Pause);
+        assert!(matches!(
+            &cmds[1],
+            Command::Override { weights, duration_s }
+                if *weights == Weights::all_primary(2) && *duration_s > 590.0 && *duration_s <= 600.0
+        ));
+        assert_eq!(cmds[2], Command::SetMode { mode: Mode::Shadow });
+        // A hand-edited file that does not parse stops the start, naming the file.
+        std::fs::write(&path, "{\"paused\": tru").expect("write");
+        let err = format!("{:#}", restore_controls(&path, Mode::Enforce).unwrap_err());
+        assert!(err.contains("controls.json"), "{err}");
+        // A save that cannot be written is reported, like a failed state save.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, "not a directory").expect("write");
+        save_controls(&blocked.join("controls.json"), &controls, &recorder);
+        assert!(recorder.last_error().is_some());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_decision_that_never_finishes_is_abandoned_at_the_stop_deadline() {

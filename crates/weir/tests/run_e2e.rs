@@ -139,6 +139,35 @@ replica_servers = ["replica-1", "replica-2"]
     let replica_2 = haproxy.weight(BACKEND, "replica-2").unwrap();
     assert!(replica_2 > 0);
 
+    // A hand edit behind Weir's back (as a reload from the config file would do): Weir
+    // notices the drift before its next decision, counts it and puts its own weights back.
+    // The edit is repeated until counted, since one landing between a decision's read-back
+    // and its write is overwritten unseen.
+    let drift_counted = wait_for(PATIENCE, || {
+        let counted = http_get(listen, "/metrics").filter(|(_, body)| {
+            body.lines()
+                .any(|l| l.starts_with("weir_weights_drift_total ") && !l.ends_with(" 0"))
+        });
+        if counted.is_none() {
+            let _ = haproxy.command(&format!("set weight {BACKEND}/replica-1 50"));
+        }
+        counted
+    });
+    assert!(
+        drift_counted.is_some(),
+        "drift not counted:\n{}",
+        weir_log()
+    );
+    let restored = wait_for(PATIENCE, || {
+        (haproxy.weight(BACKEND, "replica-1") == Some(0)).then_some(())
+    });
+    assert!(restored.is_some(), "drift not repaired:\n{}", weir_log());
+    assert!(
+        weir_log().contains("not the ones Weir applied"),
+        "{}",
+        weir_log()
+    );
+
     // Prometheus dies: the loop holds the weights and reports the source error.
     prometheus.kill();
     let holding = wait_for(PATIENCE, || {
@@ -198,6 +227,10 @@ replica_servers = ["replica-1", "replica-2"]
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let lines: Vec<&str> = audit.lines().collect();
     assert!(lines.len() >= 2, "{audit}");
+    assert!(
+        lines.iter().any(|l| l.contains("\"drift\":{\"expected\"")),
+        "no drift in the audit log"
+    );
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert!(v.get("decision").is_some());

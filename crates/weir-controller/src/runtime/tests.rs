@@ -93,6 +93,10 @@ struct FakeActuator {
     always_fail: bool,
     attempts: Arc<Mutex<Vec<Weights>>>,
     applied: Arc<Mutex<Vec<Weights>>>,
+    /// Reads back exactly (like HAProxy): the weights at the target, which the test can
+    /// change behind Weir's back.
+    exact: bool,
+    target: Arc<Mutex<Option<Weights>>>,
 }
 
 impl Actuator for FakeActuator {
@@ -109,10 +113,20 @@ impl Actuator for FakeActuator {
         if let Ok(mut v) = self.applied.lock() {
             v.push(decision.weights.clone());
         }
+        if let Ok(mut t) = self.target.lock() {
+            *t = Some(decision.weights.clone());
+        }
         Ok(())
     }
     fn name(&self) -> &str {
         "fake"
+    }
+    fn reads_back_exactly(&self) -> bool {
+        self.exact
+    }
+    async fn read_current(&self, replicas: usize) -> Result<Weights, ActuatorError> {
+        let t = self.target.lock().map(|t| t.clone()).ok().flatten();
+        Ok(t.unwrap_or_else(|| Weights::even(replicas)))
     }
 }
 
@@ -172,6 +186,57 @@ async fn enforce_actuates_every_decision_on_aligned_ticks() {
     assert_eq!(latest.policy, "propose");
     assert!(latest.reward.is_some());
     assert_eq!(lines.lock().map(|v| v.len()).unwrap_or(0), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_at_the_target_is_noticed_recorded_and_repaired() {
+    let actuator = FakeActuator {
+        exact: true,
+        ..FakeActuator::default()
+    };
+    let target = Arc::clone(&actuator.target);
+    let done = Arc::clone(&actuator.applied);
+    let mut c = controller(FakeSource::default(), actuator, Mode::Enforce);
+    c.run_steps(3).await.expect("runs");
+    // Weir's own weights read back: no drift.
+    assert!(c.recorder().history(None).iter().all(|r| r.drift.is_none()));
+    assert_eq!(c.in_force(), &w(0, 100, 0));
+    // A restart puts the configuration file's weights back behind Weir's back.
+    if let Ok(mut t) = target.lock() {
+        *t = Some(w(0, 50, 50));
+    }
+    c.run_steps(1).await.expect("runs");
+    let rec = c.recorder().latest().expect("recorded");
+    let drift = rec.drift.clone().expect("drift noticed");
+    assert_eq!(drift.expected, w(0, 100, 0));
+    assert_eq!(drift.found, w(0, 50, 50));
+    assert!(weir_recorder::decision_line(&rec).contains("drift=found P0/50/50"));
+    // ... and repaired in the same interval: Weir's weights applied again.
+    assert_eq!(applied(&done).last(), Some(&w(0, 100, 0)));
+    assert_eq!(
+        target.lock().map(|t| t.clone()).ok().flatten(),
+        Some(w(0, 100, 0))
+    );
+    assert!(
+        c.recorder()
+            .encode_metrics()
+            .contains("weir_weights_drift_total 1")
+    );
+    c.run_steps(1).await.expect("runs");
+    assert!(c.recorder().latest().expect("recorded").drift.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_not_checked_where_the_read_back_is_not_exact() {
+    let actuator = FakeActuator::default();
+    let target = Arc::clone(&actuator.target);
+    let mut c = controller(FakeSource::default(), actuator, Mode::Enforce);
+    c.run_steps(2).await.expect("runs");
+    if let Ok(mut t) = target.lock() {
+        *t = Some(w(0, 50, 50));
+    }
+    c.run_steps(1).await.expect("runs");
+    assert!(c.recorder().history(None).iter().all(|r| r.drift.is_none()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -353,6 +418,60 @@ async fn a_tick_reports_the_typed_errors_and_the_governor_remembers_the_failure(
     assert!(tick.actuation_error.is_none());
     assert_eq!(tick.record.actuation, Actuation::Applied);
     assert!(g.failing().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn standing_controls_are_reported_after_each_command_and_restore_on_a_new_loop() {
+    let (tx, rx) = mpsc::channel(8);
+    let seen: Arc<Mutex<Vec<weir_edge::Controls>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let mut c = controller(
+        FakeSource::default(),
+        FakeActuator::default(),
+        Mode::Enforce,
+    )
+    .with_commands(rx)
+    .on_controls(move |ctl| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(ctl.clone());
+        }
+    });
+    c.run_once().await;
+    tx.send(Command::Pause).await.expect("queued");
+    tx.send(Command::Override {
+        weights: Weights::all_primary(2),
+        duration_s: 100.0,
+    })
+    .await
+    .expect("queued");
+    tx.send(Command::SetMode { mode: Mode::Shadow })
+        .await
+        .expect("queued");
+    c.run_once().await;
+    let last = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(last.len(), 3, "one report per command: {last:?}");
+    let standing = last.last().cloned().expect("reported");
+    assert!(standing.paused);
+    assert_eq!(standing.mode, Mode::Shadow);
+    let o = standing.override_.clone().expect("override standing");
+    assert_eq!(o.weights, Weights::all_primary(2));
+    assert!(o.remaining_s > 0.0 && o.remaining_s <= 100.0, "{o:?}");
+
+    // A new loop (a restart) given the restored commands is paused, overridden and shadowing.
+    let (tx2, rx2) = mpsc::channel(8);
+    let mut fresh = controller(
+        FakeSource::default(),
+        FakeActuator::default(),
+        Mode::Enforce,
+    )
+    .with_commands(rx2);
+    for cmd in standing.restore(Mode::Enforce, 10.0) {
+        tx2.send(cmd).await.expect("queued");
+    }
+    let rec = fresh.run_once().await;
+    assert!(rec.shield.paused);
+    assert_eq!(rec.mode, Mode::Shadow);
+    assert_eq!(rec.decision.weights, Weights::all_primary(2));
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,6 +50,8 @@ pub struct AuditDecision {
     /// Each replica's lag in the observation the decision was made from, seconds (`None`:
     /// unknown).
     pub lags: Vec<Option<f64>>,
+    /// Weir found weights at HAProxy other than the ones it last applied: (found, Weir's).
+    pub drift: Option<(Triple, Triple)>,
 }
 
 impl AuditDecision {
@@ -182,6 +184,10 @@ pub fn parse(lines: &[AuditLine]) -> Audit {
                 .iter()
                 .map(|r| r.lag_s.value)
                 .collect(),
+            drift: rec
+                .drift
+                .as_ref()
+                .and_then(|d| Some((triple(&d.found)?, triple(&d.expected)?))),
         });
     }
     audit

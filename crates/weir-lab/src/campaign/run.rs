@@ -444,11 +444,28 @@ impl Session<'_> {
             .iter()
             .filter(|d| d.t <= end && !d.applied && !d.actuation_failed)
             .count();
+        let noticed = ds.iter().find_map(|d| d.drift.map(|dr| (d.t, dr)));
+        r.checks.push(FaultCheck {
+            what: match noticed {
+                Some((t, (found, own))) => format!(
+                    "Weir noticed the drift: its decision at {t:.1} s records found {} (Weir's {})",
+                    fmt_w(&found),
+                    fmt_w(&own)
+                ),
+                None => "Weir noticed the drift (no decision in the window records one)".into(),
+            },
+            pass: noticed.is_some(),
+        });
         let restored = self.haproxy_now().map(|(_, w)| w);
         r.what_weir_did = format!(
-            "Weir had {}; the restart reset HAProxy to {} (the file's); Weir re-applied {} {}; {failed} failed and {skipped} skipped (back-off) actuations",
+            "Weir had {}; the restart reset HAProxy to {} (the file's); Weir noticed it ({}) and re-applied {} {}; {failed} failed and {skipped} skipped (back-off) actuations",
             weir_w.map_or("?".into(), |w| fmt_w(&w)),
             reset.map_or("?".into(), |w| fmt_w(&w)),
+            if noticed.is_some() {
+                "drift in the audit log"
+            } else {
+                "not recorded"
+            },
             restored.map_or("?".into(), |w| fmt_w(&w)),
             match r.time_to_safe_s {
                 Some(t) => format!("{t:.1} s after HAProxy answered"),
