@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use weir_core::{
     ActionValue, DecisionContext, Explanation, Mask, Policy, Proposal, RewardConfig, Weights,
 };
+use weir_policy::Teacher;
 use weir_shield::Shield;
 use weir_sim::{IntervalStats, Simulator};
 
@@ -259,6 +260,8 @@ pub struct FirstAction {
     pub applied: Weights,
     /// Best discounted plan value found starting with it (`None` if pruned before the end).
     pub value: Option<f64>,
+    /// Index, among the first-step targets, of the first one the shield applies this way.
+    pub target: usize,
 }
 
 /// The result of one planning step.
@@ -282,13 +285,13 @@ fn expand(
     reward: &RewardConfig,
     weight: f64,
     ticks: u64,
-) -> Vec<(Node, Weights)> {
+) -> Vec<(Node, Weights, usize)> {
     let obs = node.sim.observe();
     let slo = &node.sim.scenario().slo;
     let mut seen: BTreeSet<Vec<u32>> = BTreeSet::new();
     let mut out = Vec::with_capacity(targets.len());
     let mask = node.shield.mask(&obs, &node.current);
-    for t in targets {
+    for (index, t) in targets.iter().enumerate() {
         let mut shield = node.shield.clone();
         let applied = shield
             .apply(&obs, &node.current, Proposal::new(t.clone(), ""))
@@ -321,6 +324,7 @@ fn expand(
                 first: node.first,
             },
             proposal,
+            index,
         ));
     }
     out
@@ -346,6 +350,18 @@ fn select(mut nodes: Vec<Node>, beam: usize, per_first: usize, firsts: usize) ->
 
 /// Plans from `view` and returns the first actions with their values and the best one.
 pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Plan {
+    plan_from(view, reward, cfg, None)
+}
+
+/// Like [`plan`], but the first action is one of `first_options` (when given) instead of the
+/// oracle's own [`candidates`]; the later steps still use those. This is how a learner with
+/// its own action list asks which of its actions the oracle would take.
+pub fn plan_from(
+    view: &OracleView,
+    reward: &RewardConfig,
+    cfg: &HorizonConfig,
+    first_options: Option<&[Weights]>,
+) -> Plan {
     let horizon = cfg.horizon.max(1);
     let beam = cfg.beam.max(1);
     let per_first = cfg.per_first.max(1);
@@ -353,6 +369,7 @@ pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Pl
     let outlook = outlook(&view.sim, horizon);
     let max_staleness = view.sim.scenario().slo.max_staleness_s;
     let targets = candidates(&view.current, &outlook, max_staleness);
+    let first_targets = first_options.unwrap_or(&targets);
     let mut expansions = horizon as u64;
 
     let root = Node {
@@ -364,7 +381,7 @@ pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Pl
     };
     let mut firsts = Vec::new();
     let mut frontier = Vec::new();
-    for (i, (mut node, proposal)) in expand(&root, &targets, reward, 1.0, ticks)
+    for (i, (mut node, proposal, target)) in expand(&root, first_targets, reward, 1.0, ticks)
         .into_iter()
         .enumerate()
     {
@@ -374,6 +391,7 @@ pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Pl
             proposal,
             applied: node.current.clone(),
             value: None,
+            target,
         });
         frontier.push(node);
     }
@@ -395,7 +413,7 @@ pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Pl
             let mut here = Vec::with_capacity(targets.len() + 1);
             here.push(node.current.clone());
             here.extend(targets.iter().filter(|t| **t != node.current).cloned());
-            for (child, _) in expand(node, &here, reward, weight, ticks) {
+            for (child, _, _) in expand(node, &here, reward, weight, ticks) {
                 expansions += 1;
                 children.push(child);
             }
@@ -429,6 +447,50 @@ pub fn plan(view: &OracleView, reward: &RewardConfig, cfg: &HorizonConfig) -> Pl
         best,
         value,
         expansions,
+    }
+}
+
+/// The receding-horizon oracle as a training teacher: among the learner's allowed actions, the
+/// first step of the best plan (the later steps use the oracle's own candidates). It reads the
+/// true simulator and the episode's shield from the slot, like [`Horizon`].
+pub struct HorizonTeacher {
+    reward: RewardConfig,
+    config: HorizonConfig,
+    slot: OracleSlot,
+}
+
+impl HorizonTeacher {
+    /// A teacher reading the truth from `slot`.
+    pub fn new(reward: RewardConfig, config: HorizonConfig, slot: OracleSlot) -> Self {
+        HorizonTeacher {
+            reward,
+            config,
+            slot,
+        }
+    }
+}
+
+impl Teacher for HorizonTeacher {
+    fn choose(
+        &mut self,
+        candidates: &[Weights],
+        allowed: &[bool],
+        _current: &Weights,
+    ) -> Option<usize> {
+        let view = self.slot.lock().ok().and_then(|s| s.clone())?;
+        let ok = |a: usize| allowed.get(a).copied().unwrap_or(false);
+        let options: Vec<Weights> = (0..candidates.len())
+            .filter(|&a| ok(a))
+            .map(|a| candidates[a].clone())
+            .collect();
+        if options.is_empty() {
+            return None;
+        }
+        let plan = plan_from(&view, &self.reward, &self.config, Some(&options));
+        let best = plan.firsts.get(plan.best).filter(|f| f.value.is_some())?;
+        // Back from the option's index to the candidate's (the shield may have changed the
+        // option on its way, e.g. by its step limit: the learner's action is still that one).
+        (0..candidates.len()).filter(|&a| ok(a)).nth(best.target)
     }
 }
 
@@ -573,6 +635,54 @@ mod tests {
         )));
         // The down replica is the worst: excluding only it.
         assert!(c.contains(&Weights::from_parts(0.3, &[1.0, 0.0, 1.0, 1.0, 1.0])));
+    }
+
+    #[test]
+    fn the_teacher_picks_among_the_learners_allowed_actions_away_from_a_lagging_replica() {
+        let scn = weir_sim::Scenario::from_toml_str(
+            include_str!("../../../scenarios/train/02-slow-replica.toml"),
+            "02-slow-replica.toml",
+        )
+        .unwrap();
+        let mut sim = Simulator::new(&scn, 1);
+        let even = Weights::even(2);
+        sim.set_weights(&even);
+        // replica-2's apply slows from 600 s: by 1000 s it lags far behind.
+        while sim.now_s() < 1000.0 {
+            sim.step();
+        }
+        assert!(sim.true_lag_s(1).unwrap() > scn.slo.max_staleness_s);
+        let shield = Shield::new(weir_shield::ShieldConfig::default(), scn.slo.clone(), 2);
+        let slot: OracleSlot = Arc::new(Mutex::new(Some(OracleView {
+            sim,
+            shield,
+            current: even.clone(),
+        })));
+        let mut teacher = HorizonTeacher::new(
+            RewardConfig::default(),
+            HorizonConfig::default(),
+            slot.clone(),
+        );
+        let on_lagging = Weights::from_parts(0.4, &[0.0, 1.0]);
+        let off_lagging = Weights::from_parts(0.4, &[1.0, 0.0]);
+        let options = [even.clone(), on_lagging, off_lagging];
+        // Not holding half the reads on the lagging replica. (Both moves pass through the
+        // shield, which takes the lagging replica out either way, so the first of them,
+        // index 1, stands for both.)
+        let chosen = teacher.choose(&options, &[true, true, true], &even);
+        assert!(matches!(chosen, Some(1 | 2)), "{chosen:?}");
+        assert_eq!(
+            teacher.choose(&options, &[true, false, true], &even),
+            Some(2)
+        );
+        // Only what the shield allows is ever chosen; nothing allowed, or no truth: no choice.
+        assert_eq!(
+            teacher.choose(&options, &[true, false, false], &even),
+            Some(0)
+        );
+        assert_eq!(teacher.choose(&options, &[false; 3], &even), None);
+        *slot.lock().unwrap() = None;
+        assert_eq!(teacher.choose(&options, &[true; 3], &even), None);
     }
 
     #[test]

@@ -28,5 +28,6 @@ pub use horizon::{HORIZON, Horizon, HorizonConfig};
 pub use oracle::{LOOKAHEAD, OracleSlot, OracleView};
 pub use train::{TrainOptions, TrainProgress, train};
 pub use train_dqn::{
-    DqnProgress, DqnTrainOptions, ScenarioSource, generated_and_files, jittered_files, train_dqn,
+    DqnProgress, DqnTrainOptions, ScenarioSource, TeacherKind, generated_and_files, jittered_files,
+    train_dqn,
 };

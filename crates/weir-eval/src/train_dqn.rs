@@ -7,9 +7,12 @@
 //! procedural generator can be passed instead without touching the training loop.
 //!
 //! Exploration decays linearly from `epsilon_start` to `epsilon_end` over the first
-//! `explore_fraction` of the episodes; with probability `teacher_rate` the lookahead oracle
+//! `explore_fraction` of the episodes; with probability `teacher_rate` an oracle (the
+//! one-step lookahead, or the receding horizon planning from the learner's own actions)
 //! picks the behaviour action (it steers experience towards states a good policy visits;
-//! DQN is off-policy, so the network still learns its own greedy values). Training runs on
+//! DQN is off-policy, so the network still learns its own greedy values; with
+//! `DqnConfig::expert_weight > 0` it is also pushed towards the teacher's choices by a
+//! large-margin term, see `weir_policy::dqn::learner`). Training runs on
 //! one thread and is deterministic for a seed: the weights are initialised and the
 //! minibatches sampled from Weir's `Rng`, and candle's CPU kernels give the same result run
 //! after run (checked by a test and by `weir train --policy dqn` twice).
@@ -23,6 +26,7 @@ use weir_sim::Scenario;
 
 use crate::EvalError;
 use crate::episode::{Agent, RunOptions, run_episode};
+use crate::horizon::{HorizonConfig, HorizonTeacher};
 use crate::oracle::{OracleSlot, OracleTeacher};
 
 /// Where training episodes come from: called with the episode number (0-based) and the
@@ -71,6 +75,15 @@ pub fn generated_and_files(
     }
 }
 
+/// The oracle that picks the behaviour action (and, with `expert_weight > 0`, labels it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherKind {
+    /// One interval ahead over the learner's actions (cheap, myopic).
+    Lookahead,
+    /// The receding-horizon oracle with these settings, the learner's actions as first steps.
+    Horizon(HorizonConfig),
+}
+
 /// DQN training settings.
 #[derive(Debug, Clone)]
 pub struct DqnTrainOptions {
@@ -84,8 +97,10 @@ pub struct DqnTrainOptions {
     pub epsilon_end: f64,
     /// Share of the episodes over which exploration decays.
     pub explore_fraction: f64,
-    /// Probability that the lookahead oracle picks the behaviour action.
+    /// Probability that the teacher picks the behaviour action.
     pub teacher_rate: f64,
+    /// Which oracle teaches.
+    pub teacher: TeacherKind,
     /// Network and learning settings.
     pub config: DqnConfig,
     /// Reward and shield settings.
@@ -103,6 +118,7 @@ impl Default for DqnTrainOptions {
             epsilon_end: 0.05,
             explore_fraction: 0.6,
             teacher_rate: 0.3,
+            teacher: TeacherKind::Lookahead,
             config: DqnConfig::default(),
             run: RunOptions::default(),
             command: String::new(),
@@ -148,10 +164,17 @@ pub fn train_dqn(
     dqn.train_mode(opts.epsilon_start, rng.next_u64())?;
     let oracle: Option<OracleSlot> = (opts.teacher_rate > 0.0).then(|| Arc::new(Mutex::new(None)));
     if let Some(slot) = &oracle {
-        let teacher: Arc<Mutex<dyn Teacher>> = Arc::new(Mutex::new(OracleTeacher::new(
-            opts.run.reward.clone(),
-            slot.clone(),
-        )));
+        let teacher: Arc<Mutex<dyn Teacher>> = match &opts.teacher {
+            TeacherKind::Lookahead => Arc::new(Mutex::new(OracleTeacher::new(
+                opts.run.reward.clone(),
+                slot.clone(),
+            ))),
+            TeacherKind::Horizon(cfg) => Arc::new(Mutex::new(HorizonTeacher::new(
+                opts.run.reward.clone(),
+                cfg.clone(),
+                slot.clone(),
+            ))),
+        };
         dqn.set_teacher(Some(teacher), opts.teacher_rate);
     }
     let mut agent = Agent {

@@ -263,6 +263,14 @@ pub struct TrainArgs {
     /// Probability that the lookahead oracle picks the exploration action (0 = plain ε-greedy).
     #[arg(long, default_value_t = 0.3)]
     pub teacher_rate: f64,
+    /// dqn: the teacher, `lookahead` (one interval ahead) or `horizon` (the receding-horizon
+    /// oracle, planning from the network's own actions).
+    #[arg(long, value_enum, default_value = "lookahead")]
+    pub teacher: TeacherArg,
+    /// dqn: weight of the supervised large-margin term that pushes the network towards the
+    /// teacher's choices (0 = plain DQN; the teacher then only picks behaviour actions).
+    #[arg(long, default_value_t = 0.0)]
+    pub expert_weight: f64,
     /// dqn: share of episodes drawn from the scenario generator's train split (domain
     /// randomisation; seeded by --seed) instead of the jittered training files.
     #[arg(long, default_value_t = 0.5)]
@@ -315,6 +323,15 @@ pub struct BenchArgs {
     /// Measure simulator and training throughput instead (wall-clock; not deterministic).
     #[arg(long)]
     pub throughput: bool,
+}
+
+/// Which oracle teaches the DQN.
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum TeacherArg {
+    /// The one-step lookahead.
+    Lookahead,
+    /// The receding-horizon oracle (the benchmark's reference settings).
+    Horizon,
 }
 
 /// Which reward formula.

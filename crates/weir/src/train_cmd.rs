@@ -5,10 +5,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use weir_eval::{DqnTrainOptions, TrainOptions, generated_and_files, train, train_dqn};
+use weir_eval::{
+    DqnTrainOptions, TeacherKind, TrainOptions, generated_and_files, train, train_dqn,
+};
 use weir_policy::{PolicyKind, QLearn};
 
-use crate::cli::TrainArgs;
+use crate::cli::{TeacherArg, TrainArgs};
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let scenarios = weir_sim::load_dir(&args.scenarios).with_context(|| {
@@ -136,19 +138,35 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("models/dqn.safetensors"));
     let command = format!(
-        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
+        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {} --reward {} --out {}",
         args.scenarios.display(),
         args.generated_share,
         args.seed,
         args.jitter,
         args.teacher_rate,
+        format!("{:?}", args.teacher).to_lowercase(),
+        args.expert_weight,
         format!("{:?}", args.reward).to_lowercase(),
         out.display()
     );
+    if !(args.expert_weight.is_finite() && args.expert_weight >= 0.0) {
+        bail!(
+            "--expert-weight must be a non-negative number, got {}",
+            args.expert_weight
+        );
+    }
     let opts = DqnTrainOptions {
         episodes,
         seed: args.seed,
         teacher_rate: args.teacher_rate,
+        teacher: match args.teacher {
+            TeacherArg::Lookahead => TeacherKind::Lookahead,
+            TeacherArg::Horizon => TeacherKind::Horizon(weir_eval::HorizonConfig::default()),
+        },
+        config: weir_policy::DqnConfig {
+            expert_weight: args.expert_weight,
+            ..defaults.config.clone()
+        },
         run: weir_eval::RunOptions {
             reward: args.reward.config(),
             ..weir_eval::RunOptions::default()

@@ -5,7 +5,10 @@
 //! [`Rng`], the Double-DQN target `r + γ·Q_target(s', argmax_{a' allowed} Q_online(s', a'))`
 //! with the max taken only over the actions the shield allowed in `s'` (stored with the
 //! transition), the Huber loss, and a periodic hard copy of the online network into the
-//! target network.
+//! target network. Where a teacher chose the action, a large-margin supervised term (as in
+//! DQfD, Hester et al. 2018) is added: `max_a [Q(s,a) + m·(a ≠ a_E)] − Q(s,a_E)` over the
+//! allowed actions, weighted by `expert_weight`, so the greedy policy learns the teacher's
+//! choice while the TD term keeps the values honest.
 
 use candle_core::{Device, Result, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
@@ -41,6 +44,11 @@ pub struct Experience {
     pub next: [f32; N_FEATURES],
     /// Actions the shield allowed in the next state.
     pub next_allowed: ActionMask,
+    /// Actions the shield allowed in this state.
+    pub allowed: ActionMask,
+    /// The teacher's action in this state, when a teacher chose it, and every action with
+    /// the same target weights (none of them is penalised against it).
+    pub expert: Option<(usize, ActionMask)>,
 }
 
 /// A bounded ring of experience.
@@ -173,6 +181,14 @@ impl Learner {
         let mut acts = Vec::with_capacity(b);
         let mut rewards = Vec::with_capacity(b);
         let mut masks = Vec::with_capacity(b);
+        // The supervised term: per row, the margins (0 for the expert's targets, `m` for
+        // other allowed actions, far below for forbidden ones), the expert's index and
+        // whether the row has one.
+        let lambda = config.expert_weight as f32;
+        let margin = (config.expert_margin * config.reward_scale) as f32;
+        let mut margins: Vec<f32> = Vec::new();
+        let mut expert_idx: Vec<u32> = Vec::new();
+        let mut labelled: Vec<f32> = Vec::new();
         for _ in 0..b {
             let e = &self.replay.items[self.rng.below(self.replay.len())];
             s.extend_from_slice(&e.state);
@@ -180,6 +196,21 @@ impl Learner {
             acts.push(e.action as u32);
             rewards.push(e.reward);
             masks.push(e.next_allowed);
+            if lambda > 0.0 {
+                let (a_e, same) = e.expert.unwrap_or((0, 0));
+                let has = e.expert.is_some();
+                margins.extend((0..N_ACTIONS).map(|a| {
+                    if !has || same & (1 << a) != 0 || a == a_e {
+                        0.0
+                    } else if e.allowed & (1 << a) != 0 {
+                        margin
+                    } else {
+                        -1e6
+                    }
+                }));
+                expert_idx.push(a_e as u32);
+                labelled.push(if has { 1.0 } else { 0.0 });
+            }
         }
         let s2t = Tensor::from_vec(s2, (b, N_FEATURES), &dev)?;
         let q_next_online = self
@@ -205,8 +236,20 @@ impl Learner {
         let st = Tensor::from_vec(s, (b, N_FEATURES), &dev)?;
         let at = Tensor::from_vec(acts, (b, 1), &dev)?;
         let yt = Tensor::from_vec(y, b, &dev)?;
-        let q = self.online.forward(&st)?.gather(&at, 1)?.squeeze(1)?;
-        let loss = candle_nn::loss::huber(&q, &yt, 1.0)?;
+        let q_all = self.online.forward(&st)?;
+        let q = q_all.gather(&at, 1)?.squeeze(1)?;
+        let mut loss = candle_nn::loss::huber(&q, &yt, 1.0)?;
+        let n_labelled: f32 = labelled.iter().sum();
+        if lambda > 0.0 && n_labelled > 0.0 {
+            let mt = Tensor::from_vec(margins, (b, N_ACTIONS), &dev)?;
+            let et = Tensor::from_vec(expert_idx, (b, 1), &dev)?;
+            let wt = Tensor::from_vec(labelled, b, &dev)?;
+            let best = (&q_all + &mt)?.max(1)?;
+            let q_e = q_all.gather(&et, 1)?.squeeze(1)?;
+            let supervised = ((best - q_e)? * wt)?.sum_all()?;
+            let scale = f64::from(lambda / n_labelled);
+            loss = (loss + supervised.affine(scale, 0.0)?)?;
+        }
         self.opt.backward_step(&loss)?;
         let l = f64::from(loss.to_scalar::<f32>()?);
         self.loss = if self.updates == 0 {
@@ -234,6 +277,8 @@ mod tests {
             reward: r,
             next: [0.0; N_FEATURES],
             next_allowed: 1,
+            allowed: 1,
+            expert: None,
         };
         let mut r = Replay::new(3);
         for k in 0..5 {
@@ -243,5 +288,63 @@ mod tests {
         let rewards: Vec<f32> = r.items.iter().map(|e| e.reward).collect();
         assert_eq!(rewards, vec![3.0, 4.0, 2.0]);
         assert_eq!(mask_bits(&[true, false, true]), 0b101);
+    }
+
+    /// Trains on one state where the teacher always picks `expert`, which pays slightly less
+    /// than every other action; returns the greedy action afterwards.
+    fn greedy_after_teaching(expert_weight: f64) -> (usize, usize) {
+        use super::super::net::{Net, sizes};
+        let config = DqnConfig {
+            hidden: vec![16],
+            batch: 16,
+            warmup: 16,
+            train_every: 1,
+            expert_weight,
+            ..DqnConfig::default()
+        };
+        let net = Net::init(
+            &sizes(N_FEATURES, &config.hidden, N_ACTIONS),
+            &mut Rng::new(7),
+        )
+        .expect("net");
+        let mut state = [0.0f32; N_FEATURES];
+        state[0] = 1.0;
+        let all: ActionMask = (1u64 << N_ACTIONS) - 1;
+        let before = net.q(&state).expect("q");
+        let untaught = (0..N_ACTIONS)
+            .max_by(|&a, &b| before[a].total_cmp(&before[b]))
+            .expect("actions");
+        // The teacher's choice: not what the untrained network prefers.
+        let expert = (untaught + 5) % N_ACTIONS;
+        let mut l = Learner::new(&net, &config, 3).expect("learner");
+        for k in 0..3000 {
+            let action = k % N_ACTIONS;
+            let e = Experience {
+                state,
+                action,
+                reward: if action == expert { -0.02 } else { 0.0 },
+                next: state,
+                next_allowed: all,
+                allowed: all,
+                expert: Some((expert, 1 << expert)),
+            };
+            l.observe(e, &config).expect("learns");
+        }
+        let q = l.q(&state).expect("q");
+        let greedy = (0..N_ACTIONS)
+            .max_by(|&a, &b| q[a].total_cmp(&q[b]))
+            .expect("actions");
+        (greedy, expert)
+    }
+
+    #[test]
+    fn the_margin_term_teaches_the_teachers_choice_and_plain_td_does_not() {
+        let (greedy, expert) = greedy_after_teaching(1.0);
+        assert_eq!(greedy, expert, "with the supervised term");
+        let (greedy, expert) = greedy_after_teaching(0.0);
+        assert_ne!(
+            greedy, expert,
+            "plain TD must prefer the better-paying actions"
+        );
     }
 }

@@ -43,7 +43,7 @@ use crate::{PolicyKind, ShunPolicy};
 
 use actions::{HOLD, N_ACTIONS, candidates, label};
 use features::{Features, N_FEATURES, feature_names, features};
-use learner::{Experience, Learner, mask_bits};
+use learner::{ActionMask, Experience, Learner, mask_bits};
 
 pub use model::{DqnModel, DqnModelError, FORMAT, VERSION};
 
@@ -81,6 +81,11 @@ pub struct DqnConfig {
     /// A feature more than `ood_margin × max(1, its training range)` outside the range seen
     /// in training sends the decision to the shun rule.
     pub ood_margin: f64,
+    /// Weight of the supervised large-margin term on the teacher's choices (0 = plain DQN).
+    pub expert_weight: f64,
+    /// The margin by which the teacher's action must beat every other allowed action
+    /// (reward units).
+    pub expert_margin: f64,
 }
 
 impl Default for DqnConfig {
@@ -99,6 +104,8 @@ impl Default for DqnConfig {
             dwell: 8,
             dwell_margin: 2.0,
             ood_margin: 0.25,
+            expert_weight: 0.0,
+            expert_margin: 1.0,
         }
     }
 }
@@ -127,6 +134,8 @@ impl DqnConfig {
             ("switch_margin", self.switch_margin),
             ("dwell_margin", self.dwell_margin),
             ("ood_margin", self.ood_margin),
+            ("expert_weight", self.expert_weight),
+            ("expert_margin", self.expert_margin),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name} must be a non-negative number, got {v}"));
@@ -195,6 +204,10 @@ struct Pending {
     candidates: Vec<Weights>,
     current: Weights,
     reward: Option<f64>,
+    /// Actions the shield allowed.
+    allowed: ActionMask,
+    /// The teacher's choice and the actions with the same targets.
+    expert: Option<(usize, ActionMask)>,
 }
 
 /// The DQN policy.
@@ -390,6 +403,8 @@ impl Dqn {
             reward: (r * scale) as f32,
             next: *next,
             next_allowed: mask_bits(next_allowed),
+            allowed: p.allowed,
+            expert: p.expert,
         };
         if let Some(l) = &mut self.learner
             && self.error.is_none()
@@ -420,10 +435,13 @@ impl Dqn {
             }],
             fallback: Some(why.clone()),
         };
-        self.propose(ctx, f, cands, w, action, format!("fallback to shun: {why}"))
+        let reason = format!("fallback to shun: {why}");
+        self.propose(ctx, f, cands, w, action, None, reason)
     }
 
-    /// Remembers the decision (to credit it when its reward arrives) and proposes it.
+    /// Remembers the decision (to credit it when its reward arrives, with the teacher's
+    /// choice when a teacher made it) and proposes it.
+    #[allow(clippy::too_many_arguments)]
     fn propose(
         &mut self,
         ctx: &DecisionContext<'_>,
@@ -431,14 +449,32 @@ impl Dqn {
         candidates: Vec<Weights>,
         weights: Weights,
         action: Option<usize>,
+        expert: Option<usize>,
         reason: String,
     ) -> Proposal {
+        let allowed = mask_bits(
+            &candidates
+                .iter()
+                .map(|w| ctx.mask.allows(w))
+                .collect::<Vec<_>>(),
+        );
+        let expert = expert.filter(|&a| a < candidates.len()).map(|a| {
+            let same = mask_bits(
+                &candidates
+                    .iter()
+                    .map(|w| *w == candidates[a])
+                    .collect::<Vec<_>>(),
+            );
+            (a, same)
+        });
         self.pending = Some(Pending {
             state: f.x,
             action,
             candidates,
             current: ctx.current.clone(),
             reward: None,
+            allowed,
+            expert,
         });
         Proposal {
             weights,
@@ -494,6 +530,7 @@ impl Policy for Dqn {
             .filter(|&a| allowed[a])
             .max_by(|&a, &b| q[a].total_cmp(&q[b]).then(b.cmp(&a)));
         let reason;
+        let mut expert = None;
         let action = match greedy {
             None => {
                 reason = "no action allowed by the shield: hold".to_string();
@@ -521,6 +558,7 @@ impl Policy for Dqn {
                 };
                 if let Some(a) = taught {
                     reason = format!("teacher: {}", label(a));
+                    expert = Some(a);
                     Some(a)
                 } else if self.epsilon > 0.0 && self.rng.uniform() < self.epsilon {
                     let options: Vec<usize> = (0..N_ACTIONS).filter(|&a| allowed[a]).collect();
@@ -589,7 +627,7 @@ impl Policy for Dqn {
                 fallback: None,
             };
         }
-        self.propose(ctx, &f, cands, weights, action, reason)
+        self.propose(ctx, &f, cands, weights, action, expert, reason)
     }
 
     fn learn(&mut self, t: &Transition) {
