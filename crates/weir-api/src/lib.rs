@@ -64,7 +64,10 @@ pub use audit::{AuditEntry, AuditSink, Clock, LogAudit, MAX_PATH_CHARS, TokenChe
 pub use controls::{BodyError, parse_mode, parse_override};
 pub use events::EventStats;
 pub use guard::Limits;
-pub use serve::{OPENMETRICS_CONTENT_TYPE, SHUTDOWN_GRACE, ServeError, serve, serve_listener};
+pub use serve::{
+    HEADER_READ_TIMEOUT, MAX_CONNECTIONS, OPENMETRICS_CONTENT_TYPE, SHUTDOWN_GRACE, ServeError,
+    serve, serve_listener,
+};
 
 #[derive(Clone)]
 struct AppState {

@@ -433,6 +433,49 @@ async fn serves_on_the_given_listener_and_stops_on_shutdown() {
     assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_header_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    let _server = tokio::spawn(serve_listener(
+        listener,
+        router(recorded(), None),
+        std::future::pending(),
+    ));
+    // Half a header, then silence (paused time: the timeout passes as soon as both sides
+    // wait, without a real 10-s wait).
+    let mut slow = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("writes");
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3600), slow.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the connection was never closed: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= HEADER_READ_TIMEOUT && waited < HEADER_READ_TIMEOUT * 2,
+        "closed after {waited:?}"
+    );
+    // A client that sends its header in time is answered.
+    let mut ok = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut resp = String::new();
+    ok.read_to_string(&mut resp).await.expect("reads");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
 /// An audit sink that keeps its entries, and a fixed clock.
 fn audited(app: Api) -> (Api, std::sync::Arc<std::sync::Mutex<Vec<AuditEntry>>>) {
     let entries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
