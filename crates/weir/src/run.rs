@@ -145,25 +145,76 @@ fn save_policy(policy: &dyn Policy, path: &Path, recorder: &Recorder) {
     }
 }
 
-/// Appends one JSON line per decision; a write error is logged, never fatal.
-fn audit_writer(path: Option<PathBuf>) -> Result<Option<Arc<Mutex<std::fs::File>>>> {
-    let Some(path) = path else { return Ok(None) };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("audit_log: creating {}", dir.display()))?;
+/// The audit log: one JSON line per decision or API request, appended; a write error is
+/// logged, never fatal. [`AuditLog::reopen`] (on SIGHUP) starts writing to whatever file is
+/// at the path now, so that logrotate can move the file away and signal (Weir does not
+/// rotate it itself; see docs/running.md).
+struct AuditLog {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl AuditLog {
+    fn open_file(path: &Path) -> Result<std::fs::File> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("audit_log: creating {}", dir.display()))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("audit_log: opening {}", path.display()))
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("audit_log: opening {}", path.display()))?;
-    Ok(Some(Arc::new(Mutex::new(f))))
+
+    fn open(path: PathBuf) -> Result<AuditLog> {
+        let file = Mutex::new(AuditLog::open_file(&path)?);
+        Ok(AuditLog { path, file })
+    }
+
+    /// Writes from now on to the file at the path (created if it was moved away). On error
+    /// the old file is kept.
+    fn reopen(&self) -> Result<()> {
+        let fresh = AuditLog::open_file(&self.path)?;
+        if let Ok(mut f) = self.file.lock() {
+            *f = fresh;
+        }
+        Ok(())
+    }
+}
+
+fn audit_writer(path: Option<PathBuf>) -> Result<Option<Arc<AuditLog>>> {
+    path.map(|p| AuditLog::open(p).map(Arc::new)).transpose()
+}
+
+/// Reopens the audit log on every SIGHUP (after logrotate moved it).
+fn reopen_on_sighup(log: Arc<AuditLog>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the audit log will not be reopened");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            match log.reopen() {
+                Ok(()) => tracing::info!(path = %log.path.display(), "SIGHUP: audit log reopened"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: could not reopen the audit log; still writing to the old file")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(log);
 }
 
 /// Appends one JSON line to the audit log: a decision's [`StepRecord`], or an API request's
 /// [`weir_api::AuditEntry`] (`"audit": "control"`).
-fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, json: serde_json::Result<String>) {
-    let Some(f) = file else { return };
+fn audit(file: &Option<Arc<AuditLog>>, json: serde_json::Result<String>) {
+    let Some(log) = file else { return };
     let line = match json {
         Ok(l) => l,
         Err(e) => {
@@ -171,7 +222,7 @@ fn audit(file: &Option<Arc<Mutex<std::fs::File>>>, json: serde_json::Result<Stri
             return;
         }
     };
-    if let Ok(mut f) = f.lock()
+    if let Ok(mut f) = log.file.lock()
         && let Err(e) = writeln!(f, "{line}")
     {
         tracing::error!(error = %e, "audit log: write failed");
@@ -260,6 +311,9 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
         ..ControllerConfig::new(cfg.interval_s, cfg.mode)
     };
     let audit_file = audit_writer(cfg.audit_log.clone())?;
+    if let Some(log) = &audit_file {
+        reopen_on_sighup(Arc::clone(log));
+    }
     let controls_path = controls_file(&cfg);
     let restored = restore_controls(&controls_path, cfg.mode)?;
     let (tx, rx) = mpsc::channel(16);
@@ -378,11 +432,31 @@ async fn run_async(cfg: WeirConfig, actuator_cfg: ActuatorConfig, path: &Path) -
 
 #[cfg(test)]
 mod tests {
+    use super::{AuditLog, audit, restore_controls, save_controls};
     use super::{STOP_DEADLINE, within_deadline, without_credentials};
-    use super::{restore_controls, save_controls};
     use weir_core::Weights;
     use weir_edge::{Command, Controls, Mode, StandingOverride};
     use weir_recorder::Recorder;
+
+    #[test]
+    fn the_audit_log_reopens_at_its_path_after_a_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit/audit.jsonl");
+        let log = Some(std::sync::Arc::new(
+            AuditLog::open(path.clone()).expect("opens"),
+        ));
+        audit(&log, Ok("{\"seq\":0}".into()));
+        // logrotate moves the file away, then signals.
+        let rotated = dir.path().join("audit/audit.jsonl.1");
+        std::fs::rename(&path, &rotated).expect("rename");
+        audit(&log, Ok("{\"seq\":1}".into()));
+        log.as_ref().expect("open").reopen().expect("reopens");
+        audit(&log, Ok("{\"seq\":2}".into()));
+        let old = std::fs::read_to_string(&rotated).expect("rotated file");
+        let new = std::fs::read_to_string(&path).expect("new file");
+        assert_eq!(old, "{\"seq\":0}\n{\"seq\":1}\n");
+        assert_eq!(new, "{\"seq\":2}\n");
+    }
 
     #[test]
     fn operator_controls_survive_a_restart_and_a_bad_file_is_named() {
