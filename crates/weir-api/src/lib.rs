@@ -31,7 +31,10 @@
 //! (it then misses records and is told how many in a `lagged` event). Every mutating request
 //! — refused ones too — is given to the [`AuditSink`] as an [`AuditEntry`]: peer, token
 //! validity (never the token), action and arguments, time from the API's [`Clock`], status.
-//! [`Api`] sets these; [`router`] takes the defaults.
+//! [`Api`] sets these; [`router`] takes the defaults. [`serve_listener`] adds what axum's
+//! `serve` does not: a client must send its request header within [`HEADER_READ_TIMEOUT`]
+//! (a slow-header client is cut off), and at most [`MAX_CONNECTIONS`] connections are open.
+//! The server loop is written here on hyper because axum gives no hook for either.
 //!
 //! **Never:** make a decision or change the recorder: commands only reach the controller
 //! through its channel.
