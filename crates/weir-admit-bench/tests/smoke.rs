@@ -1,7 +1,7 @@
 //! CI smoke subset of the benchmark: the real server (a child process) and the real
 //! open-loop generator, short runs. Asserts behaviour, never timings: overload → the Weir
-//! arm rejects and keeps the server's queue and the admitted p99 bounded, while no limiter
-//! lets the queue grow; no overload → the Weir arm rejects (almost) nothing. Comparisons are
+//! arm rejects, keeps the server's queue bounded and has fewer client timeouts, while no
+//! limiter lets the queue grow; no overload → the Weir arm rejects (almost) nothing. Comparisons are
 //! relative (arm against arm on the same machine), margins generous, so a loaded 2-core
 //! machine passes too; no process is pinned. The learned controller (`weir-qlearn`) is
 //! checked at 3× too: it is given no limit.
@@ -73,7 +73,7 @@ fn max_held(run: &LoadRun) -> u64 {
 }
 
 #[test]
-fn overload_is_rejected_and_latency_stays_bounded_no_overload_is_admitted() {
+fn overload_is_rejected_and_the_queue_stays_bounded_no_overload_is_admitted() {
     let none3 = drive("none", 3.0);
     let weir3 = drive("weir-static", 3.0);
     let weir05 = drive("weir-static", 0.5);
@@ -92,20 +92,15 @@ fn overload_is_rejected_and_latency_stays_bounded_no_overload_is_admitted() {
     );
 
     // Weir at 3×: a large share rejected, never more than LIMIT held by the server, and
-    // the admitted requests' p99 well below the unlimited one (whose queue grows by 2×
-    // capacity per second until the 1 s client timeout).
+    // fewer client timeouts than without a limiter (whose queue grows by 2× capacity per
+    // second until the 1 s client timeout). Latencies are the benchmark's to report
+    // (docs/admit-bench.md), not a pass/fail here.
     assert!(w.offered > 0 && w.ok_in_slo + w.ok_late > 0, "{w:?}");
     assert!(w.reject_pct() > 20.0, "too few rejections at 3×: {w:?}");
     assert!(
         max_held(&weir3) <= u64::from(LIMIT),
         "the limit was not enforced: {:?}",
         weir3.probes
-    );
-    assert!(
-        w.p99_ms * 3.0 < n.p99_ms,
-        "admitted p99 not bounded relative to no limiter: weir {:.1} ms, none {:.1} ms",
-        w.p99_ms,
-        n.p99_ms
     );
     assert!(
         n.timed_out > 0,
@@ -124,7 +119,7 @@ fn overload_is_rejected_and_latency_stays_bounded_no_overload_is_admitted() {
     );
 
     // The learned controller, untuned for this server, at 3×: it finds a limit that refuses
-    // the overload and keeps the admitted requests' latency bounded, like the static one.
+    // the overload and keeps the server's queue and the timeouts below the unlimited run's.
     let q3 = drive("weir-qlearn", 3.0);
     let q = q3.window(0.0, SECS, |_| true);
     eprintln!("qlearn 3×: {q:?}");
@@ -133,10 +128,10 @@ fn overload_is_rejected_and_latency_stays_bounded_no_overload_is_admitted() {
         "qlearn refused too little at 3×: {q:?}"
     );
     assert!(
-        q.p99_ms * 3.0 < n.p99_ms,
-        "qlearn's admitted p99 not bounded: {:.1} ms against none's {:.1} ms",
-        q.p99_ms,
-        n.p99_ms
+        max_held(&q3) < max_held(&none3),
+        "qlearn let the server's queue grow as far as no limiter: {:?} vs {:?}",
+        q3.probes,
+        none3.probes
     );
     assert!(q.timed_out < n.timed_out, "{q:?} vs {n:?}");
 }
