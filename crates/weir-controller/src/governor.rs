@@ -108,6 +108,20 @@ pub struct Tick {
     pub actuation_error: Option<ActuatorError>,
 }
 
+/// An actuator call bounded by `timeout_s` seconds of `clock`: past it, a timeout error.
+async fn bounded<C: Clock, T>(
+    clock: &C,
+    timeout_s: f64,
+    call: impl std::future::Future<Output = Result<T, ActuatorError>>,
+) -> Result<T, ActuatorError> {
+    let deadline = clock.now_s() + timeout_s;
+    tokio::select! {
+        biased;
+        r = call => r,
+        () = clock.sleep_until(deadline) => Err(ActuatorError::Timeout { after_s: timeout_s }),
+    }
+}
+
 /// Policy + shield (a [`ControlStep`]) between a [`Source`] and an [`Actuator`]: one managed
 /// cluster's decisions and the IO around them, one [`Governor::tick`] per control interval.
 pub struct Governor<S, A> {
@@ -232,12 +246,7 @@ impl<S: Source, A: Actuator> Governor<S, A> {
         }
         let n = self.in_force.replicas.len();
         let timeout = self.config.step_timeout_s;
-        let deadline = clock.now_s() + timeout;
-        let read = tokio::select! {
-            biased;
-            r = self.actuator.read_current(n) => r,
-            () = clock.sleep_until(deadline) => Err(ActuatorError::Timeout { after_s: timeout }),
-        };
+        let read = bounded(clock, timeout, self.actuator.read_current(n)).await;
         match read {
             Ok(found) if found != self.in_force => {
                 tracing::warn!(
@@ -279,12 +288,7 @@ impl<S: Source, A: Actuator> Governor<S, A> {
             return (Actuation::Skipped { reason }, None);
         }
         let timeout = self.config.step_timeout_s;
-        let deadline = clock.now_s() + timeout;
-        let applied = tokio::select! {
-            biased;
-            r = self.actuator.apply(decision) => r,
-            () = clock.sleep_until(deadline) => Err(ActuatorError::Timeout { after_s: timeout }),
-        };
+        let applied = bounded(clock, timeout, self.actuator.apply(decision)).await;
         match applied {
             Ok(()) => {
                 self.in_force = decision.weights.clone();
