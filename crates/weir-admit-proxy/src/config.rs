@@ -47,6 +47,18 @@ fn default_timeout() -> u64 {
     30_000
 }
 
+fn default_max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_header_timeout() -> u64 {
+    10_000
+}
+
 fn default_controller() -> ControllerSpec {
     ControllerSpec::Static { limit: 100 }
 }
@@ -67,6 +79,18 @@ pub struct ProxyConfig {
     /// How long the upstream may take to answer (the response head), in milliseconds.
     #[serde(default = "default_timeout")]
     pub upstream_timeout_ms: u64,
+    /// The largest request body forwarded, in bytes: 413 above it (at once when the declared
+    /// length is over it; when a streamed body passes it on the way up).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Client connections open at once on `listen`; one more is closed as soon as it is
+    /// accepted (the admin port has its own 256).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client connection that has not sent its whole request header within this many
+    /// milliseconds is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
     /// The controller.
     #[serde(default = "default_controller")]
     pub controller: ControllerSpec,
@@ -82,6 +106,9 @@ impl Default for ProxyConfig {
             upstream: String::new(),
             admin: default_admin(),
             upstream_timeout_ms: default_timeout(),
+            max_body_bytes: default_max_body_bytes(),
+            max_connections: default_max_connections(),
+            header_timeout_ms: default_header_timeout(),
             controller: default_controller(),
             admit: AdmitConfig::default(),
         }
@@ -143,6 +170,29 @@ impl ProxyConfig {
             });
         }
         Ok(format!("http://{authority}"))
+    }
+
+    /// The client listener's limits, refused when one is 0 (a body limit of 0 would refuse
+    /// every body: this is not nginx's "0 = unlimited").
+    pub fn listener_limits(&self) -> Result<weir_http::Limits, weir_admit::ConfigError> {
+        for (field, value) in [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_connections", self.max_connections as u64),
+            ("header_timeout_ms", self.header_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(weir_admit::ConfigError::Invalid {
+                    field,
+                    value: "0".into(),
+                    why: "must be at least 1 (there is no \"unlimited\")",
+                });
+            }
+        }
+        Ok(weir_http::Limits {
+            header_read_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            max_connections: self.max_connections,
+            ..weir_http::Limits::default()
+        })
     }
 }
 

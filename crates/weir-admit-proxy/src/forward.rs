@@ -19,7 +19,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use weir_admit::{AdmitLayer, GateMetrics};
 
 use crate::config::{ConfigFileError, ProxyConfig};
@@ -29,6 +28,8 @@ pub struct Proxy {
     layer: AdmitLayer,
     upstream: String,
     timeout: Duration,
+    max_body_bytes: usize,
+    limits: weir_http::Limits,
     client: Client<HttpConnector, Body>,
     registry: Registry,
 }
@@ -51,6 +52,7 @@ impl Proxy {
             error,
         };
         let upstream = config.upstream_uri().map_err(|e| invalid(e.into()))?;
+        let limits = config.listener_limits().map_err(|e| invalid(e.into()))?;
         let controller = config.controller.build(None).map_err(invalid)?;
         let layer = AdmitLayer::with(controller, &config.admit).map_err(|e| invalid(e.into()))?;
         let mut registry = Registry::default();
@@ -64,6 +66,8 @@ impl Proxy {
             layer,
             upstream,
             timeout: Duration::from_millis(config.upstream_timeout_ms),
+            max_body_bytes: config.max_body_bytes,
+            limits,
             client,
             registry,
         })
@@ -147,6 +151,13 @@ async fn forward(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
+        Ok(Err(e)) if over_body_limit(&e) => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body over the proxy's limit of {} bytes\n",
+                proxy.max_body_bytes
+            ),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(upstream = %proxy.upstream, error = %e, "upstream request failed");
             plain(
@@ -163,6 +174,19 @@ async fn forward(
             ),
         ),
     }
+}
+
+/// Whether forwarding failed because the streamed request body passed the body limit (a
+/// declared length over it is refused with 413 before forwarding).
+fn over_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 async fn metrics(State(proxy): State<Arc<Proxy>>) -> impl IntoResponse {
@@ -204,12 +228,7 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `router` with a body limit ([`ADMIN_MAX_BODY_BYTES`], 413) and a request timeout (408).
 fn bounded(router: Router, timeout: Duration) -> Router {
-    router
-        .layer(RequestBodyLimitLayer::new(ADMIN_MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+    weir_http::bounded(router, ADMIN_MAX_BODY_BYTES, timeout)
 }
 
 fn admin_router(proxy: Arc<Proxy>) -> Router {
@@ -222,7 +241,9 @@ fn admin_router(proxy: Arc<Proxy>) -> Router {
 }
 
 /// Serves the proxy on `listener` and the admin endpoints on `admin` until `shutdown`
-/// completes, then lets requests in flight finish.
+/// completes, then lets requests in flight finish. Both are weir-http's server loop: the
+/// client listener with the configured header timeout, connection cap and body limit, the
+/// admin port with the defaults (10 s, 256) and [`ADMIN_MAX_BODY_BYTES`].
 pub async fn serve_until(
     proxy: Proxy,
     listener: TcpListener,
@@ -231,32 +252,33 @@ pub async fn serve_until(
 ) -> std::io::Result<()> {
     let proxy = Arc::new(proxy);
     let inner = Router::new().fallback(forward).with_state(proxy.clone());
-    let app = Router::new().fallback_service(proxy.layer.layer(inner));
+    // The body limit outside the admission layer: a declared length over it is refused
+    // without taking a slot.
+    let app = Router::new()
+        .fallback_service(proxy.layer.layer(inner))
+        .layer(RequestBodyLimitLayer::new(proxy.max_body_bytes));
     let admin_app = admin_router(proxy.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin, admin_app)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let admin_task = tokio::spawn(weir_http::serve(
+        admin,
+        admin_app,
+        weir_http::Limits::default(),
+        async move {
+            let _ = admin_stop.wait_for(|s| *s).await;
+        },
+    ));
     tracing::info!(
         listen = %listener.local_addr()?,
         upstream = %proxy.upstream,
         controller = proxy.layer.gate().controller().name(),
+        max_body_bytes = proxy.max_body_bytes,
+        max_connections = proxy.limits.max_connections,
         "admission proxy serving"
     );
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    weir_http::serve(listener, app, proxy.limits, shutdown).await;
     let _ = stop_tx.send(true);
-    let admin_served = admin_task.await.map_err(std::io::Error::other)?;
-    served.and(admin_served)
+    admin_task.await.map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -213,3 +213,103 @@ fn a_proxy_with_a_bad_setting_is_not_built_and_the_error_names_file_and_field() 
         .to_string();
     assert!(e.starts_with("a.toml: upstream = \"\""), "{e}");
 }
+
+/// Sends raw `request` bytes to `addr` and reads the whole answer (the request closes).
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    conn.write_all(request)
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut resp = Vec::new();
+    let _ = conn.read_to_end(&mut resp).await;
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_the_limit_gets_413_declared_or_streamed_and_frees_its_slot() {
+    let (up_l, up_addr) = listener().await;
+    let upstream = Router::new().route(
+        "/upload",
+        axum::routing::post(|body: axum::body::Bytes| async move { format!("got {}", body.len()) }),
+    );
+    tokio::spawn(axum::serve(up_l, upstream).into_future());
+    let config = ProxyConfig {
+        upstream: format!("http://{up_addr}"),
+        max_body_bytes: 1000,
+        ..ProxyConfig::default()
+    };
+    let proxy = Proxy::build(&config, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let gate = proxy.layer().gate().clone();
+    let (l, addr) = listener().await;
+    let (admin_l, _) = listener().await;
+    tokio::spawn(serve_until(proxy, l, admin_l, std::future::pending()));
+
+    let declared = |n: usize| {
+        let mut r = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        r.extend(std::iter::repeat_n(b'a', n));
+        r
+    };
+    let at_limit = raw(addr, &declared(1000)).await;
+    assert!(at_limit.starts_with("HTTP/1.1 200"), "{at_limit}");
+    assert!(at_limit.ends_with("got 1000"), "{at_limit}");
+    let over = raw(addr, &declared(1001)).await;
+    assert!(over.starts_with("HTTP/1.1 413"), "{over}");
+
+    // Chunked: no length up front, so the limit bites while the body streams upstream.
+    let mut chunked =
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"258\r\n");
+        chunked.extend(std::iter::repeat_n(b'b', 600));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let streamed = raw(addr, &chunked).await;
+    assert!(streamed.starts_with("HTTP/1.1 413"), "{streamed}");
+    assert!(streamed.contains("limit of 1000 bytes"), "{streamed}");
+    assert_eq!(gate.in_flight(), 0, "the refused requests hold no slot");
+}
+
+#[test]
+fn a_zero_listener_limit_is_refused_by_name() {
+    for (config, field) in [
+        (
+            ProxyConfig {
+                max_body_bytes: 0,
+                ..ProxyConfig::default()
+            },
+            "max_body_bytes = 0",
+        ),
+        (
+            ProxyConfig {
+                max_connections: 0,
+                ..ProxyConfig::default()
+            },
+            "max_connections = 0",
+        ),
+        (
+            ProxyConfig {
+                header_timeout_ms: 0,
+                ..ProxyConfig::default()
+            },
+            "header_timeout_ms = 0",
+        ),
+    ] {
+        let config = ProxyConfig {
+            upstream: "http://127.0.0.1:1".into(),
+            ..config
+        };
+        let e = Proxy::build(&config, Path::new("admit.toml"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(&format!("admit.toml: {field}")), "{e}");
+    }
+}

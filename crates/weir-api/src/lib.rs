@@ -34,7 +34,7 @@
 //! [`Api`] sets these; [`router`] takes the defaults. [`serve_listener`] adds what axum's
 //! `serve` does not: a client must send its request header within [`HEADER_READ_TIMEOUT`]
 //! (a slow-header client is cut off), and at most [`MAX_CONNECTIONS`] connections are open.
-//! The server loop is written here on hyper because axum gives no hook for either.
+//! The server loop is weir-http's, shared with Weir's other listeners.
 //!
 //! **Never:** make a decision or change the recorder: commands only reach the controller
 //! through its channel.

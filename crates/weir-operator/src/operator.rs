@@ -176,16 +176,14 @@ pub async fn serve<F: SourceFactory>(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut http_stop = stop_rx.clone();
     let app = crate::http::bounded(http_router(ctx.clone(), ready.clone()));
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|v| *v).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let server = tokio::spawn(weir_http::serve(
+        listener,
+        app,
+        weir_http::Limits::default(),
+        async move {
+            let _ = http_stop.wait_for(|v| *v).await;
+        },
+    ));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -25,7 +25,9 @@
 //!
 //! Both servers are bounded: a gRPC message over [`GRPC_MAX_MESSAGE_BYTES`] is `OUT_OF_RANGE`
 //! and a gRPC request past [`Settings::grpc_timeout`] is `CANCELLED`; an HTTP body over
-//! [`HTTP_MAX_BODY_BYTES`] gets 413 and an HTTP request past [`HTTP_TIMEOUT`] 408.
+//! [`HTTP_MAX_BODY_BYTES`] gets 413 and an HTTP request past [`HTTP_TIMEOUT`] 408; the HTTP
+//! server (weir-http's loop) cuts off a client that does not send its header within 10 s and
+//! serves at most 256 connections.
 //!
 //! **Never:** keep a counter or any per-key state in process (memory does not grow with the
 //! number of distinct descriptor values: every counter lives in Redis with its window as TTL),
@@ -132,14 +134,7 @@ fn grpc_service<
 
 /// `router` with a body limit ([`HTTP_MAX_BODY_BYTES`], 413) and a request timeout (408).
 fn bounded(router: axum::Router, timeout: Duration) -> axum::Router {
-    router
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            HTTP_MAX_BODY_BYTES,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+    weir_http::bounded(router, HTTP_MAX_BODY_BYTES, timeout)
 }
 
 impl Settings {
@@ -192,9 +187,6 @@ pub enum Error {
     /// The gRPC server failed (the transport error and its causes).
     #[error("gRPC server: {0}")]
     Grpc(String),
-    /// The HTTP server failed.
-    #[error("metrics server: {0}")]
-    Http(std::io::Error),
     /// A task of the service panicked or was cancelled.
     #[error("a task of the service ended abnormally: {0}")]
     Task(tokio::task::JoinError),
@@ -405,12 +397,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         let router = bounded(metrics::router(shared.clone()), HTTP_TIMEOUT);
         let mut http_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(Error::Http)
+            weir_http::serve(listener, router, weir_http::Limits::default(), async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+            Ok(())
         }));
     }
 

@@ -41,7 +41,8 @@ pub struct TrainArgs {
 /// Options of `weir admit proxy`; flags override the file.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// A TOML file: listen, upstream, admin, upstream_timeout_ms, [controller] (kind =
+    /// A TOML file: listen, upstream, admin, upstream_timeout_ms, max_body_bytes,
+    /// max_connections, header_timeout_ms, [controller] (kind =
     /// "static" | "bbr" | …, and its fields), [admit] (reject_status, retry_after_s,
     /// exempt_paths, criticality_header, class_shares, partitions). See docs/admit.md.
     #[arg(long, value_name = "FILE", env = "WEIR_ADMIT_CONFIG")]

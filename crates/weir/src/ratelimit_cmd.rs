@@ -41,6 +41,12 @@ pub struct RatelimitArgs {
     /// Milliseconds a connection to Redis or one count may take.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub redis_timeout_ms: u64,
+    /// Milliseconds one gRPC request may take; past it the service answers CANCELLED, which
+    /// Envoy counts as a failure of the service (its filter's failure mode answers). Envoy's
+    /// filter also gives up after its own `timeout` (a policy's
+    /// `rate_limit.global.timeout_ms`): the shorter one decides.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub grpc_timeout_ms: u64,
 }
 
 /// `--failure-mode`.
@@ -52,7 +58,8 @@ pub enum FailureModeArg {
     Deny,
 }
 
-pub fn run(args: RatelimitArgs) -> Result<()> {
+/// The service's settings from the command line.
+fn settings(args: RatelimitArgs) -> Settings {
     let mut settings = Settings::new(
         args.config,
         args.listen,
@@ -65,6 +72,12 @@ pub fn run(args: RatelimitArgs) -> Result<()> {
     settings.metrics_listen = Some(args.metrics);
     settings.reload_interval = Duration::from_secs(args.reload_interval);
     settings.redis_timeout = Duration::from_millis(args.redis_timeout_ms);
+    settings.grpc_timeout = Duration::from_millis(args.grpc_timeout_ms);
+    settings
+}
+
+pub fn run(args: RatelimitArgs) -> Result<()> {
+    let settings = settings(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -76,4 +89,36 @@ pub fn run(args: RatelimitArgs) -> Result<()> {
     ))?;
     tracing::info!("weir ratelimit: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parsed(extra: &[&str]) -> Result<RatelimitArgs, clap::Error> {
+        let mut argv = vec!["weir", "ratelimit", "--config", "limits.yaml"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Ratelimit(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_grpc_timeout_reaches_the_service_and_out_of_range_values_are_refused_by_name() {
+        let default = settings(parsed(&[]).expect("parses"));
+        assert_eq!(default.grpc_timeout, Duration::from_secs(5));
+        let set = settings(parsed(&["--grpc-timeout-ms", "250"]).expect("parses"));
+        assert_eq!(set.grpc_timeout, Duration::from_millis(250));
+        assert_eq!(set.redis_timeout, Duration::from_millis(500));
+        for bad in ["0", "60001", "-1", "soon"] {
+            let e = parsed(&[&format!("--grpc-timeout-ms={bad}")])
+                .expect_err("out of range")
+                .to_string();
+            assert!(e.contains("--grpc-timeout-ms"), "{bad}: {e}");
+        }
+    }
 }
