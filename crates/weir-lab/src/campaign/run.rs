@@ -29,6 +29,12 @@ use crate::procs;
 
 type Shared<T> = Arc<Mutex<Vec<T>>>;
 
+/// The operator token of the campaign's `weir run` (loopback only, a throwaway lab).
+const API_TOKEN: &str = "weir-lab-campaign";
+
+/// Decisions the restarted, paused `weir run` must hold before the campaign resumes it.
+const PAUSED_DECISIONS: usize = 3;
+
 /// A fault's script result, before the window is judged.
 struct Pending {
     result: FaultResult,
@@ -734,6 +740,7 @@ impl Session<'_> {
                 }
             ));
         }
+        self.pause_survives_a_kill(&mut r).await?;
         let all_safe = times.len() == self.cfg.kills;
         r.time_to_safe_s = if all_safe {
             times
@@ -756,6 +763,92 @@ impl Session<'_> {
             sorted.last().map_or("—".into(), |t| format!("{t:.1}")),
         );
         Ok(r)
+    }
+
+    /// POSTs `/api/{action}` with the operator token; the status code.
+    async fn operator(&self, action: &str) -> Result<u16> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let resp = client
+            .post(format!(
+                "http://127.0.0.1:{}/api/{action}",
+                self.lab.layout.weir_port()
+            ))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .with_context(|| format!("POST /api/{action}"))?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// The operator pauses Weir, then `weir run` is killed (SIGKILL) and restarted: the new
+    /// process must come back paused (the controls are saved in the state directory) and
+    /// hold HAProxy's weights for [`PAUSED_DECISIONS`] decisions, until the campaign resumes it.
+    async fn pause_survives_a_kill(&mut self, r: &mut FaultResult) -> Result<()> {
+        let status = self.operator("pause").await?;
+        let paused_at = self.now();
+        let wait = self.cfg.base.interval_s * 5.0 + 10.0;
+        let is_paused = |d: &AuditDecision| d.rules.iter().any(|x| x == "paused");
+        while !self.decisions_since(paused_at).iter().any(is_paused) {
+            if self.now() - paused_at > wait {
+                r.checks.push(FaultCheck {
+                    what: format!(
+                        "the operator's pause survives a SIGKILL: POST /api/pause answered {status}, and no paused decision followed within {wait:.0} s"
+                    ),
+                    pass: false,
+                });
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let held = self.haproxy_now().map(|(_, w)| w);
+        let pid = self.aim_and_kill(1, 0.0, false).await?;
+        self.start_weir()?;
+        let back = self.now();
+        self.wait_ready().await?;
+        let api_paused = self
+            .api_state()
+            .await
+            .is_some_and(|s| s["paused"].as_bool() == Some(true));
+        let restored_log = self
+            .log_of_this_run()
+            .lines()
+            .any(|l| l.contains("restoring the operator's controls") && l.contains("pause"));
+        // The new process's first decisions (its `seq` starts at 0 again).
+        let deadline = back + self.cfg.base.interval_s * (PAUSED_DECISIONS as f64 + 5.0) + 10.0;
+        let mut first: Vec<AuditDecision> = Vec::new();
+        while first.len() < PAUSED_DECISIONS && self.now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ds = self.decisions_since(back);
+            first = match ds.iter().position(|d| d.seq == 0) {
+                Some(i) => ds[i..].to_vec(),
+                None => Vec::new(),
+            };
+        }
+        first.truncate(PAUSED_DECISIONS);
+        let all_paused = first.len() == PAUSED_DECISIONS && first.iter().all(is_paused);
+        let now = self.haproxy_now().map(|(_, w)| w);
+        let weights_held = held.is_some() && now == held;
+        let resumed = self.operator("resume").await?;
+        r.checks.push(FaultCheck {
+            what: format!(
+                "the operator's pause survives a SIGKILL (pid {pid}): the restarted weir run {} paused in /api/state, {} the restore, and its first {} decisions were {}paused; HAProxy {} {} → {}; resume answered {resumed}",
+                if api_paused { "was" } else { "was not" },
+                if restored_log { "logged" } else { "did not log" },
+                first.len(),
+                if all_paused { "all " } else { "not all " },
+                if weights_held { "held" } else { "changed" },
+                held.map_or("?".into(), |w| fmt_w(&w)),
+                now.map_or("?".into(), |w| fmt_w(&w)),
+            ),
+            pass: api_paused
+                && restored_log
+                && all_paused
+                && weights_held
+                && (200..300).contains(&resumed),
+        });
+        Ok(())
     }
 
     async fn clock_steps(&mut self) -> Result<FaultResult> {
@@ -1149,10 +1242,12 @@ pub async fn run(lab: &mut Lab, cfg: &CampaignConfig) -> Result<CampaignReport> 
     }
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("weir.toml");
-    procs::write_atomic(
-        &config,
-        weir_config_with(&lab.layout, &cfg.base, &cal, POLICY.as_str(), &dir, Some(1)).as_bytes(),
-    )?;
+    // The operator token enables /api/pause (the SIGKILL fault pauses Weir before one kill).
+    let text = format!(
+        "api_token = \"{API_TOKEN}\"\n{}",
+        weir_config_with(&lab.layout, &cfg.base, &cal, POLICY.as_str(), &dir, Some(1))
+    );
+    procs::write_atomic(&config, text.as_bytes())?;
     lab.set_weights([0, 50, 50]).await?;
     let phases = 1 + 2 * cfg.faults.len();
     let load = Load::start(load_config(lab, &cfg.base), phases, lab.metrics.clone()).await?;
