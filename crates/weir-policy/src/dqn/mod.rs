@@ -582,8 +582,11 @@ impl Policy for Dqn {
                     Some(_) => (0, false),
                     None => (u32::MAX, false), // the first decision: nothing changed
                 };
-                self.dwell = Some((ctx.current.clone(), since, shunned));
                 let dwelling = since < cfg.dwell && !news;
+                // News ends the dwell for good, not for one decision: until the weights change
+                // again, the policy answers with the small margin.
+                let since = if news { u32::MAX } else { since };
+                self.dwell = Some((ctx.current.clone(), since, shunned));
                 let m = if dwelling {
                     cfg.dwell_margin.max(cfg.switch_margin)
                 } else {

@@ -182,6 +182,11 @@ fn a_minimum_dwell_holds_after_a_change_until_a_replica_changes_state() {
     let prop = decide(&mut p, &recovered, &b, &AllowAll);
     assert_eq!(prop.weights, moves(seed, &recovered, &b), "{}", prop.reason);
     assert!(!prop.reason.contains("dwell"), "{}", prop.reason);
+    // The news ended the dwell, not just one decision of it: with the weights still at `b`
+    // (the move was not applied) the next decision answers with the small margin too.
+    let prop = decide(&mut p, &recovered, &b, &AllowAll);
+    assert_eq!(prop.weights, moves(seed, &recovered, &b), "{}", prop.reason);
+    assert!(!prop.reason.contains("dwell"), "{}", prop.reason);
 }
 
 #[test]
