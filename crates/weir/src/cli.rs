@@ -243,9 +243,11 @@ pub struct TrainArgs {
     /// Worker threads for the members (the model does not depend on it).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Master seed (the run is deterministic for a seed).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Master seed (the run is deterministic for a seed). Default: the seed the shipped model
+    /// was trained with (4 for dqn, 1 for qlearn), so that `weir train` with no other flag
+    /// rebuilds it.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Relative jitter of scenario parameters per episode.
     #[arg(long, default_value_t = 0.2)]
     pub jitter: f64,

@@ -26,7 +26,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 }
 
+/// The seed each shipped model was trained with (docs/benchmark.md): `weir train` without
+/// `--seed` rebuilds the shipped file.
+pub(crate) fn shipped_seed(policy: PolicyKind) -> u64 {
+    match policy {
+        PolicyKind::Dqn => 4,
+        _ => 1,
+    }
+}
+
 fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
+    let seed = args.seed.unwrap_or(shipped_seed(PolicyKind::Qlearn));
     let episodes = args.episodes.unwrap_or(3000);
     let out = args
         .out
@@ -41,7 +51,7 @@ fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()>
         args.scenarios.display(),
         episodes,
         args.members,
-        args.seed,
+        seed,
         args.jitter,
         args.teacher_rate,
         format!("{:?}", args.reward).to_lowercase(),
@@ -50,7 +60,7 @@ fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()>
     let opts = TrainOptions {
         scenarios,
         episodes,
-        seed: args.seed,
+        seed,
         jitter: args.jitter,
         teacher_rate: args.teacher_rate,
         members: args.members,
@@ -131,6 +141,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
     if scenarios.is_empty() {
         bail!("no training scenarios in {}", args.scenarios.display());
     }
+    let seed = args.seed.unwrap_or(shipped_seed(PolicyKind::Dqn));
     let defaults = DqnTrainOptions::default();
     let episodes = args.episodes.unwrap_or(defaults.episodes);
     let out = args
@@ -141,7 +152,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {} --reward {} --out {}",
         args.scenarios.display(),
         args.generated_share,
-        args.seed,
+        seed,
         args.jitter,
         args.teacher_rate,
         format!("{:?}", args.teacher).to_lowercase(),
@@ -157,7 +168,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
     }
     let opts = DqnTrainOptions {
         episodes,
-        seed: args.seed,
+        seed,
         teacher_rate: args.teacher_rate,
         teacher: match args.teacher {
             TeacherArg::Lookahead => TeacherKind::Lookahead,
@@ -195,7 +206,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         scenarios,
         args.jitter,
         weir_sim::generate::GeneratorConfig::default(),
-        args.seed,
+        seed,
         args.generated_share,
     );
     let model = train_dqn(&opts, source, |p| {
@@ -229,4 +240,26 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_policy::{Model, PolicyKind};
+
+    use super::shipped_seed;
+
+    #[test]
+    fn train_without_a_seed_uses_the_seed_each_shipped_model_records() {
+        for kind in [PolicyKind::Dqn, PolicyKind::Qlearn] {
+            let model = Model::shipped(kind)
+                .expect("a shipped model")
+                .expect("it loads");
+            let described = model.describe();
+            let seed = shipped_seed(kind);
+            assert!(
+                described.contains(&format!("--seed {seed} ")),
+                "{kind}: `weir train` defaults to --seed {seed}, the shipped model says: {described}"
+            );
+        }
+    }
 }
