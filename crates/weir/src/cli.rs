@@ -244,8 +244,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Master seed (the run is deterministic for a seed). Default: the seed the shipped model
-    /// was trained with (4 for dqn, 1 for qlearn), so that `weir train` with no other flag
-    /// rebuilds it.
+    /// records (4 for dqn, 1 for qlearn); for dqn, `weir train` with no other flag rebuilds the
+    /// shipped network (the shipped Q-table predates later reward and shield changes).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Relative jitter of scenario parameters per episode.
