@@ -95,6 +95,13 @@ impl ObsBuilder {
         self
     }
 
+    /// Sets replica `i`'s read p99, milliseconds.
+    pub fn replica_p99(mut self, i: usize, p99_ms: f64) -> Self {
+        let age = self.obs.replicas[i].read_p99_ms.age_s.unwrap_or(5.0);
+        self.obs.replicas[i].read_p99_ms = Signal::aged(p99_ms, age);
+        self
+    }
+
     /// Ages every known signal to `age_s` seconds.
     pub fn aged(mut self, age_s: f64) -> Self {
         let set = |s: &mut Signal| {

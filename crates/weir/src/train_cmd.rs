@@ -30,7 +30,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// `--seed` rebuilds the shipped file.
 pub(crate) fn shipped_seed(policy: PolicyKind) -> u64 {
     match policy {
-        PolicyKind::Dqn => 4,
+        // Chosen among five training seeds on the validation set (docs/benchmark.md).
+        PolicyKind::Dqn => 1,
         _ => 1,
     }
 }

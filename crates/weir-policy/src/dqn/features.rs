@@ -2,7 +2,9 @@
 //!
 //! The network sees the *worst* and the *second-worst* replica in detail (by lag relative to
 //! the SLO; unknown or down counts as worst, ties go to the one already most demoted so the
-//! choice does not flip on noise), a summary of the rest (fraction healthy, count), the
+//! choice does not flip on noise) with their read p99, a summary of the rest (fraction
+//! healthy, count, and the largest lag, lag slope and read p99 among the others: the actions
+//! split the rest evenly whatever their capacity, so the hottest of them matters), the
 //! primary (CPU, headroom, read p99) and where the weights stand now. Every value is scaled
 //! to roughly `[-1, 3]`. The lag trend is a least-squares slope over the recent observations
 //! in [`History`] (like Prometheus' `predict_linear`), and the time to breach
@@ -20,7 +22,7 @@ pub const FAR_INTERVALS: f64 = 3.0;
 pub const DEFAULT_INTERVAL_S: f64 = 15.0;
 
 /// Per-replica feature names (prefixed `worst_` and `second_`).
-const REPLICA_FEATURES: [&str; 7] = [
+pub const REPLICA_FEATURES: [&str; 8] = [
     "lag",
     "slope",
     "time_to_breach",
@@ -28,10 +30,11 @@ const REPLICA_FEATURES: [&str; 7] = [
     "unknown",
     "share",
     "demotion",
+    "p99",
 ];
 
 /// Global feature names, after the two replicas' features.
-const GLOBAL_FEATURES: [&str; 8] = [
+const GLOBAL_FEATURES: [&str; 11] = [
     "healthy_fraction",
     "replicas",
     "primary_cpu",
@@ -40,6 +43,9 @@ const GLOBAL_FEATURES: [&str; 8] = [
     "read_p99",
     "primary_share",
     "freshest_age",
+    "rest_max_lag",
+    "rest_max_slope",
+    "rest_max_p99",
 ];
 
 /// Length of the feature vector.
@@ -160,7 +166,7 @@ fn replica_features(ctx: &DecisionContext<'_>, i: Option<usize>, interval: f64, 
     let slo = ctx.slo;
     let Some(i) = i else {
         // No such replica: a healthy, unused, far-from-breach one.
-        out.copy_from_slice(&[0.0, 0.0, FAR_INTERVALS as f32, 0.0, 0.0, 0.0, 0.0]);
+        out.copy_from_slice(&[0.0, 0.0, FAR_INTERVALS as f32, 0.0, 0.0, 0.0, 0.0, 0.0]);
         return;
     };
     let r = &ctx.obs.replicas[i];
@@ -186,7 +192,42 @@ fn replica_features(ctx: &DecisionContext<'_>, i: Option<usize>, interval: f64, 
         f32::from(u8::from(lag.is_none())),
         ctx.current.replica_share(i) as f32,
         demotion_ratio(ctx.current, i) as f32,
+        p99_rel(ctx, i) as f32,
     ]);
+}
+
+/// Replica `i`'s read p99 relative to the SLO, `[0, 3]`; 0 when down or unknown. A replica
+/// serving past its capacity shows here before its lag grows (reads slow its apply).
+fn p99_rel(ctx: &DecisionContext<'_>, i: usize) -> f64 {
+    let r = &ctx.obs.replicas[i];
+    if r.up == Some(false) || ctx.slo.read_p99_slo_ms <= 0.0 {
+        return 0.0;
+    }
+    r.read_p99_ms
+        .value
+        .map_or(0.0, |p| (p / ctx.slo.read_p99_slo_ms).clamp(0.0, 3.0))
+}
+
+/// The replicas other than the worst and the second-worst that are not down: their largest
+/// lag (relative to the SLO, unknown = 3), lag slope and read p99 (relative to the SLO). All
+/// 0 when there are none: the actions split the rest evenly, so the hottest one matters.
+fn rest(ctx: &DecisionContext<'_>, skip: [Option<usize>; 2]) -> [f64; 3] {
+    let mut out = [0.0f64; 3];
+    for (i, r) in ctx.obs.replicas.iter().enumerate() {
+        if skip.contains(&Some(i)) || r.up == Some(false) {
+            continue;
+        }
+        let lag = r.lag_s.value;
+        let rel = lag.map_or(3.0, |l| (l / ctx.slo.max_staleness_s).clamp(0.0, 3.0));
+        let slope = lag
+            .and_then(|_| lag_slope(ctx.history, ctx.obs, i, TREND_WINDOW))
+            .unwrap_or(0.0)
+            .clamp(-1.0, 2.0);
+        out[0] = out[0].max(rel);
+        out[1] = out[1].max(slope);
+        out[2] = out[2].max(p99_rel(ctx, i));
+    }
+    out
 }
 
 /// Computes the features of a decision context.
@@ -212,6 +253,7 @@ pub fn features(ctx: &DecisionContext<'_>) -> Features {
     let cpu = obs.primary.cpu.value;
     let p99 = crate::qlearn::state::served_p99_ms(obs, ctx.current);
     let freshest = obs.freshest_age_s();
+    let [rest_lag, rest_slope, rest_p99] = rest(ctx, [worst, second]);
     let g = [
         if n > 0 {
             healthy as f64 / n as f64
@@ -225,6 +267,9 @@ pub fn features(ctx: &DecisionContext<'_>) -> Features {
         (p99 / slo.read_p99_slo_ms).clamp(0.0, 3.0),
         ctx.current.primary_share(),
         freshest.map_or(3.0, |a| (a / interval).clamp(0.0, 3.0)),
+        rest_lag,
+        rest_slope,
+        rest_p99,
     ];
     for (d, v) in x[2 * k..].iter_mut().zip(g) {
         *d = v as f32;
@@ -296,6 +341,35 @@ mod tests {
         assert!((f.x[1] - 0.2).abs() < 1e-6);
         assert!((f.x[2] - 1.5).abs() < 1e-5, "{}", f.x[2]);
         assert!(f.usable);
+    }
+
+    #[test]
+    fn the_hottest_of_the_other_replicas_is_seen() {
+        let h = History::with_capacity(4);
+        let slo = Slo::default();
+        // replica-5 is down (worst) and replica-1 lags most (second); of the rest, replica-2
+        // lags the most and replica-3 is slow.
+        let now = ObsBuilder::new(5)
+            .lag(0, 4.0)
+            .lag(1, 2.0)
+            .lag(3, 1.5)
+            .replica_p99(0, 0.5 * slo.read_p99_slo_ms)
+            .replica_p99(2, 2.0 * slo.read_p99_slo_ms)
+            .down(4)
+            .build();
+        let f = ctx_features(&now, &h);
+        assert_eq!((f.worst, f.second), (Some(4), Some(0)));
+        let names = feature_names();
+        let get = |name: &str| f.x[names.iter().position(|n| n == name).unwrap()];
+        assert_eq!(get("worst_p99"), 0.0, "down: no p99");
+        assert!((get("second_p99") - 0.5).abs() < 1e-6);
+        assert!((get("rest_max_p99") - 2.0).abs() < 1e-6);
+        assert!((get("rest_max_lag") - (2.0 / slo.max_staleness_s) as f32).abs() < 1e-6);
+        // Without other replicas the summary is empty.
+        let two = ctx_features(&ObsBuilder::new(2).replica_p99(0, 90.0).build(), &h);
+        let names2 = feature_names();
+        let at = |n: &str| two.x[names2.iter().position(|x| x == n).unwrap()];
+        assert_eq!((at("rest_max_lag"), at("rest_max_p99")), (0.0, 0.0));
     }
 
     #[test]

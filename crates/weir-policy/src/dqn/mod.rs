@@ -374,7 +374,7 @@ impl Dqn {
     fn describe(f: &Features, obs: &Observation) -> String {
         let name = |i: Option<usize>| i.map_or("-", |i| obs.replicas[i].name.as_str());
         let x = &f.x;
-        let k = 7;
+        let k = features::REPLICA_FEATURES.len();
         format!(
             "worst={} lag {:.2}×slo slope {:+.2}s/s breach in {:.1} intervals; second={} lag {:.2}×slo; healthy {:.0}%; cpu {:.2}; p99 {:.2}×slo; primary {:.0}%",
             name(f.worst),
