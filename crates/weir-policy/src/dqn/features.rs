@@ -169,16 +169,8 @@ fn replica_features(ctx: &DecisionContext<'_>, i: Option<usize>, interval: f64, 
         out.copy_from_slice(&[0.0, 0.0, FAR_INTERVALS as f32, 0.0, 0.0, 0.0, 0.0, 0.0]);
         return;
     };
-    let r = &ctx.obs.replicas[i];
-    let down = r.up == Some(false);
-    let lag = r.lag_s.value.filter(|_| !down);
-    let slope = lag
-        .and_then(|_| lag_slope(ctx.history, ctx.obs, i, TREND_WINDOW))
-        .unwrap_or(0.0);
-    let rel = match lag {
-        Some(l) => (l / slo.max_staleness_s).clamp(0.0, 3.0),
-        None => 3.0,
-    };
+    let down = ctx.obs.replicas[i].up == Some(false);
+    let (lag, rel, slope) = lag_trend(ctx, i);
     let ttb = match lag {
         Some(l) => time_to_breach(l, slope, slo.max_staleness_s)
             .map_or(FAR_INTERVALS, |s| (s / interval).min(FAR_INTERVALS)),
@@ -194,6 +186,18 @@ fn replica_features(ctx: &DecisionContext<'_>, i: Option<usize>, interval: f64, 
         demotion_ratio(ctx.current, i) as f32,
         p99_rel(ctx, i) as f32,
     ]);
+}
+
+/// Replica `i`'s lag (none when down or unknown), that lag relative to `max_staleness_s`
+/// (`[0, 3]`, unknown = 3) and its unclamped slope (0 without a lag or enough history).
+fn lag_trend(ctx: &DecisionContext<'_>, i: usize) -> (Option<f64>, f64, f64) {
+    let r = &ctx.obs.replicas[i];
+    let lag = r.lag_s.value.filter(|_| r.up != Some(false));
+    let slope = lag
+        .and_then(|_| lag_slope(ctx.history, ctx.obs, i, TREND_WINDOW))
+        .unwrap_or(0.0);
+    let rel = lag.map_or(3.0, |l| (l / ctx.slo.max_staleness_s).clamp(0.0, 3.0));
+    (lag, rel, slope)
 }
 
 /// Replica `i`'s read p99 relative to the SLO, `[0, 3]`; 0 when down or unknown. A replica
@@ -217,14 +221,9 @@ fn rest(ctx: &DecisionContext<'_>, skip: [Option<usize>; 2]) -> [f64; 3] {
         if skip.contains(&Some(i)) || r.up == Some(false) {
             continue;
         }
-        let lag = r.lag_s.value;
-        let rel = lag.map_or(3.0, |l| (l / ctx.slo.max_staleness_s).clamp(0.0, 3.0));
-        let slope = lag
-            .and_then(|_| lag_slope(ctx.history, ctx.obs, i, TREND_WINDOW))
-            .unwrap_or(0.0)
-            .clamp(-1.0, 2.0);
+        let (_, rel, slope) = lag_trend(ctx, i);
         out[0] = out[0].max(rel);
-        out[1] = out[1].max(slope);
+        out[1] = out[1].max(slope.clamp(-1.0, 2.0));
         out[2] = out[2].max(p99_rel(ctx, i));
     }
     out
