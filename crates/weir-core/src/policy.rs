@@ -13,6 +13,13 @@ use crate::{History, Observation, Outcome, Proposal, Slo, Weights};
 pub trait Mask {
     /// Whether the shield would apply `target` unchanged.
     fn allows(&self, target: &Weights) -> bool;
+
+    /// The most any destination's weight may move this interval, when the shield limits it
+    /// (outside an emergency): a policy can then propose the step towards a farther target
+    /// ([`Weights::step_toward`]) instead of a target the mask refuses. `None`: no limit.
+    fn max_step(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// A mask that allows everything (for tests and for policies run without a shield).

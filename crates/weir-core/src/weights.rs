@@ -103,6 +103,24 @@ impl Weights {
         }
     }
 
+    /// The weights one interval closer to `target` when no destination may move by more than
+    /// `max` points: `target` itself when it is within `max`, otherwise the largest
+    /// interpolation towards it (in steps of 1%) that is. The shield's step limit and the
+    /// policies that resolve their actions under it use this one rule.
+    pub fn step_toward(&self, target: &Weights, max: u32) -> Weights {
+        let step = self.max_step(target);
+        if step <= max {
+            return target.clone();
+        }
+        let mut alpha = f64::from(max) / f64::from(step);
+        let mut limited = self.interpolate(target, alpha);
+        while self.max_step(&limited) > max && alpha > 0.0 {
+            alpha = (alpha - 0.01).max(0.0);
+            limited = self.interpolate(target, alpha);
+        }
+        limited
+    }
+
     /// All weights, primary first.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         std::iter::once(self.primary).chain(self.replicas.iter().copied())
@@ -305,5 +323,37 @@ mod tests {
                 if x == 0 && y == 0 { prop_assert_eq!(z, 0); }
             }
         }
+
+        #[test]
+        fn step_toward_moves_at_most_max_and_reaches_a_near_target(a in proptest::collection::vec(0.0f64..5.0, 3), b in proptest::collection::vec(0.0f64..5.0, 3), pa in 0.0f64..1.0, pb in 0.0f64..1.0, max in 1u32..=100) {
+            let wa = Weights::from_parts(pa, &a);
+            let wb = Weights::from_parts(pb, &b);
+            let s = wa.step_toward(&wb, max);
+            prop_assert_eq!(s.total(), Weights::TOTAL);
+            prop_assert!(wa.max_step(&s) <= max);
+            if wa.max_step(&wb) <= max {
+                prop_assert_eq!(s, wb);
+            } else {
+                // Closer to the target than the start, never past it.
+                prop_assert!(s.max_step(&wb) < wa.max_step(&wb));
+                for ((x, y), z) in wa.iter().zip(wb.iter()).zip(s.iter()) {
+                    prop_assert!(z + 1 >= x.min(y) && z <= x.max(y) + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn step_toward_a_far_target_takes_the_largest_step_the_limit_allows() {
+        let from = Weights {
+            primary: 50,
+            replicas: vec![0, 50],
+        };
+        let to = Weights::from_parts(0.3, &[1.0, 1.0]);
+        assert_eq!(from.max_step(&to), 35);
+        let s = from.step_toward(&to, 25);
+        assert_eq!(from.max_step(&s), 25);
+        assert_eq!(s.replicas[0], 25);
+        assert!(s.primary < 50 && s.primary > 30, "{s}");
     }
 }

@@ -414,12 +414,7 @@ impl Shield {
             let step = current.max_step(&w);
             let max = self.config.max_step;
             if step > max {
-                let mut alpha = max as f64 / step as f64;
-                let mut limited = current.interpolate(&w, alpha);
-                while current.max_step(&limited) > max && alpha > 0.0 {
-                    alpha = (alpha - 0.01).max(0.0);
-                    limited = current.interpolate(&w, alpha);
-                }
+                let limited = current.step_toward(&w, max);
                 why.push(Rule::StepLimit, || {
                     format!(
                         "change {current} → {w} moves {step} points; limited to {max}: {limited}"
@@ -461,6 +456,11 @@ impl Mask for ShieldMask<'_> {
                 notes.is_empty()
             }
         }
+    }
+
+    fn max_step(&self) -> Option<u32> {
+        (self.shield.config.enforce && self.fixed.is_none() && !self.assessment.emergency)
+            .then_some(self.shield.config.max_step)
     }
 }
 

@@ -48,6 +48,11 @@ fn replica_beyond_hard_staleness_gets_nothing_at_once() {
     let obs = ObsBuilder::new(2).lag(0, 45.0).build();
     // The policy keeps both replicas; the shield moves replica-1's 50 points in one go
     // (an emergency lifts the step limit).
+    assert_eq!(
+        s.mask(&obs, &Weights::even(2)).max_step(),
+        None,
+        "no step limit in an emergency"
+    );
     let d = apply(&mut s, &obs, &Weights::even(2), Weights::even(2));
     assert_eq!(d.weights, w(0, &[0, 100]));
     assert_eq!(rules(&d), vec![Rule::HardStaleness]);
@@ -113,10 +118,17 @@ fn primary_cap_without_capacity_is_stepwise() {
 fn step_is_limited_outside_an_emergency() {
     let mut s = shield(2);
     let obs = ObsBuilder::new(2).lag(0, 3.0).build();
+    let mask = s.mask(&obs, &Weights::even(2));
+    assert_eq!(mask.max_step(), Some(25), "the mask tells the limit");
+    // The target is refused, the step towards it is allowed and is what the shield applies.
+    assert!(!mask.allows(&w(0, &[0, 100])));
+    let step = Weights::even(2).step_toward(&w(0, &[0, 100]), 25);
+    assert!(mask.allows(&step));
     let d = apply(&mut s, &obs, &Weights::even(2), w(0, &[0, 100]));
     assert_eq!(rules(&d), vec![Rule::StepLimit]);
     assert!(Weights::even(2).max_step(&d.weights) <= 25);
     assert_eq!(d.weights, w(0, &[25, 75]));
+    assert_eq!(d.weights, step);
 }
 
 #[test]
@@ -359,6 +371,7 @@ proptest! {
             ..ShieldConfig::default()
         };
         let mut s = Shield::new(cfg, Slo::default(), n);
+        let limit = s.mask(&obs, &current).max_step();
         let allowed = s.mask(&obs, &current).allows(&target);
         let d = s.apply(&obs, &current, Proposal::new(target.clone(), "prop"));
         prop_assert_eq!(allowed, d.weights == target && d.interventions.is_empty());
@@ -369,6 +382,18 @@ proptest! {
         prop_assert!(s.mask(&obs, &current).allows(&d.weights), "repair must be a fixed point: {}", d.weights);
         if !a.emergency {
             prop_assert!(current.max_step(&d.weights) <= s.config().max_step);
+        }
+        // The limit the mask reports is the one apply enforces: a target within it is never
+        // refused for its size.
+        if let Some(m) = limit {
+            prop_assert_eq!(m, s.config().max_step);
+            prop_assert!(!a.emergency);
+            let mut fresh = Shield::new(s.config().clone(), Slo::default(), n);
+            let step = current.step_toward(&target, m);
+            let d = fresh.apply(&obs, &current, Proposal::new(step, "step"));
+            prop_assert!(!d.interventions.iter().any(|i| i.rule == Rule::StepLimit), "{:?}", d.interventions);
+        } else {
+            prop_assert!(a.emergency || !s.config().enforce || !d.interventions.is_empty() || allowed);
         }
     }
 }

@@ -244,7 +244,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Master seed (the run is deterministic for a seed). Default: the seed the shipped model
-    /// records (1 for both dqn and qlearn); for dqn, `weir train` with no other flag rebuilds the
+    /// records (5 for dqn, 1 for qlearn); for dqn, `weir train` with no other flag rebuilds the
     /// shipped network (the shipped Q-table predates later reward and shield changes).
     #[arg(long)]
     pub seed: Option<u64>,

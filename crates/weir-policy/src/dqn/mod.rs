@@ -14,7 +14,8 @@
 //! holds unless another allowed action beats `hold` by `switch_margin`, and for `dwell`
 //! decisions after the weights changed that margin is `dwell_margin` (a minimum dwell that a
 //! clearly better move still breaks, and that a replica crossing the staleness SLO, going
-//! down or coming back ends, so news is never waited for). When the
+//! down or coming back ends, so news is never waited for; another step towards a target the
+//! shield's step limit cut short is not held back either, see [`DqnConfig::step_limit`]). When the
 //! observation is unusable (nothing known) or a feature lies outside the range seen in
 //! training by more than `ood_margin`, the network is not trusted: the shun rule decides,
 //! and [`Explanation::fallback`] says why.
@@ -86,6 +87,16 @@ pub struct DqnConfig {
     /// The margin by which the teacher's action must beat every other allowed action
     /// (reward units).
     pub expert_margin: f64,
+    /// Resolve each action to the step towards its target that the shield's step limit
+    /// allows ([`weir_core::Mask::max_step`]) instead of leaving a target farther than the limit masked,
+    /// so a move back to a recovered replica or out of a lagging one is always on offer.
+    /// Absent from model files written before it existed, which were trained without it.
+    #[serde(default = "off")]
+    pub step_limit: bool,
+}
+
+fn off() -> bool {
+    false
 }
 
 impl Default for DqnConfig {
@@ -106,6 +117,7 @@ impl Default for DqnConfig {
             ood_margin: 0.25,
             expert_weight: 0.0,
             expert_margin: 1.0,
+            step_limit: true,
         }
     }
 }
@@ -227,6 +239,9 @@ pub struct Dqn {
     /// The weights in force at the previous decision, decisions since they last changed, and
     /// the replicas the shun rule would take out at the previous decision.
     dwell: Option<(Weights, u32, Vec<usize>)>,
+    /// The target of the last served action when the step limit cut it short: choosing it
+    /// again continues a move in progress, which the dwell does not hold back.
+    moving_to: Option<Weights>,
 }
 
 impl std::fmt::Debug for Dqn {
@@ -265,6 +280,7 @@ impl Dqn {
             error: None,
             fallbacks: 0,
             dwell: None,
+            moving_to: None,
         }
     }
 
@@ -497,13 +513,23 @@ impl Policy for Dqn {
         }
         let n = ctx.obs.replicas.len();
         let f = features(ctx);
-        let cands = candidates(n, f.worst, f.second, ctx.current);
+        let targets = candidates(n, f.worst, f.second, ctx.current);
+        let mut cands = targets.clone();
+        if self.model.config.step_limit
+            && let Some(max) = ctx.mask.max_step()
+        {
+            for c in &mut cands {
+                *c = ctx.current.step_toward(c, max);
+            }
+        }
         let allowed: Vec<bool> = cands.iter().map(|w| ctx.mask.allows(w)).collect();
         let training = self.training();
         if training {
             self.complete_pending(&f.x, &allowed);
             self.model.ranges.add(&f.x);
         }
+        // Taken now: a fallback below ends any move in progress.
+        let moving_to = self.moving_to.take();
         if !training {
             if !f.usable {
                 return self.fallback(ctx, "nothing known in the observation".into(), &f, cands);
@@ -582,7 +608,9 @@ impl Policy for Dqn {
                     Some(_) => (0, false),
                     None => (u32::MAX, false), // the first decision: nothing changed
                 };
-                let dwelling = since < cfg.dwell && !news;
+                // Another step towards the target the limit cut short is not a switch.
+                let continuing = best != HOLD && moving_to.as_ref() == Some(&targets[best]);
+                let dwelling = since < cfg.dwell && !news && !continuing;
                 // News ends the dwell for good, not for one decision: until the weights change
                 // again, the policy answers with the small margin.
                 let since = if news { u32::MAX } else { since };
@@ -615,6 +643,9 @@ impl Policy for Dqn {
         };
         let weights = action.map_or_else(|| ctx.current.clone(), |a| cands[a].clone());
         if !training {
+            self.moving_to = action
+                .filter(|&a| a != HOLD && cands[a] != targets[a])
+                .map(|a| targets[a].clone());
             let values: Vec<ActionValue> = (0..N_ACTIONS)
                 .map(|a| ActionValue {
                     label: label(a),
@@ -654,6 +685,7 @@ impl Policy for Dqn {
     fn reset(&mut self) {
         self.pending = None;
         self.dwell = None;
+        self.moving_to = None;
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {

@@ -136,15 +136,20 @@ fn never_chooses_a_masked_action_and_holds_within_the_margin() {
     assert!(prop.reason.starts_with("hold"), "{}", prop.reason);
 }
 
-#[test]
-fn a_minimum_dwell_holds_after_a_change_until_a_replica_changes_state() {
-    // Margin 0 outside the dwell (the network's best move is taken), an unbeatable one inside.
-    let cfg = DqnConfig {
+/// Margin 0 outside the dwell (the network's best move is taken), an unbeatable one inside,
+/// for three decisions.
+fn strict_dwell() -> DqnConfig {
+    DqnConfig {
         switch_margin: 0.0,
         dwell: 3,
         dwell_margin: 1e6,
         ..DqnConfig::default()
-    };
+    }
+}
+
+#[test]
+fn a_minimum_dwell_holds_after_a_change_until_a_replica_changes_state() {
+    let cfg = strict_dwell();
     let lagging = ObsBuilder::new(2).lag(0, 6.0).build();
     let recovered = ObsBuilder::new(2).build();
     let a = Weights::even(2);
@@ -187,6 +192,126 @@ fn a_minimum_dwell_holds_after_a_change_until_a_replica_changes_state() {
     let prop = decide(&mut p, &recovered, &b, &AllowAll);
     assert_eq!(prop.weights, moves(seed, &recovered, &b), "{}", prop.reason);
     assert!(!prop.reason.contains("dwell"), "{}", prop.reason);
+}
+
+/// A shield-like mask: refuses any target more than `max` points from `current`, and says so.
+struct StepLimit {
+    current: Weights,
+    max: u32,
+}
+
+impl Mask for StepLimit {
+    fn allows(&self, t: &Weights) -> bool {
+        self.current.max_step(t) <= self.max
+    }
+
+    fn max_step(&self) -> Option<u32> {
+        Some(self.max)
+    }
+}
+
+#[test]
+fn far_targets_are_offered_as_the_step_the_limit_allows() {
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let current = Weights {
+        primary: 50,
+        replicas: vec![0, 50],
+    };
+    let mask = StepLimit {
+        current: current.clone(),
+        max: 10,
+    };
+    let h = History::with_capacity(2);
+    let slo = Slo::default();
+    let f = super::features::features(&DecisionContext {
+        obs: &obs,
+        current: &current,
+        history: &h,
+        slo: &slo,
+        mask: &mask,
+    });
+    let targets = super::actions::candidates(2, f.worst, f.second, &current);
+    let index = |l: &str| (0..N_ACTIONS).find(|&a| label(a) == l).unwrap();
+
+    // A model trained before the option existed: far targets stay masked.
+    let old = DqnConfig {
+        step_limit: false,
+        ..DqnConfig::default()
+    };
+    let mut p = Dqn::untrained(old, 1).unwrap();
+    decide(&mut p, &obs, &current, &mask);
+    let e = p.explain();
+    // (The explanation lists the best 12, allowed ones first: few are within 10 points.)
+    assert!(e.actions.iter().any(|a| !a.allowed));
+    for a in &e.actions {
+        assert_eq!(a.weights, targets[index(&a.label)]);
+        assert_eq!(a.allowed, current.max_step(&a.weights) <= 10, "{}", a.label);
+    }
+
+    // With it, every action is the step towards its target, and every step is allowed.
+    let mut p = Dqn::untrained(DqnConfig::default(), 1).unwrap();
+    let prop = decide(&mut p, &obs, &current, &mask);
+    let e = p.explain();
+    assert_eq!(e.actions.len(), 12);
+    for a in &e.actions {
+        let target = &targets[index(&a.label)];
+        assert_eq!(a.weights, current.step_toward(target, 10), "{}", a.label);
+        assert!(a.allowed, "{}", a.label);
+    }
+    assert!(
+        e.actions
+            .iter()
+            .any(|a| a.weights != targets[index(&a.label)]),
+        "some far target was cut to a step"
+    );
+    assert!(mask.allows(&prop.weights));
+    // A mask without a step limit leaves the targets as they are.
+    decide(&mut p, &obs, &current, &AllowAll);
+    for a in &p.explain().actions {
+        assert_eq!(a.weights, targets[index(&a.label)]);
+    }
+}
+
+#[test]
+fn the_dwell_does_not_hold_back_the_next_step_of_a_move_the_limit_cut_short() {
+    let cfg = strict_dwell();
+    let lagging = ObsBuilder::new(2).lag(0, 6.0).build();
+    let limit = |w: &Weights| StepLimit {
+        current: w.clone(),
+        max: 5,
+    };
+    let a = Weights::even(2);
+    // What an untrained network initialised from `seed` does from `from`, free of any dwell.
+    let free = |seed: u64, from: &Weights| {
+        let mut p = Dqn::untrained(cfg.clone(), seed).unwrap();
+        decide(&mut p, &lagging, from, &limit(from))
+    };
+    // The first seed (a deterministic search) whose network picks an action at `a` that the
+    // limit cuts short, and the same action again from the step it led to.
+    let (seed, first, second) = (1..300)
+        .map(|seed| {
+            let first = free(seed, &a);
+            let second = free(seed, &first.weights);
+            (seed, first, second)
+        })
+        .find(|(_, first, second)| {
+            first.weights != a
+                && first.action.is_some_and(|x| x != HOLD)
+                && second.action == first.action
+                && second.weights != first.weights
+        })
+        .expect("some initialisation keeps moving");
+
+    let mut p = Dqn::untrained(cfg.clone(), seed).unwrap();
+    assert_eq!(
+        decide(&mut p, &lagging, &a, &limit(&a)).weights,
+        first.weights
+    );
+    let b = first.weights;
+    let prop = decide(&mut p, &lagging, &b, &limit(&b));
+    assert_eq!(prop.weights, second.weights, "{}", prop.reason);
+    assert!(!prop.reason.contains("dwell"), "{}", prop.reason);
+    // (Without the continuation rule the dwell, margin 1e6, would have held it.)
 }
 
 #[test]
