@@ -52,6 +52,32 @@ fn demo_runs_the_embedded_scenario_through_the_controller() {
         "{t}"
     );
     assert!(t.contains("hard-limit violations 0"), "{t}");
+    // Once replica-1 is seen fresh again (observed lag under 1 s after the stall), it carries
+    // at least a quarter of the reads within four decisions (one minute).
+    let decisions: Vec<(u32, f64, u32)> = t
+        .lines()
+        .filter_map(|l| {
+            let at = l.strip_prefix("t=")?.trim_start().split('s').next()?;
+            let lag = l.split("r1=").nth(1)?.split('s').next()?;
+            let r1 = l.split("w=P").nth(1)?.split('/').nth(1)?;
+            Some((at.parse().ok()?, lag.parse().ok()?, r1.parse().ok()?))
+        })
+        .collect();
+    // (Every line parses but the first ones, before any scrape: `r1=?`.)
+    assert!(decisions.len() > 90, "{t}");
+    let fresh = decisions
+        .iter()
+        .position(|&(at, lag, _)| at > 600 && lag < 1.0)
+        .expect("replica-1 recovers in the demo");
+    assert!(
+        decisions
+            .iter()
+            .skip(fresh)
+            .take(5)
+            .any(|&(_, _, r1)| r1 >= 25),
+        "replica-1 fresh at t={}s but still under 25% of the reads a minute later: {t}",
+        decisions[fresh].0
+    );
 }
 
 #[test]
