@@ -91,12 +91,9 @@ pub struct DqnConfig {
     /// allows ([`weir_core::Mask::max_step`]) instead of leaving a target farther than the limit masked,
     /// so a move back to a recovered replica or out of a lagging one is always on offer.
     /// Absent from model files written before it existed, which were trained without it.
-    #[serde(default = "off")]
+    /// (The field's own default, `false`, not the struct's.)
+    #[serde(default)]
     pub step_limit: bool,
-}
-
-fn off() -> bool {
-    false
 }
 
 impl Default for DqnConfig {
