@@ -373,6 +373,11 @@ impl Gate {
                 Err(seen) => current = seen,
             }
         }
+        // The partition's slot is taken before anything else, so the window in which a
+        // concurrent request of the same partition does not see it is as short as it can be.
+        if let Some((_, p)) = part {
+            p.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
         let pi = part.map(|(i, _)| i);
         self.stats.with(|s| {
             s.admitted[class.index()].add(1);
@@ -381,9 +386,6 @@ impl Gate {
             }
         });
         self.reserve_less(class);
-        if let Some((_, p)) = part {
-            p.in_flight.fetch_add(1, Ordering::AcqRel);
-        }
         Ok(Permit {
             gate: handle(),
             started: stamp,
