@@ -29,5 +29,5 @@ pub use oracle::{LOOKAHEAD, OracleSlot, OracleView};
 pub use train::{TrainOptions, TrainProgress, train};
 pub use train_dqn::{
     DqnProgress, DqnTrainOptions, ScenarioSource, TeacherKind, generated_and_files, jittered_files,
-    train_dqn,
+    train_dqn, train_dqn_ensemble,
 };

@@ -224,6 +224,54 @@ pub fn train_dqn(
     Ok(dqn.model()?)
 }
 
+/// Trains `members` networks at once, one thread each (the machine's cores share them),
+/// and serves their mean as one model ([`DqnModel::ensemble`]). Member `i` is exactly the
+/// network [`train_dqn`] gives with seed `opts.seed + i` on the episodes of `source(seed)`,
+/// so the whole is deterministic for `opts.seed`. `progress` is told which member reports.
+/// One member is a plain network, byte for byte what [`train_dqn`] writes.
+pub fn train_dqn_ensemble<S: ScenarioSource>(
+    opts: &DqnTrainOptions,
+    members: u32,
+    source: impl Fn(u64) -> S + Sync,
+    progress: impl Fn(usize, &DqnProgress) + Sync,
+) -> Result<DqnModel, EvalError> {
+    if members == 0 {
+        return Err(EvalError::Training(
+            "an ensemble needs at least 1 member".into(),
+        ));
+    }
+    if members == 1 {
+        return train_dqn(opts, source(opts.seed), |p| progress(0, p));
+    }
+    let trained: Vec<Result<DqnModel, EvalError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..members as usize)
+            .map(|i| {
+                let (source, progress) = (&source, &progress);
+                scope.spawn(move || {
+                    let seed = opts.seed.wrapping_add(i as u64);
+                    let member = DqnTrainOptions {
+                        seed,
+                        ..opts.clone()
+                    };
+                    train_dqn(&member, source(seed), |p| progress(i, p))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EvalError::Training(
+                        "a member's training thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let trained = trained.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(DqnModel::ensemble(&trained, opts.command.clone())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +318,46 @@ mod tests {
         assert_eq!(ra, rb);
         assert!(steps > 0);
         assert!(a == b, "same seed, different model files");
+    }
+
+    #[test]
+    fn an_ensemble_is_its_members_trained_alone_averaged() {
+        let opts = DqnTrainOptions {
+            episodes: 2,
+            seed: 7,
+            ..tiny_options()
+        };
+        let source = |_seed: u64| jittered_files(vec![tiny_scenario()], 0.2);
+        let reports = std::sync::Mutex::new([0u64; 2]);
+        let together = train_dqn_ensemble(&opts, 2, source, |i, _| {
+            reports.lock().unwrap()[i] += 1;
+        })
+        .expect("trains");
+        assert_eq!(
+            *reports.lock().unwrap(),
+            [2, 2],
+            "each member reports each episode"
+        );
+        let alone: Vec<DqnModel> = [7, 8]
+            .into_iter()
+            .map(|seed| {
+                let member = DqnTrainOptions {
+                    seed,
+                    ..opts.clone()
+                };
+                train_dqn(&member, source(seed), |_| {}).expect("trains")
+            })
+            .collect();
+        assert_ne!(
+            alone[0].to_bytes(),
+            alone[1].to_bytes(),
+            "members differ by seed"
+        );
+        let merged = DqnModel::ensemble(&alone, opts.command.clone()).expect("merges");
+        assert!(together.to_bytes() == merged.to_bytes());
+        assert_eq!(together.config.members, 2);
+        // One member is a plain network, the same file train_dqn writes.
+        let one = train_dqn_ensemble(&opts, 1, source, |_, _| {}).expect("trains");
+        assert!(one.to_bytes() == alone[0].to_bytes());
     }
 }

@@ -117,6 +117,9 @@ pub struct Assessment {
     pub reserve: Option<u32>,
     /// The reserve's state after this observation (committed by `Shield::apply`).
     pub reserve_state: ReserveState,
+    /// Each replica's share in the baseline weights (equal when none is configured): what
+    /// the primary's excess over its reserve refills.
+    pub baseline_replicas: Vec<u32>,
 }
 
 impl Assessment {
@@ -202,6 +205,10 @@ impl Assessment {
             replica_mismatch: mismatched,
             reserve: reserve.filter(|_| !stale && reserve_state.engaged),
             reserve_state,
+            baseline_replicas: match &cfg.baseline {
+                Some(b) if b.validate(current.replicas.len()).is_ok() => b.replicas.clone(),
+                _ => vec![1; current.replicas.len()],
+            },
         };
         let mut probe = current.clone();
         let mut why = Notes::count_only();
@@ -334,7 +341,8 @@ impl Assessment {
     }
 
     /// Rule 6: while the replicas can serve, the primary keeps at most the reserve; the rest
-    /// goes to the replicas.
+    /// goes to the replicas, first to those furthest below their baseline share (a replica
+    /// just back from a stall before the one that carried its reads).
     pub(crate) fn keep_reserve(&self, w: &mut Weights, why: &mut Notes) {
         let Some(reserve) = self.reserve else {
             return;
@@ -349,7 +357,7 @@ impl Assessment {
         let before = w.clone();
         let excess = w.primary - reserve;
         w.primary = reserve;
-        give(w, &healthy, excess);
+        level(w, &healthy, excess, &self.baseline_replicas);
         why.push(Rule::PrimaryReserve, || {
             format!(
                 "every replica is fresh and fast: the primary keeps its reserve of {reserve} points, {before} → {w}"
@@ -380,6 +388,37 @@ impl Assessment {
 
 /// Adds `amount` points to replicas `to`, in proportion to their weights (evenly if all zero),
 /// largest remainder first, ties to the lower index.
+/// Gives `amount` points to the replicas in `to` one at a time, each to the one with the
+/// least weight for its baseline share `base[i]` (the lowest index on a tie; equal shares when
+/// `base` gives none of them any): the result is as close to the baseline's proportions as
+/// the points allow, never taking from anyone.
+fn level(w: &mut Weights, to: &[usize], amount: u32, base: &[u32]) {
+    let any = to.iter().any(|&i| base.get(i).copied().unwrap_or(0) > 0);
+    let share = |i: usize| -> u64 {
+        if any {
+            u64::from(base.get(i).copied().unwrap_or(0))
+        } else {
+            1
+        }
+    };
+    for _ in 0..amount {
+        // a is below b when w_a / s_a < w_b / s_b; a replica with no share comes last.
+        let pick = to
+            .iter()
+            .copied()
+            .filter(|&i| share(i) > 0)
+            .min_by(|&a, &b| {
+                (u64::from(w.replicas[a]) * share(b))
+                    .cmp(&(u64::from(w.replicas[b]) * share(a)))
+                    .then(a.cmp(&b))
+            });
+        match pick {
+            Some(i) => w.replicas[i] += 1,
+            None => return,
+        }
+    }
+}
+
 fn give(w: &mut Weights, to: &[usize], amount: u32) {
     if amount == 0 || to.is_empty() {
         return;

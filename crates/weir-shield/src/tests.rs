@@ -490,6 +490,39 @@ fn the_reserve_keeps_reads_on_fresh_replicas_and_yields_when_they_cannot_serve()
 }
 
 #[test]
+fn the_primary_s_excess_refills_the_replica_furthest_below_its_baseline_share() {
+    // Replica-1 is back from a stall with no weight; the primary held its share. What the
+    // primary gives up goes to replica-1, not to replica-2, which already carries half.
+    let mut s = with_reserve(2, 0.0);
+    let fresh = ObsBuilder::new(2).build();
+    let d = apply(&mut s, &fresh, &w(50, &[0, 50]), w(50, &[0, 50]));
+    assert_eq!(d.weights, w(25, &[25, 50]), "reserve, then the step limit");
+    let d = apply(&mut s, &fresh, &d.weights, d.weights.clone());
+    assert_eq!(d.weights, w(0, &[50, 50]));
+    // Levelling stops at the baseline's proportions, and splits what is left by them.
+    let mut s = with_reserve(3, 0.0);
+    let fresh = ObsBuilder::new(3).build();
+    let d = apply(&mut s, &fresh, &w(20, &[10, 40, 30]), w(20, &[10, 40, 30]));
+    assert_eq!(d.weights, w(0, &[30, 40, 30]));
+    // A configured baseline sets the proportions: 1:3 here.
+    let mut s = Shield::new(
+        ShieldConfig {
+            baseline: Some(w(0, &[25, 75])),
+            ..ShieldConfig::default()
+        },
+        Slo::default(),
+        2,
+    )
+    .with_priorities(&weir_core::Priorities {
+        primary_reserve: 0.0,
+        ..weir_core::Priorities::default()
+    });
+    let fresh = ObsBuilder::new(2).build();
+    let d = apply(&mut s, &fresh, &w(20, &[20, 60]), w(20, &[20, 60]));
+    assert_eq!(d.weights, w(0, &[25, 75]));
+}
+
+#[test]
 fn the_reserve_holds_through_a_slight_slowdown_and_damps_its_own_flapping() {
     let mut s = with_reserve(2, 0.0);
     let at = |p99_ms: f64| {

@@ -237,14 +237,16 @@ pub struct TrainArgs {
     /// Episodes (per ensemble member for qlearn). Default: 3000 for qlearn, 1500 for dqn.
     #[arg(long)]
     pub episodes: Option<u64>,
-    /// Tables trained with independent seeds and merged, visit-weighted (bagging).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub members: u32,
-    /// Worker threads for the members (the model does not depend on it).
+    /// Models trained with independent seeds (seed, seed+1, ...) and merged: qlearn's tables
+    /// visit-weighted (bagging; default 6), dqn's networks averaged into one network that
+    /// serves their mean Q-values (default 5), all trained at once, one thread each.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub members: Option<u32>,
+    /// qlearn: worker threads for the members (the model does not depend on it).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Master seed (the run is deterministic for a seed). Default: the seed the shipped model
-    /// records (5 for dqn, 1 for qlearn); for dqn, `weir train` with no other flag rebuilds the
+    /// records (6 for dqn, 1 for qlearn); for dqn, `weir train` with no other flag rebuilds the
     /// shipped network (the shipped Q-table predates later reward and shield changes).
     #[arg(long)]
     pub seed: Option<u64>,

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use weir_eval::{
-    DqnTrainOptions, TeacherKind, TrainOptions, generated_and_files, train, train_dqn,
+    DqnTrainOptions, TeacherKind, TrainOptions, generated_and_files, train, train_dqn_ensemble,
 };
 use weir_policy::{PolicyKind, QLearn};
 
@@ -26,12 +26,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
 }
 
+/// Networks in the ensemble `weir train --policy dqn` trains by default (docs/benchmark.md).
+pub(crate) const DQN_MEMBERS: u32 = 5;
+/// Tables `weir train --policy qlearn` bags by default.
+const QLEARN_MEMBERS: u32 = 6;
+
 /// The seed each shipped model was trained with (docs/benchmark.md): `weir train` without
 /// `--seed` rebuilds the shipped file.
 pub(crate) fn shipped_seed(policy: PolicyKind) -> u64 {
     match policy {
-        // Chosen among five training seeds on the validation set (docs/benchmark.md).
-        PolicyKind::Dqn => 5,
+        // Chosen between two five-network ensembles on the validation set (docs/benchmark.md).
+        PolicyKind::Dqn => 6,
         _ => 1,
     }
 }
@@ -51,7 +56,7 @@ fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()>
         "weir train --scenarios {} --episodes {} --members {} --seed {} --jitter {} --teacher-rate {} --reward {} --out {}",
         args.scenarios.display(),
         episodes,
-        args.members,
+        args.members.unwrap_or(QLEARN_MEMBERS),
         seed,
         args.jitter,
         args.teacher_rate,
@@ -64,7 +69,7 @@ fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()>
         seed,
         jitter: args.jitter,
         teacher_rate: args.teacher_rate,
-        members: args.members,
+        members: args.members.unwrap_or(QLEARN_MEMBERS),
         threads: args.threads,
         run: weir_eval::RunOptions {
             reward: args.reward.config(),
@@ -133,8 +138,9 @@ pub fn train_with_progress(
     Ok(q)
 }
 
-/// `weir train --policy dqn`: one network, trained on one thread (deterministic for a seed),
-/// with a progress bar (episodes, mean reward of the last 50 episodes, ETA).
+/// `weir train --policy dqn`: `--members` networks (seeds seed, seed+1, ...), each trained on
+/// its own thread and averaged into one (deterministic for a seed), with a progress bar
+/// (episodes of all members, mean reward of the last 50 episodes, ETA).
 fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
     if args.resume.is_some() {
         bail!("--resume is for qlearn: a DQN is trained from scratch");
@@ -143,6 +149,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         bail!("no training scenarios in {}", args.scenarios.display());
     }
     let seed = args.seed.unwrap_or(shipped_seed(PolicyKind::Dqn));
+    let members = args.members.unwrap_or(DQN_MEMBERS);
     let defaults = DqnTrainOptions::default();
     let episodes = args.episodes.unwrap_or(defaults.episodes);
     let out = args
@@ -150,7 +157,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("models/dqn.safetensors"));
     let command = format!(
-        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {} --reward {} --out {}",
+        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --members {members} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {} --reward {} --out {}",
         args.scenarios.display(),
         args.generated_share,
         seed,
@@ -186,7 +193,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         command,
         ..defaults
     };
-    let bar = ProgressBar::new(episodes);
+    let bar = ProgressBar::new(episodes * u64::from(members));
     bar.set_style(
         ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] {pos}/{len} episodes  {msg}  ETA {eta}",
@@ -196,35 +203,46 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
     );
     let every = args.progress_every.max(1);
     let started = Instant::now();
-    let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     if !(0.0..=1.0).contains(&args.generated_share) {
         bail!(
             "--generated-share must be within 0..=1, got {}",
             args.generated_share
         );
     }
-    let source = generated_and_files(
-        scenarios,
-        args.jitter,
-        weir_sim::generate::GeneratorConfig::default(),
-        seed,
-        args.generated_share,
-    );
-    let model = train_dqn(&opts, source, |p| {
-        if recent.len() == 50 {
-            recent.pop_front();
-        }
-        recent.push_back(p.mean_reward);
-        let mean = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+    let source = |member_seed: u64| {
+        generated_and_files(
+            scenarios.clone(),
+            args.jitter,
+            weir_sim::generate::GeneratorConfig::default(),
+            member_seed,
+            args.generated_share,
+        )
+    };
+    // The last 50 episodes' rewards, over all members.
+    let recent = std::sync::Mutex::new(std::collections::VecDeque::<f64>::new());
+    let model = train_dqn_ensemble(&opts, members, source, |member, p| {
+        let mean = {
+            let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == 50 {
+                recent.pop_front();
+            }
+            recent.push_back(p.mean_reward);
+            recent.iter().sum::<f64>() / recent.len().max(1) as f64
+        };
         let msg = format!(
             "reward(50) {mean:>7.3}  ε {:.3}  loss {:.4}  updates {}",
             p.epsilon, p.loss, p.updates
         );
-        bar.set_position(p.episode);
+        bar.inc(1);
         bar.set_message(msg.clone());
         if bar.is_hidden() && (p.episode.is_multiple_of(every) || p.episode == p.episodes) {
+            let who = if members > 1 {
+                format!("member {member}: ")
+            } else {
+                String::new()
+            };
             println!(
-                "episodes {:>6}/{}  {msg}  {:.1}s",
+                "{who}episodes {:>6}/{}  {msg}  {:.1}s",
                 p.episode,
                 p.episodes,
                 started.elapsed().as_secs_f64()
@@ -247,7 +265,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
 mod tests {
     use weir_policy::{Model, PolicyKind};
 
-    use super::shipped_seed;
+    use super::{DQN_MEMBERS, shipped_seed};
 
     #[test]
     fn train_without_a_seed_uses_the_seed_each_shipped_model_records() {
@@ -262,5 +280,14 @@ mod tests {
                 "{kind}: `weir train` defaults to --seed {seed}, the shipped model says: {described}"
             );
         }
+        let dqn = Model::shipped(PolicyKind::Dqn)
+            .expect("a shipped model")
+            .expect("it loads")
+            .describe();
+        assert!(
+            dqn.contains(&format!("--members {DQN_MEMBERS} "))
+                && dqn.contains(&format!("mean of {DQN_MEMBERS} networks")),
+            "`weir train --policy dqn` defaults to --members {DQN_MEMBERS}, the shipped model says: {dqn}"
+        );
     }
 }

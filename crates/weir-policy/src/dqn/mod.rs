@@ -94,6 +94,10 @@ pub struct DqnConfig {
     /// (The field's own default, `false`, not the struct's.)
     #[serde(default)]
     pub step_limit: bool,
+    /// Networks averaged in this one ([`DqnModel::ensemble`]): each hidden layer holds
+    /// `members` blocks of `hidden / members` units, and the output is the mean of the
+    /// blocks' Q-values. 1 for a single network (and for files written before ensembles).
+    pub members: u32,
 }
 
 impl Default for DqnConfig {
@@ -115,6 +119,7 @@ impl Default for DqnConfig {
             expert_weight: 0.0,
             expert_margin: 1.0,
             step_limit: true,
+            members: 1,
         }
     }
 }
@@ -126,6 +131,17 @@ impl DqnConfig {
             return Err(format!(
                 "hidden must be 1..=4096 units per layer, got {:?}",
                 self.hidden
+            ));
+        }
+        if self.members == 0
+            || self
+                .hidden
+                .iter()
+                .any(|&h| !h.is_multiple_of(self.members as usize))
+        {
+            return Err(format!(
+                "members must be at least 1 and divide every hidden size, got {} for {:?}",
+                self.members, self.hidden
             ));
         }
         if !(0.0..1.0).contains(&self.gamma) {

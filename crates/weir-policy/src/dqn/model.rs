@@ -70,6 +70,9 @@ pub enum DqnModelError {
     /// A tensor operation failed (not expected on the CPU).
     #[error("DQN network: {0}")]
     Candle(String),
+    /// Networks that cannot be averaged into one.
+    #[error("cannot merge DQN networks: {0}")]
+    Ensemble(String),
 }
 
 impl DqnModelError {
@@ -319,18 +322,152 @@ impl DqnModel {
         DqnModel::from_bytes(&bytes, path)
     }
 
+    /// One network whose Q-values are the mean of `members`' (an ensemble, served at the
+    /// cost of one forward pass): the first layers are stacked, the hidden ones placed
+    /// block-diagonally, and the output layer is the members' output layers side by side,
+    /// each scaled by 1/n. The members must have the same configuration and layer sizes
+    /// (each may itself be an ensemble: the result then averages all of theirs). The feature
+    /// ranges are the union of the members' (a state is out of range only if it is for
+    /// every member); `command` records how the whole was made.
+    pub fn ensemble(members: &[DqnModel], command: String) -> Result<DqnModel, DqnModelError> {
+        let bad = |m: String| DqnModelError::Ensemble(m);
+        let first = members.first().ok_or_else(|| bad("no networks".into()))?;
+        let n = members.len();
+        for (i, m) in members.iter().enumerate() {
+            if m.config != first.config {
+                return Err(bad(format!(
+                    "network {i}'s configuration differs from network 0's"
+                )));
+            }
+            if m.net.layers().len() != first.net.layers().len()
+                || m.net
+                    .layers()
+                    .iter()
+                    .zip(first.net.layers())
+                    .any(|(a, b)| a.weight.dims() != b.weight.dims())
+            {
+                return Err(bad(format!(
+                    "network {i}'s layer sizes differ from network 0's"
+                )));
+            }
+        }
+        let last = first.net.layers().len() - 1;
+        let mut layers = Vec::with_capacity(last + 1);
+        for k in 0..=last {
+            let dims = first.net.layers()[k].weight.dims().to_vec();
+            let (rows, cols) = (dims[0], dims[1]);
+            let mut ws = Vec::with_capacity(n);
+            let mut bs = Vec::with_capacity(n);
+            for m in members {
+                ws.push(floats(&m.net.layers()[k].weight)?);
+                bs.push(floats(&m.net.layers()[k].bias)?);
+            }
+            let (weight, wdims, bias) = if k == 0 {
+                // The inputs are shared: stack the rows.
+                (ws.concat(), (n * rows, cols), bs.concat())
+            } else {
+                // Member i's units read only member i's units below.
+                let scale = if k == last { 1.0 / n as f32 } else { 1.0 };
+                let out_rows = if k == last { rows } else { n * rows };
+                let mut w = vec![0f32; out_rows * n * cols];
+                for (i, wi) in ws.iter().enumerate() {
+                    let row0 = if k == last { 0 } else { i * rows };
+                    for r in 0..rows {
+                        for c in 0..cols {
+                            w[(row0 + r) * n * cols + i * cols + c] = wi[r * cols + c] * scale;
+                        }
+                    }
+                }
+                let bias = if k == last {
+                    (0..rows)
+                        .map(|r| bs.iter().map(|b| b[r]).sum::<f32>() * scale)
+                        .collect()
+                } else {
+                    bs.concat()
+                };
+                (w, (out_rows, n * cols), bias)
+            };
+            let len = bias.len();
+            layers.push(Layer {
+                weight: Tensor::from_vec(weight, wdims, &Device::Cpu)
+                    .map_err(DqnModelError::candle)?,
+                bias: Tensor::from_vec(bias, len, &Device::Cpu).map_err(DqnModelError::candle)?,
+            });
+        }
+        let ranges = if members
+            .iter()
+            .all(|m| m.ranges.is_set() && m.ranges.min.len() == N_FEATURES)
+        {
+            let fold = |pick: fn(&FeatureRange) -> &Vec<f32>, f: fn(f32, f32) -> f32| {
+                (0..N_FEATURES)
+                    .map(|j| {
+                        members
+                            .iter()
+                            .map(|m| pick(&m.ranges)[j])
+                            .reduce(f)
+                            .unwrap_or(0.0)
+                    })
+                    .collect::<Vec<f32>>()
+            };
+            FeatureRange {
+                min: fold(|r| &r.min, f32::min),
+                max: fold(|r| &r.max, f32::max),
+            }
+        } else {
+            FeatureRange {
+                min: Vec::new(),
+                max: Vec::new(),
+            }
+        };
+        let mut scenarios: Vec<String> = Vec::new();
+        for name in members.iter().flat_map(|m| &m.info.scenarios) {
+            if scenarios.len() < 64 && !scenarios.contains(name) {
+                scenarios.push(name.clone());
+            }
+        }
+        let config = DqnConfig {
+            hidden: first.config.hidden.iter().map(|h| h * n).collect(),
+            members: first.config.members * n as u32,
+            ..first.config.clone()
+        };
+        config.validate().map_err(bad)?;
+        Ok(DqnModel {
+            net: Net::from_layers(layers),
+            config,
+            ranges,
+            info: TrainInfo {
+                episodes: members.iter().map(|m| m.info.episodes).sum(),
+                steps: members.iter().map(|m| m.info.steps).sum(),
+                seed: first.info.seed,
+                scenarios,
+                command,
+            },
+        })
+    }
+
     /// A one-line description: layers, training.
     pub fn describe(&self) -> String {
-        format!(
-            "network {N_FEATURES}→{}→{N_ACTIONS}, {} training episodes ({})",
+        let m = self.config.members.max(1) as usize;
+        let hidden = |div: usize| {
             self.config
                 .hidden
                 .iter()
-                .map(|h| h.to_string())
+                .map(|h| (h / div).to_string())
                 .collect::<Vec<_>>()
-                .join("→"),
-            self.info.episodes,
-            self.info.command
+                .join("→")
+        };
+        let shape = if m > 1 {
+            format!(
+                "mean of {m} networks {N_FEATURES}→{}→{N_ACTIONS} (one {N_FEATURES}→{}→{N_ACTIONS})",
+                hidden(m),
+                hidden(1)
+            )
+        } else {
+            format!("network {N_FEATURES}→{}→{N_ACTIONS}", hidden(1))
+        };
+        format!(
+            "{shape}, {} training episodes ({})",
+            self.info.episodes, self.info.command
         )
     }
 }

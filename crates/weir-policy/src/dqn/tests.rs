@@ -402,6 +402,73 @@ fn model_round_trips_with_the_same_outputs() {
     assert_eq!(back.to_bytes(), m.to_bytes());
 }
 
+#[test]
+fn an_ensemble_serves_the_mean_of_its_networks_and_keeps_it_through_a_file() {
+    // Two hidden layers, so the block-diagonal middle is exercised; untrained members
+    // differ by seed, trained ones by their ranges.
+    let two = DqnConfig {
+        hidden: vec![8, 6],
+        ..small()
+    };
+    let members: Vec<DqnModel> = (1..=3)
+        .map(|seed| DqnModel::untrained(two.clone(), seed).unwrap())
+        .collect();
+    let merged = DqnModel::ensemble(&members, "merged".into()).unwrap();
+    assert_eq!(merged.config.hidden, vec![24, 18]);
+    assert_eq!(merged.config.members, 3);
+    assert!(
+        merged.describe().starts_with("mean of 3 networks"),
+        "{}",
+        merged.describe()
+    );
+    let mean_of = |ms: &[DqnModel], x: &[f32]| -> Vec<f32> {
+        let qs: Vec<Vec<f32>> = ms.iter().map(|m| m.net.q(x).unwrap()).collect();
+        (0..N_ACTIONS)
+            .map(|a| qs.iter().map(|q| q[a]).sum::<f32>() / ms.len() as f32)
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ensemble.safetensors");
+    merged.save(&path).unwrap();
+    let back = DqnModel::load(&path).unwrap();
+    assert_eq!(back.config, merged.config);
+    for k in 0..6 {
+        let x: Vec<f32> = (0..N_FEATURES)
+            .map(|j| ((j * 7 + k * 3) % 11) as f32 * 0.3 - 1.2)
+            .collect();
+        let want = mean_of(&members, &x);
+        for got in [merged.net.q(&x).unwrap(), back.net.q(&x).unwrap()] {
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            }
+        }
+        // No member alone gives the mean (the test would pass with one member's copy).
+        assert!(members.iter().any(|m| m.net.q(&x).unwrap() != want));
+    }
+    // Ensembles of ensembles average everything, with equal weight.
+    let nested = DqnModel::ensemble(&[merged.clone(), merged.clone()], "twice".into()).unwrap();
+    assert_eq!(nested.config.members, 6);
+    let x = vec![0.5f32; N_FEATURES];
+    for (g, w) in nested.net.q(&x).unwrap().iter().zip(mean_of(&members, &x)) {
+        assert!((g - w).abs() < 1e-5);
+    }
+    // Ranges are the union of the members'.
+    let a = trained_model();
+    let mut b = a.clone();
+    b.ranges.min[0] -= 3.0;
+    b.ranges.max[1] += 2.0;
+    let both = DqnModel::ensemble(&[a.clone(), b.clone()], "ranges".into()).unwrap();
+    assert_eq!(both.ranges.min[0], b.ranges.min[0]);
+    assert_eq!(both.ranges.max[1], b.ranges.max[1]);
+    assert_eq!(both.ranges.min[2], a.ranges.min[2]);
+    // Networks that do not fit together are refused, saying why.
+    let other = DqnModel::untrained(small(), 1).unwrap();
+    let e = DqnModel::ensemble(&[members[0].clone(), other], "x".into()).unwrap_err();
+    assert!(e.to_string().contains("network 1's configuration"), "{e}");
+    let e = DqnModel::ensemble(&[], "x".into()).unwrap_err();
+    assert!(e.to_string().contains("no networks"), "{e}");
+}
+
 /// Re-serialises `bytes` after `edit` changed its tensors or its metadata text.
 fn rewrite(
     bytes: &[u8],
