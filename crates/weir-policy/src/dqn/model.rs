@@ -333,6 +333,12 @@ impl DqnModel {
         let bad = |m: String| DqnModelError::Ensemble(m);
         let first = members.first().ok_or_else(|| bad("no networks".into()))?;
         let n = members.len();
+        if first.net.layers().len() < 2 {
+            return Err(bad(format!(
+                "network 0 has {} layer(s); an ensemble needs a hidden layer",
+                first.net.layers().len()
+            )));
+        }
         for (i, m) in members.iter().enumerate() {
             if m.config != first.config {
                 return Err(bad(format!(

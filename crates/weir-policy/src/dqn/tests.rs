@@ -467,6 +467,10 @@ fn an_ensemble_serves_the_mean_of_its_networks_and_keeps_it_through_a_file() {
     assert!(e.to_string().contains("network 1's configuration"), "{e}");
     let e = DqnModel::ensemble(&[], "x".into()).unwrap_err();
     assert!(e.to_string().contains("no networks"), "{e}");
+    let mut flat = members[0].clone();
+    flat.net = super::net::Net::from_layers(flat.net.layers()[..1].to_vec());
+    let e = DqnModel::ensemble(&[flat.clone(), flat], "x".into()).unwrap_err();
+    assert!(e.to_string().contains("needs a hidden layer"), "{e}");
 }
 
 /// Re-serialises `bytes` after `edit` changed its tensors or its metadata text.
