@@ -570,3 +570,59 @@ fn every_corruption_is_an_error_naming_the_file_and_the_problem() {
     let e = DqnModel::load(Path::new("/nonexistent/dqn.safetensors")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/dqn.safetensors"));
 }
+
+#[test]
+fn a_surprise_hands_the_next_decisions_to_the_shun_rule() {
+    let cfg = DqnConfig {
+        surprise_margin: 50.0,
+        surprise_hold: 3,
+        switch_margin: 0.0,
+        dwell: 0,
+        ..DqnConfig::default()
+    };
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let shunned = crate::ShunPolicy::weights(&obs, &Slo::default()).0;
+    let outcome = |w: &Weights, reward: f64| Transition {
+        applied: w.clone(),
+        outcome: Outcome::default(),
+        reward,
+    };
+    let mut p = Dqn::untrained(cfg.clone(), 1).unwrap();
+    let mut current = Weights::even(2);
+    let first = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none());
+    // An outcome near an untrained network's values (all near 0) is no surprise.
+    p.learn(&outcome(&first.weights, -1.0));
+    current = first.weights;
+    let prop = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none(), "{}", prop.reason);
+    // One far worse than predicted: the rule decides for `surprise_hold` decisions.
+    p.learn(&outcome(&prop.weights, -1000.0));
+    current = prop.weights;
+    for left in (0..3).rev() {
+        let prop = decide(&mut p, &obs, &current, &AllowAll);
+        let why = p.explain().fallback.expect("the surprise fallback");
+        assert!(why.starts_with("surprise"), "{why}");
+        assert!(why.contains(&format!("for {left} more")), "{why}");
+        assert_eq!(prop.weights, shunned, "{}", prop.reason);
+        p.learn(&outcome(&prop.weights, -1.0));
+        current = prop.weights;
+    }
+    let prop = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none(), "{}", prop.reason);
+    assert_eq!(p.fallbacks(), 3);
+
+    // `surprise_hold = 0` turns it off: the same surprise changes nothing.
+    let mut p = Dqn::untrained(
+        DqnConfig {
+            surprise_hold: 0,
+            ..cfg
+        },
+        1,
+    )
+    .unwrap();
+    let prop = decide(&mut p, &obs, &Weights::even(2), &AllowAll);
+    p.learn(&outcome(&prop.weights, -1000.0));
+    decide(&mut p, &obs, &prop.weights, &AllowAll);
+    assert!(p.explain().fallback.is_none());
+}
