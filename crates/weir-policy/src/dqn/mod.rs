@@ -621,7 +621,7 @@ impl Policy for Dqn {
         let scale = self.model.config.reward_scale;
         if !training && let Some((left, td)) = self.surprised(&q, &allowed) {
             let why = format!(
-                "surprise: a recent decision came out {:.1} worse than the network predicted (margin {:.1}); the rule decides for {left} more decision(s)",
+                "surprise: the last decision came out {:.1} worse than the network predicted (margin {:.1}); the rule decides for {left} more decision(s)",
                 -td, self.model.config.surprise_margin
             );
             return self.fallback(ctx, why, &f, cands);
