@@ -18,11 +18,7 @@
 //! shield's step limit cut short is not held back either, see [`DqnConfig::step_limit`]). When the
 //! observation is unusable (nothing known) or a feature lies outside the range seen in
 //! training by more than `ood_margin`, the network is not trusted: the shun rule decides,
-//! and [`Explanation::fallback`] says why. The same happens for `surprise_hold` decisions
-//! after a *surprise*: the previous decision's outcome fell short of the network's own
-//! prediction by more than `surprise_margin` (a TD error, computed in service from the reward
-//! the controller reports), which catches situations the feature ranges do not, such as a
-//! replica that falls behind because the network keeps sending it reads.
+//! and [`Explanation::fallback`] says why.
 //!
 //! **Training** (offline, in `weir-eval`): ε-greedy over the allowed actions, optionally with
 //! a [`Teacher`] (the lookahead oracle) choosing the behaviour action; the transition of
@@ -102,13 +98,6 @@ pub struct DqnConfig {
     /// `members` blocks of `hidden / members` units, and the output is the mean of the
     /// blocks' Q-values. 1 for a single network (and for files written before ensembles).
     pub members: u32,
-    /// Surprise fallback: when the previous decision turned out worse than the network
-    /// predicted by more than this (reward units; the TD error `r + γ·max Q(s′) − Q(s, a)`
-    /// below `−surprise_margin`), the network is modelling the situation badly and the shun
-    /// rule decides for the next `surprise_hold` decisions.
-    pub surprise_margin: f64,
-    /// Decisions the shun rule keeps after the last surprise (0 turns the fallback off).
-    pub surprise_hold: u32,
 }
 
 impl Default for DqnConfig {
@@ -131,8 +120,6 @@ impl Default for DqnConfig {
             expert_margin: 1.0,
             step_limit: true,
             members: 1,
-            surprise_margin: 25.0,
-            surprise_hold: 12,
         }
     }
 }
@@ -174,7 +161,6 @@ impl DqnConfig {
             ("ood_margin", self.ood_margin),
             ("expert_weight", self.expert_weight),
             ("expert_margin", self.expert_margin),
-            ("surprise_margin", self.surprise_margin),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name} must be a non-negative number, got {v}"));
@@ -269,8 +255,6 @@ pub struct Dqn {
     /// The target of the last served action when the step limit cut it short: choosing it
     /// again continues a move in progress, which the dwell does not hold back.
     moving_to: Option<Weights>,
-    /// Decisions left to the shun rule after a surprise, and the last surprise's TD error.
-    surprise: Option<(u32, f64)>,
 }
 
 impl std::fmt::Debug for Dqn {
@@ -310,7 +294,6 @@ impl Dqn {
             fallbacks: 0,
             dwell: None,
             moving_to: None,
-            surprise: None,
         }
     }
 
@@ -415,43 +398,6 @@ impl Dqn {
                 Err(format!("network gave {} values", q.len()))
             }
         })
-    }
-
-    /// The surprise fallback's state after this decision: `Some((decisions left, TD error))`
-    /// while the shun rule is to decide. A surprise is the previous decision's outcome falling
-    /// short of the network's own prediction for it: `r + γ·max Q(s′) − Q(s, a)` below
-    /// `−surprise_margin`, with `Q(s, a)` re-evaluated for the action the shield applied
-    /// (the best allowed one when none of the actions matched it).
-    fn surprised(&mut self, q: &[f32], allowed: &[bool]) -> Option<(u32, f64)> {
-        let cfg = &self.model.config;
-        if cfg.surprise_hold == 0 {
-            self.surprise = None;
-            return None;
-        }
-        let best_of = |q: &[f32], ok: &dyn Fn(usize) -> bool| {
-            (0..q.len().min(N_ACTIONS))
-                .filter(|&a| ok(a))
-                .map(|a| f64::from(q[a]))
-                .reduce(f64::max)
-        };
-        let td = self.pending.as_ref().and_then(|p| {
-            let r = p.reward?;
-            let before = self.q_values(&p.state).ok()?;
-            let predicted = match p.action {
-                Some(a) => f64::from(*before.get(a)?),
-                None => best_of(&before, &|a| p.allowed & (1 << a) != 0)?,
-            };
-            let next = best_of(q, &|a| allowed[a])?;
-            let td = r * cfg.reward_scale + cfg.gamma * next - predicted;
-            (td.is_finite()).then_some(td / cfg.reward_scale)
-        });
-        let left = match (td, self.surprise) {
-            (Some(td), _) if td < -cfg.surprise_margin => Some((cfg.surprise_hold, td)),
-            (_, Some((left, td))) if left > 0 => Some((left, td)),
-            _ => None,
-        };
-        self.surprise = left.and_then(|(n, td)| (n > 1).then_some((n - 1, td)));
-        left.map(|(n, td)| (n - 1, td))
     }
 
     fn describe(f: &Features, obs: &Observation) -> String {
@@ -619,13 +565,6 @@ impl Policy for Dqn {
             Err(e) => return self.fallback(ctx, format!("network error: {e}"), &f, cands),
         };
         let scale = self.model.config.reward_scale;
-        if !training && let Some((left, td)) = self.surprised(&q, &allowed) {
-            let why = format!(
-                "surprise: the last decision came out {:.1} worse than the network predicted (margin {:.1}); the rule decides for {left} more decision(s)",
-                -td, self.model.config.surprise_margin
-            );
-            return self.fallback(ctx, why, &f, cands);
-        }
         let greedy = (0..N_ACTIONS)
             .filter(|&a| allowed[a])
             .max_by(|&a, &b| q[a].total_cmp(&q[b]).then(b.cmp(&a)));
@@ -760,7 +699,6 @@ impl Policy for Dqn {
         self.pending = None;
         self.dwell = None;
         self.moving_to = None;
-        self.surprise = None;
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {
