@@ -18,7 +18,15 @@
 //! shield's step limit cut short is not held back either, see [`DqnConfig::step_limit`]). When the
 //! observation is unusable (nothing known) or a feature lies outside the range seen in
 //! training by more than `ood_margin`, the network is not trusted: the shun rule decides,
-//! and [`Explanation::fallback`] says why.
+//! and [`Explanation::fallback`] says why. The same happens for `surprise_hold` decisions
+//! after a *surprise*: the previous decision's outcome fell short of the network's own
+//! prediction by more than `surprise_margin` (a TD error, computed in service from the reward
+//! the controller reports), which catches situations the feature ranges do not, such as a
+//! replica that falls behind because the network keeps sending it reads. Last, a *return
+//! guard*: a replica that has been up and fresh (lag at most `return_lag` × the SLO) with no
+//! reads for `return_after` decisions in a row gets reads back, the network choosing among
+//! the allowed actions that give it some, so a split the network would otherwise hold (all
+//! reads on one replica after a fallback, say) does not keep a recovered replica idle.
 //!
 //! **Training** (offline, in `weir-eval`): ε-greedy over the allowed actions, optionally with
 //! a [`Teacher`] (the lookahead oracle) choosing the behaviour action; the transition of
@@ -98,6 +106,20 @@ pub struct DqnConfig {
     /// `members` blocks of `hidden / members` units, and the output is the mean of the
     /// blocks' Q-values. 1 for a single network (and for files written before ensembles).
     pub members: u32,
+    /// Surprise fallback: when the previous decision turned out worse than the network
+    /// predicted by more than this (reward units; the TD error `r + γ·max Q(s′) − Q(s, a)`
+    /// below `−surprise_margin`), the network is modelling the situation badly and the shun
+    /// rule decides for the next `surprise_hold` decisions.
+    pub surprise_margin: f64,
+    /// Decisions the shun rule keeps after the last surprise (0 turns the fallback off).
+    pub surprise_hold: u32,
+    /// Return guard: a replica that is up and at most `return_lag` × the staleness SLO behind,
+    /// and has had no reads for this many decisions in a row, gets reads back: the network
+    /// chooses among the allowed actions that give it some (0 turns the guard off).
+    pub return_after: u32,
+    /// The lag, as a share of the staleness SLO, under which a replica counts as recovered
+    /// for the return guard.
+    pub return_lag: f64,
 }
 
 impl Default for DqnConfig {
@@ -120,6 +142,10 @@ impl Default for DqnConfig {
             expert_margin: 1.0,
             step_limit: true,
             members: 1,
+            surprise_margin: 25.0,
+            surprise_hold: 12,
+            return_after: 2,
+            return_lag: 0.5,
         }
     }
 }
@@ -161,6 +187,8 @@ impl DqnConfig {
             ("ood_margin", self.ood_margin),
             ("expert_weight", self.expert_weight),
             ("expert_margin", self.expert_margin),
+            ("surprise_margin", self.surprise_margin),
+            ("return_lag", self.return_lag),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("{name} must be a non-negative number, got {v}"));
@@ -255,6 +283,11 @@ pub struct Dqn {
     /// The target of the last served action when the step limit cut it short: choosing it
     /// again continues a move in progress, which the dwell does not hold back.
     moving_to: Option<Weights>,
+    /// Decisions left to the shun rule after a surprise, and the last surprise's TD error.
+    surprise: Option<(u32, f64)>,
+    /// Per replica: decisions in a row it was recovered (see [`DqnConfig::return_after`]) and
+    /// had no reads.
+    idle: Vec<u32>,
 }
 
 impl std::fmt::Debug for Dqn {
@@ -294,6 +327,8 @@ impl Dqn {
             fallbacks: 0,
             dwell: None,
             moving_to: None,
+            surprise: None,
+            idle: Vec::new(),
         }
     }
 
@@ -398,6 +433,68 @@ impl Dqn {
                 Err(format!("network gave {} values", q.len()))
             }
         })
+    }
+
+    /// Counts, per replica, the decisions in a row it has been recovered (up, lag known and
+    /// at most `return_lag` × the SLO) with no reads, and returns the replicas whose count
+    /// reached `return_after`: the return guard's.
+    fn idle_recovered(&mut self, ctx: &DecisionContext<'_>) -> Vec<usize> {
+        let cfg = &self.model.config;
+        let n = ctx.obs.replicas.len();
+        self.idle.resize(n, 0);
+        let limit = cfg.return_lag * ctx.slo.max_staleness_s;
+        for (i, r) in ctx.obs.replicas.iter().enumerate() {
+            let recovered = r.up != Some(false) && r.lag_s.value.is_some_and(|l| l <= limit);
+            let idle = ctx.current.replicas.get(i) == Some(&0);
+            self.idle[i] = if recovered && idle {
+                self.idle[i].saturating_add(1)
+            } else {
+                0
+            };
+        }
+        if cfg.return_after == 0 {
+            return Vec::new();
+        }
+        (0..n)
+            .filter(|&i| self.idle[i] >= cfg.return_after)
+            .collect()
+    }
+
+    /// The surprise fallback's state after this decision: `Some((decisions left, TD error))`
+    /// while the shun rule is to decide. A surprise is the previous decision's outcome falling
+    /// short of the network's own prediction for it: `r + γ·max Q(s′) − Q(s, a)` below
+    /// `−surprise_margin`, with `Q(s, a)` re-evaluated for the action the shield applied
+    /// (the best allowed one when none of the actions matched it).
+    fn surprised(&mut self, q: &[f32], allowed: &[bool]) -> Option<(u32, f64)> {
+        let cfg = &self.model.config;
+        if cfg.surprise_hold == 0 {
+            self.surprise = None;
+            return None;
+        }
+        let best_of = |q: &[f32], ok: &dyn Fn(usize) -> bool| {
+            (0..q.len().min(N_ACTIONS))
+                .filter(|&a| ok(a))
+                .map(|a| f64::from(q[a]))
+                .reduce(f64::max)
+        };
+        let td = self.pending.as_ref().and_then(|p| {
+            let r = p.reward?;
+            let before = self.q_values(&p.state).ok()?;
+            let predicted = match p.action {
+                Some(a) => f64::from(*before.get(a)?),
+                None => best_of(&before, &|a| p.allowed & (1 << a) != 0)?,
+            };
+            let next = best_of(q, &|a| allowed[a])?;
+            let td = r * cfg.reward_scale + cfg.gamma * next - predicted;
+            (td.is_finite()).then_some(td / cfg.reward_scale)
+        });
+        let left = match (td, self.surprise) {
+            (Some(td), _) if td < -cfg.surprise_margin => Some((cfg.surprise_hold, td)),
+            (_, Some((left, td))) if left > 0 => Some((left, td)),
+            _ => None,
+        };
+        self.surprise = left.and_then(|(n, td)| (n > 1).then_some((n - 1, td)));
+        left.map(|(n, td)| (n - 1, td))
     }
 
     fn describe(f: &Features, obs: &Observation) -> String {
@@ -543,6 +640,13 @@ impl Policy for Dqn {
         }
         // Taken now: a fallback below ends any move in progress.
         let moving_to = self.moving_to.take();
+        // Counted before any fallback, so a replica that recovered while the rule decided
+        // is due as soon as the network decides again.
+        let due = if training {
+            Vec::new()
+        } else {
+            self.idle_recovered(ctx)
+        };
         if !training {
             if !f.usable {
                 return self.fallback(ctx, "nothing known in the observation".into(), &f, cands);
@@ -565,6 +669,13 @@ impl Policy for Dqn {
             Err(e) => return self.fallback(ctx, format!("network error: {e}"), &f, cands),
         };
         let scale = self.model.config.reward_scale;
+        if !training && let Some((left, td)) = self.surprised(&q, &allowed) {
+            let why = format!(
+                "surprise: a recent decision came out {:.1} worse than the network predicted (margin {:.1}); the rule decides for {left} more decision(s)",
+                -td, self.model.config.surprise_margin
+            );
+            return self.fallback(ctx, why, &f, cands);
+        }
         let greedy = (0..N_ACTIONS)
             .filter(|&a| allowed[a])
             .max_by(|&a, &b| q[a].total_cmp(&q[b]).then(b.cmp(&a)));
@@ -633,7 +744,29 @@ impl Policy for Dqn {
                 } else {
                     cfg.switch_margin
                 };
-                if best != HOLD && allowed[HOLD] && q[best] - q[HOLD] < (m * scale) as f32 {
+                // The return guard: the best allowed action that gives every due replica reads.
+                let gives = |a: usize| due.iter().all(|&i| cands[a].replicas.get(i) > Some(&0));
+                let returning = (!due.is_empty())
+                    .then(|| {
+                        (0..N_ACTIONS)
+                            .filter(|&a| allowed[a] && gives(a))
+                            .max_by(|&a, &b| q[a].total_cmp(&q[b]).then(b.cmp(&a)))
+                    })
+                    .flatten();
+                if let Some(a) = returning {
+                    let names: Vec<&str> = due
+                        .iter()
+                        .map(|&i| ctx.obs.replicas[i].name.as_str())
+                        .collect();
+                    let since = due.iter().map(|&i| self.idle[i]).min().unwrap_or(0);
+                    reason = format!(
+                        "return: {} recovered with no reads for {since} decisions: {} (Q={:.2})",
+                        names.join(", "),
+                        label(a),
+                        f64::from(q[a]) / scale
+                    );
+                    Some(a)
+                } else if best != HOLD && allowed[HOLD] && q[best] - q[HOLD] < (m * scale) as f32 {
                     reason = format!(
                         "hold: {} is within {m:.2} of it{}",
                         label(best),
@@ -699,6 +832,8 @@ impl Policy for Dqn {
         self.pending = None;
         self.dwell = None;
         self.moving_to = None;
+        self.surprise = None;
+        self.idle.clear();
     }
 
     fn snapshot(&self) -> Option<Vec<u8>> {

@@ -143,6 +143,8 @@ fn strict_dwell() -> DqnConfig {
         switch_margin: 0.0,
         dwell: 3,
         dwell_margin: 1e6,
+        // The dwell alone: the return guard would end it for the replica it leaves idle.
+        return_after: 0,
         ..DqnConfig::default()
     }
 }
@@ -569,4 +571,123 @@ fn every_corruption_is_an_error_naming_the_file_and_the_problem() {
     // A missing file names the file.
     let e = DqnModel::load(Path::new("/nonexistent/dqn.safetensors")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/dqn.safetensors"));
+}
+
+#[test]
+fn a_surprise_hands_the_next_decisions_to_the_shun_rule() {
+    let cfg = DqnConfig {
+        surprise_margin: 50.0,
+        surprise_hold: 3,
+        switch_margin: 0.0,
+        dwell: 0,
+        ..DqnConfig::default()
+    };
+    let obs = ObsBuilder::new(2).lag(0, 6.0).build();
+    let shunned = crate::ShunPolicy::weights(&obs, &Slo::default()).0;
+    let outcome = |w: &Weights, reward: f64| Transition {
+        applied: w.clone(),
+        outcome: Outcome::default(),
+        reward,
+    };
+    let mut p = Dqn::untrained(cfg.clone(), 1).unwrap();
+    let mut current = Weights::even(2);
+    let first = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none());
+    // An outcome near an untrained network's values (all near 0) is no surprise.
+    p.learn(&outcome(&first.weights, -1.0));
+    current = first.weights;
+    let prop = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none(), "{}", prop.reason);
+    // One far worse than predicted: the rule decides for `surprise_hold` decisions.
+    p.learn(&outcome(&prop.weights, -1000.0));
+    current = prop.weights;
+    for left in (0..3).rev() {
+        let prop = decide(&mut p, &obs, &current, &AllowAll);
+        let why = p.explain().fallback.expect("the surprise fallback");
+        assert!(why.starts_with("surprise"), "{why}");
+        assert!(why.contains(&format!("for {left} more")), "{why}");
+        assert_eq!(prop.weights, shunned, "{}", prop.reason);
+        p.learn(&outcome(&prop.weights, -1.0));
+        current = prop.weights;
+    }
+    let prop = decide(&mut p, &obs, &current, &AllowAll);
+    assert!(p.explain().fallback.is_none(), "{}", prop.reason);
+    assert_eq!(p.fallbacks(), 3);
+
+    // `surprise_hold = 0` turns it off: the same surprise changes nothing.
+    let mut p = Dqn::untrained(
+        DqnConfig {
+            surprise_hold: 0,
+            ..cfg
+        },
+        1,
+    )
+    .unwrap();
+    let prop = decide(&mut p, &obs, &Weights::even(2), &AllowAll);
+    p.learn(&outcome(&prop.weights, -1000.0));
+    decide(&mut p, &obs, &prop.weights, &AllowAll);
+    assert!(p.explain().fallback.is_none());
+}
+
+#[test]
+fn the_return_guard_gives_a_recovered_replica_reads_after_return_after_decisions() {
+    // A network that never moves on its own (every move must beat `hold` by a huge margin).
+    let cfg = DqnConfig {
+        switch_margin: 1e9,
+        dwell: 0,
+        surprise_hold: 0,
+        return_after: 2,
+        return_lag: 0.5,
+        ..DqnConfig::default()
+    };
+    let slo = Slo::default().max_staleness_s;
+    let off = Weights {
+        primary: 0,
+        replicas: vec![0, 100],
+    };
+    let serve = |cfg: &DqnConfig, obs: &Observation, decisions: usize| {
+        let mut p = Dqn::untrained(cfg.clone(), 1).unwrap();
+        let mut current = off.clone();
+        let mut reasons = Vec::new();
+        for _ in 0..decisions {
+            let prop = decide(&mut p, obs, &current, &AllowAll);
+            reasons.push(prop.reason.clone());
+            current = prop.weights;
+        }
+        (current, reasons)
+    };
+    let recovered = ObsBuilder::new(2)
+        .lag(0, 0.2 * slo)
+        .lag(1, 0.2 * slo)
+        .build();
+    // The first decision holds (one decision recovered is not yet `return_after`) ...
+    let (w, reasons) = serve(&cfg, &recovered, 1);
+    assert_eq!(w, off, "{reasons:?}");
+    // ... the second gives replica 0 reads again, and says why.
+    let (w, reasons) = serve(&cfg, &recovered, 2);
+    assert!(w.replicas[0] > 0, "{w:?} {reasons:?}");
+    assert!(reasons[1].contains("return: "), "{reasons:?}");
+    assert!(
+        reasons[1].contains(&recovered.replicas[0].name),
+        "{reasons:?}"
+    );
+
+    // Not for a replica still behind by more than `return_lag` of the SLO, nor one down,
+    // nor with the guard off: the network's hold stands.
+    let behind = ObsBuilder::new(2)
+        .lag(0, 0.7 * slo)
+        .lag(1, 0.2 * slo)
+        .build();
+    assert_eq!(serve(&cfg, &behind, 4).0, off);
+    let down = ObsBuilder::new(2)
+        .lag(0, 0.0)
+        .down(0)
+        .lag(1, 0.2 * slo)
+        .build();
+    assert_eq!(serve(&cfg, &down, 4).0, off);
+    let guard_off = DqnConfig {
+        return_after: 0,
+        ..cfg.clone()
+    };
+    assert_eq!(serve(&guard_off, &recovered, 4).0, off);
 }
