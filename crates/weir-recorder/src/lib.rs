@@ -16,6 +16,6 @@ mod metrics;
 mod record;
 mod recorder;
 
-pub use line::decision_line;
+pub use line::{decision_line, explained_line};
 pub use record::{Actuation, Drift, ErrorInfo, Setup, StepRecord};
 pub use recorder::{DEFAULT_HISTORY, ErrorOrigin, LastError, Recorder};

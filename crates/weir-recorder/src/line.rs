@@ -79,6 +79,18 @@ pub fn decision_line(rec: &StepRecord) -> String {
     s
 }
 
+/// [`decision_line`] followed by the policy's own reason for its proposal (`weir demo
+/// --explain`), e.g. `… w=P0/0/100 r=-0.40 « greedy: p=0 w=0 s=1 (Q=-3.10)`. The reason is
+/// left out when the policy gave none.
+pub fn explained_line(rec: &StepRecord) -> String {
+    let mut s = decision_line(rec);
+    let why = rec.decision.proposal.reason.trim();
+    if !why.is_empty() {
+        let _ = write!(s, " \u{ab} {why}");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +111,19 @@ mod tests {
             "t=   30s lag r1=42.0s r2=? cpu=41% w=P10/0/90 r=-1.23 source_error=timeout \
              [hard_staleness: replica-1 lag 42.0s > 30s]"
         );
+    }
+
+    #[test]
+    fn the_explained_line_adds_the_policy_reason_when_there_is_one() {
+        let [calm, _] = two_records();
+        let mut rec = calm;
+        rec.decision.proposal.reason = "hold: p=20 w=1 s=1 is within 2.00 of it".into();
+        assert_eq!(
+            explained_line(&rec),
+            "t=   15s lag r1=0.5s r2=0.5s cpu=30% w=P0/50/50 \u{ab} hold: p=20 w=1 s=1 is within 2.00 of it"
+        );
+        rec.decision.proposal.reason = "  ".into();
+        assert_eq!(explained_line(&rec), decision_line(&rec));
     }
 
     #[test]

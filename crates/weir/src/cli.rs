@@ -218,6 +218,10 @@ pub struct DemoArgs {
     /// Keep serving HTTP after the scenario ends, until Ctrl-C.
     #[arg(long)]
     pub linger: bool,
+    /// End each decision line with the policy's reason (`« greedy: …`, `« hold: …`,
+    /// `« surprise: …`), as /api/history records it.
+    #[arg(long)]
+    pub explain: bool,
     /// Seed for the simulator (default: the scenario's).
     #[arg(long)]
     pub seed: Option<u64>,

@@ -11,7 +11,7 @@ use weir_eval::RunOptions;
 use weir_eval::episode::shield_for;
 use weir_eval::live::{SimActuator, SimClock, SimSource};
 use weir_policy::{Model, PolicyKind};
-use weir_recorder::{Recorder, Setup, decision_line};
+use weir_recorder::{Recorder, Setup, decision_line, explained_line};
 use weir_sim::{Scenario, Simulator};
 
 use crate::cli::DemoArgs;
@@ -83,6 +83,7 @@ async fn run_async(
         interval_s: scenario.timing.control_interval_s,
         stale_after_s: step.shield().config().stale_after_s,
     });
+    let explain = args.explain;
     let interval = scenario.timing.control_interval_s;
     let steps = (scenario.duration_s / interval).ceil() as u64;
     let config = ControllerConfig {
@@ -102,7 +103,14 @@ async fn run_async(
         config,
     )?
     .with_commands(rx)
-    .on_step(|r| println!("{}", decision_line(r)));
+    .on_step(move |r| {
+        let line = if explain {
+            explained_line(r)
+        } else {
+            decision_line(r)
+        };
+        println!("{line}");
+    });
 
     println!(
         "weir demo — scenario {:?}: {}",

@@ -35,6 +35,26 @@ fn help_explains_every_command() {
 }
 
 #[test]
+fn demo_explain_ends_each_decision_line_with_the_policy_reason() {
+    let o = weir(&["demo", "--speed", "0", "--no-serve", "--explain"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("t=")).collect();
+    assert_eq!(lines.len(), 100, "{t}");
+    // Every decision has a reason; the network's own ones name its choice.
+    assert!(lines.iter().all(|l| l.contains(" \u{ab} ")), "{t}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\u{ab} greedy: p=") || l.contains("\u{ab} hold: p=")),
+        "{t}"
+    );
+    // Without the flag, no reason is printed.
+    let plain = text(&weir(&["demo", "--speed", "0", "--no-serve"]));
+    assert!(!plain.contains(" \u{ab} "), "{plain}");
+}
+
+#[test]
 fn demo_runs_the_embedded_scenario_through_the_controller() {
     let o = weir(&["demo", "--speed", "0", "--no-serve"]);
     let t = text(&o);
