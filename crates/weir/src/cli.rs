@@ -279,6 +279,10 @@ pub struct TrainArgs {
     /// teacher's choices (0 = plain DQN; the teacher then only picks behaviour actions).
     #[arg(long, default_value_t = 0.0)]
     pub expert_weight: f64,
+    /// dqn: the reward's cost of a weight change while training (default: the reward's own,
+    /// 0.5). Training only: benchmarks and `weir run` score with the reward section.
+    #[arg(long)]
+    pub switch_cost: Option<f64>,
     /// dqn: share of episodes drawn from the scenario generator's train split (domain
     /// randomisation; seeded by --seed) instead of the jittered training files.
     #[arg(long, default_value_t = 0.5)]

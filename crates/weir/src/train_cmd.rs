@@ -42,6 +42,9 @@ pub(crate) fn shipped_seed(policy: PolicyKind) -> u64 {
 }
 
 fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
+    if args.switch_cost.is_some() {
+        bail!("--switch-cost is for dqn: qlearn trains on the reward's own switch cost");
+    }
     let seed = args.seed.unwrap_or(shipped_seed(PolicyKind::Qlearn));
     let episodes = args.episodes.unwrap_or(3000);
     let out = args
@@ -156,8 +159,17 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("models/dqn.safetensors"));
+    let mut reward = args.reward.config();
+    let switch_flag = match args.switch_cost {
+        Some(c) if c.is_finite() && c >= 0.0 => {
+            reward.switch = c;
+            format!(" --switch-cost {c}")
+        }
+        Some(c) => bail!("--switch-cost must be a non-negative number, got {c}"),
+        None => String::new(),
+    };
     let command = format!(
-        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --members {members} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {} --reward {} --out {}",
+        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --members {members} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {}{switch_flag} --reward {} --out {}",
         args.scenarios.display(),
         args.generated_share,
         seed,
@@ -187,7 +199,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
             ..defaults.config.clone()
         },
         run: weir_eval::RunOptions {
-            reward: args.reward.config(),
+            reward,
             ..weir_eval::RunOptions::default()
         },
         command,

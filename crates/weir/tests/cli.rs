@@ -180,6 +180,33 @@ fn bad_inputs_fail_with_messages_that_name_the_problem() {
     let o = weir(&["bench", "--policies", "magic"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("unknown policy"));
+
+    // A training-only switch cost: a number of at least 0, and only for the network.
+    let out = dir.path().join("never.safetensors");
+    let out = out.to_str().unwrap();
+    let o = weir(&["train", "--switch-cost=-1", "--episodes", "1", "--out", out]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--switch-cost must be a non-negative number, got -1"),
+        "{}",
+        text(&o)
+    );
+    let o = weir(&[
+        "train",
+        "--policy",
+        "qlearn",
+        "--switch-cost",
+        "2",
+        "--out",
+        out,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--switch-cost is for dqn"),
+        "{}",
+        text(&o)
+    );
+    assert!(!std::path::Path::new(out).exists());
 }
 
 #[test]
