@@ -10,7 +10,8 @@
 //!   one `.ci/run` executes. It runs, in order and stopping at the first failure: prerequisites,
 //!   `cargo fmt --check`, the tidy checks, clippy with `-D warnings`, the test suite
 //!   (cargo-nextest when installed, plus doc tests; `cargo test` otherwise), the dashboard in
-//!   headless Chromium, the rate-limit benchmark's short run, the governance conformance
+//!   headless Chromium, the rate-limit benchmark's short run, every fuzz target for 5 s on
+//!   an unoptimised nightly build (`cargo xtask fuzz --short`), the governance conformance
 //!   suite on a real Envoy (`weir-conformance run --short --check`), and the short lab
 //!   experiment on real MariaDB replication (`weir-lab experiment --short --check`).
 //! - `cargo xtask tidy` runs only the repository hygiene checks (see `tidy.rs`).
@@ -42,8 +43,9 @@ COMMANDS:
     test     The full check, as CI runs it: prerequisites, cargo fmt --check, tidy,
              clippy (-D warnings), then the tests (cargo nextest + doc tests when
              nextest is installed, cargo test otherwise), the dashboard in headless
-             Chromium, the rate-limit benchmark's short run, the conformance suite on
-             a real Envoy and the short lab experiment. Stops at the first failure.
+             Chromium, the rate-limit benchmark's short run, every fuzz target for 5 s
+             (nightly toolchain), the conformance suite on a real Envoy and the short
+             lab experiment. Stops at the first failure.
     ci       Alias for `test`.
     tidy     Only the repository hygiene checks: crate docs, no leftover debugging
              macros, no huge or generated tracked files, every crate in ARCHITECTURE.md,
@@ -60,13 +62,14 @@ COMMANDS:
     fuzz [--short | --runs N | --seconds S] [TARGET...]
              Build the cargo-fuzz targets under fuzz/ (nightly toolchain; cargo-fuzz
              is installed into target/tools/) and run each with libFuzzer: --short
-             20 s each, the default 10 million executions each (the campaign
+             5 s each on an unoptimised build (what `test` runs), --seconds S or the
+             default 10 million executions each on an optimised one (the campaign
              docs/reliability.md reports). Table: target/weir-fuzz-report/.
     help     Print this message (also -h, --help).
 ";
 
-/// The short budget per fuzz target, seconds.
-const FUZZ_SHORT_S: u64 = 20;
+/// The short budget per fuzz target, seconds (`fuzz --short`, and CI's run in `test`).
+const FUZZ_SHORT_S: u64 = 5;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -111,6 +114,7 @@ fn finish(result: Result<()>) -> ExitCode {
 /// `cargo xtask fuzz [--short | --runs N | --seconds S] [TARGET...]`.
 fn fuzz_command(root: &Path, args: &[String]) -> Result<()> {
     let mut budget = fuzz::Budget::Runs(10_000_000);
+    let mut how = fuzz::Build::Release;
     let mut only = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -120,7 +124,10 @@ fn fuzz_command(root: &Path, args: &[String]) -> Result<()> {
                 .ok_or_else(|| StepError(format!("{flag} needs a whole number")))
         };
         match a.as_str() {
-            "--short" => budget = fuzz::Budget::Seconds(FUZZ_SHORT_S),
+            "--short" => {
+                budget = fuzz::Budget::Seconds(FUZZ_SHORT_S);
+                how = fuzz::Build::Dev;
+            }
             "--runs" => budget = fuzz::Budget::Runs(number("--runs")?),
             "--seconds" => budget = fuzz::Budget::Seconds(number("--seconds")?),
             flag if flag.starts_with('-') => {
@@ -129,7 +136,7 @@ fn fuzz_command(root: &Path, args: &[String]) -> Result<()> {
             target => only.push(target.to_owned()),
         }
     }
-    fuzz::run(root, budget, &only)
+    fuzz::run(root, budget, how, &only)
 }
 
 /// The workspace root: this crate lives in `<root>/xtask`. `cargo run` sets
@@ -245,6 +252,22 @@ fn run_test(root: &Path) -> Result<()> {
                     "--",
                     "--short",
                 ],
+            )
+        },
+    )?;
+
+    // Every fuzz target for a few seconds under libFuzzer (the corpus and the regressions
+    // already ran in the tests, on stable): the targets build and run, and a short search
+    // from the seeds finds no crash. The campaign is `cargo xtask fuzz` (docs/reliability.md).
+    timed(
+        &mut timings,
+        "cargo xtask fuzz --short (libFuzzer, 5 s per target, unoptimised build)",
+        || {
+            fuzz::run(
+                root,
+                fuzz::Budget::Seconds(FUZZ_SHORT_S),
+                fuzz::Build::Dev,
+                &[],
             )
         },
     )?;
