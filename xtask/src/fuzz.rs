@@ -179,6 +179,7 @@ fn parse(stderr: &str) -> Outcome {
 }
 
 /// Runs one target for `budget`; a crash is an error naming the input.
+///
 /// The short (dev-build) run starts from the repository's seeds every time, in a corpus of
 /// its own: replaying the campaign's grown corpus on an unoptimised build takes minutes
 /// (`decide`'s 1,478 inputs: 10 min), which is not a 5-s budget.
