@@ -158,6 +158,10 @@ pub struct BenchReport {
     /// `lookahead`; `None` when neither is.
     #[serde(default)]
     pub reference: Option<String>,
+    /// The switch cost the oracles planned with, when not the reward's own
+    /// ([`RunOptions::oracle_switch_cost`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle_switch_cost: Option<f64>,
     /// Per-scenario means, then `ALL`.
     pub summary: Vec<Summary>,
     /// Every episode.
@@ -284,6 +288,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
         policies,
         seeds: opts.seeds.clone(),
         reference,
+        oracle_switch_cost: opts.run.oracle_switch_cost,
         summary,
         runs,
     })
@@ -359,6 +364,12 @@ impl BenchReport {
             Some(r) => format!("score = (R − R_static) / (R_{r} − R_static), reference: {r}\n"),
             None => "score: n/a (no oracle in the run)\n".to_string(),
         };
+        if let Some(c) = self.oracle_switch_cost {
+            let _ = writeln!(
+                out,
+                "the oracles planned with a switch cost of {c} (every run is scored with the reward's own)"
+            );
+        }
         let mut current = "";
         for s in &self.summary {
             if s.scenario != current {

@@ -108,6 +108,20 @@ pub struct RunOptions {
     /// Shield settings (`primary_read_capacity_qps` defaults to the scenario's primary
     /// capacity, `enforce` comes from the [`PolicySpec`]).
     pub shield: ShieldConfig,
+    /// The switch cost the oracles (`lookahead`, `horizon`) plan with instead of the
+    /// reward's; every episode is still scored with `reward`. `None`: the reward's own.
+    pub oracle_switch_cost: Option<f64>,
+}
+
+impl RunOptions {
+    /// The reward the oracles plan with.
+    pub fn oracle_reward(&self) -> RewardConfig {
+        let mut r = self.reward.clone();
+        if let Some(c) = self.oracle_switch_cost {
+            r.switch = c;
+        }
+        r
+    }
 }
 
 /// Builds the shield for a scenario.
@@ -144,13 +158,13 @@ impl Agent {
             Entrant::Lookahead => {
                 let slot: OracleSlot = Arc::new(Mutex::new(None));
                 let p: Box<dyn Policy> =
-                    Box::new(Lookahead::new(opts.reward.clone(), slot.clone()));
+                    Box::new(Lookahead::new(opts.oracle_reward(), slot.clone()));
                 (p, Some(slot))
             }
             Entrant::Horizon => {
                 let slot: OracleSlot = Arc::new(Mutex::new(None));
                 let p: Box<dyn Policy> = Box::new(Horizon::new(
-                    opts.reward.clone(),
+                    opts.oracle_reward(),
                     HorizonConfig::default(),
                     slot.clone(),
                 ));

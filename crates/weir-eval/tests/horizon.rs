@@ -48,9 +48,12 @@ fn double_stall() -> Scenario {
 }
 
 fn episode(spec: &str, scn: &Scenario, seed: u64) -> EpisodeMetrics {
-    let opts = RunOptions::default();
-    let agent = Agent::build(&PolicySpec::parse(spec).unwrap(), None, &opts).unwrap();
-    run_episode(scn, episode_seed(scn, seed), agent, &opts, None).0
+    episode_with(spec, scn, seed, &RunOptions::default())
+}
+
+fn episode_with(spec: &str, scn: &Scenario, seed: u64, opts: &RunOptions) -> EpisodeMetrics {
+    let agent = Agent::build(&PolicySpec::parse(spec).unwrap(), None, opts).unwrap();
+    run_episode(scn, episode_seed(scn, seed), agent, opts, None).0
 }
 
 #[test]
@@ -117,4 +120,49 @@ fn the_benchmark_normalises_against_horizon_when_it_runs() {
     assert!(with.to_table().contains("reference: horizon"));
     let without = run_bench(&opts(&["static", LOOKAHEAD])).unwrap();
     assert_eq!(without.reference.as_deref(), Some(LOOKAHEAD));
+}
+
+#[test]
+fn a_switch_cost_for_the_oracles_changes_their_plans_not_the_scoring() {
+    let scn = double_stall();
+    let costly = RunOptions {
+        oracle_switch_cost: Some(10.0),
+        ..RunOptions::default()
+    };
+    let (mut plain, mut damped) = (0, 0);
+    for seed in [1, 2] {
+        let p = episode(HORIZON, &scn, seed);
+        let d = episode_with(HORIZON, &scn, seed, &costly);
+        plain += p.weight_changes;
+        damped += d.weight_changes;
+        assert_eq!(d.hard_limit_violations, 0);
+        // A rule does not plan: same episode, same score, whatever the oracles' cost.
+        assert_eq!(
+            episode("shun+shield", &scn, seed),
+            episode_with("shun+shield", &scn, seed, &costly)
+        );
+    }
+    assert!(
+        damped < plain,
+        "a weight change that costs 10 should make the planner move less: {damped} vs {plain}"
+    );
+    let report = run_bench(&BenchOptions {
+        scenarios: vec![scn],
+        policies: vec![
+            PolicySpec::parse("static").unwrap(),
+            PolicySpec::parse(HORIZON).unwrap(),
+        ],
+        seeds: vec![1],
+        models: Vec::new(),
+        run: costly,
+        threads: 2,
+    })
+    .unwrap();
+    assert_eq!(report.oracle_switch_cost, Some(10.0));
+    assert!(
+        report
+            .to_table()
+            .contains("planned with a switch cost of 10")
+    );
+    assert!(report.to_json().contains("\"oracle_switch_cost\": 10.0"));
 }

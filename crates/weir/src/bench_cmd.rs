@@ -58,6 +58,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         models,
         run: RunOptions {
             reward: args.reward.config(),
+            oracle_switch_cost: match args.oracle_switch_cost {
+                Some(c) if !(c.is_finite() && c >= 0.0) => {
+                    bail!("--oracle-switch-cost must be a non-negative number, got {c}")
+                }
+                c => c,
+            },
             ..RunOptions::default()
         },
         threads: args.threads,

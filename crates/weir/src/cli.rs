@@ -323,6 +323,11 @@ pub struct BenchArgs {
     /// Reward used to score the runs (and by the oracle): `multi` or `seed`.
     #[arg(long, value_enum, default_value = "multi")]
     pub reward: RewardArg,
+    /// The cost of a weight change the oracles (lookahead, horizon) plan with, instead of the
+    /// reward's own; the runs are still scored with the reward. Shows what the last bit of
+    /// reward costs in weight changes for a near-optimal controller.
+    #[arg(long)]
+    pub oracle_switch_cost: Option<f64>,
     /// Write the full report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

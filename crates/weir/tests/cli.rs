@@ -181,6 +181,21 @@ fn bad_inputs_fail_with_messages_that_name_the_problem() {
     assert!(!o.status.success());
     assert!(text(&o).contains("unknown policy"));
 
+    let o = weir(&[
+        "bench",
+        "--scenarios",
+        "scenarios/demo.toml",
+        "--policies",
+        "static,horizon",
+        "--oracle-switch-cost=-1",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--oracle-switch-cost must be a non-negative number, got -1"),
+        "{}",
+        text(&o)
+    );
+
     // A training-only switch cost: a number of at least 0, and only for the network.
     let out = dir.path().join("never.safetensors");
     let out = out.to_str().unwrap();
