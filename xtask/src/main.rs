@@ -71,6 +71,10 @@ COMMANDS:
 /// The short budget per fuzz target, seconds (`fuzz --short`, and CI's run in `test`).
 const FUZZ_SHORT_S: u64 = 5;
 
+/// `fuzz --short` (and CI's run in `test`): [`FUZZ_SHORT_S`] per target on a dev build.
+const FUZZ_SHORT: (fuzz::Budget, fuzz::Build) =
+    (fuzz::Budget::Seconds(FUZZ_SHORT_S), fuzz::Build::Dev);
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let command = args.first().map(String::as_str);
@@ -124,10 +128,7 @@ fn fuzz_command(root: &Path, args: &[String]) -> Result<()> {
                 .ok_or_else(|| StepError(format!("{flag} needs a whole number")))
         };
         match a.as_str() {
-            "--short" => {
-                budget = fuzz::Budget::Seconds(FUZZ_SHORT_S);
-                how = fuzz::Build::Dev;
-            }
+            "--short" => (budget, how) = FUZZ_SHORT,
             "--runs" => budget = fuzz::Budget::Runs(number("--runs")?),
             "--seconds" => budget = fuzz::Budget::Seconds(number("--seconds")?),
             flag if flag.starts_with('-') => {
@@ -262,14 +263,7 @@ fn run_test(root: &Path) -> Result<()> {
     timed(
         &mut timings,
         "cargo xtask fuzz --short (libFuzzer, 5 s per target, unoptimised build)",
-        || {
-            fuzz::run(
-                root,
-                fuzz::Budget::Seconds(FUZZ_SHORT_S),
-                fuzz::Build::Dev,
-                &[],
-            )
-        },
+        || fuzz::run(root, FUZZ_SHORT.0, FUZZ_SHORT.1, &[]),
     )?;
 
     // Real Envoy, upstreams, `weir ratelimit` and Redis: the governance conformance suite.
