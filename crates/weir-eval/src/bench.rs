@@ -90,6 +90,13 @@ pub struct MeanMetrics {
     pub mean_read_p99_ms: f64,
     /// Weight changes.
     pub weight_changes: f64,
+    /// Of those, where the shield altered the proposal ([`EpisodeMetrics::changes_by_shield`]).
+    #[serde(default)]
+    pub changes_by_shield: f64,
+    /// Of those, made by a learned policy's fallback rule
+    /// ([`EpisodeMetrics::changes_by_fallback`]).
+    #[serde(default)]
+    pub changes_by_fallback: f64,
     /// Mean reward per interval.
     pub mean_reward: f64,
     /// Shield interventions.
@@ -114,6 +121,8 @@ impl MeanMetrics {
             s.primary_cpu_p95_pct += m.primary_cpu_p95_pct;
             s.mean_read_p99_ms += m.mean_read_p99_ms;
             s.weight_changes += m.weight_changes as f64;
+            s.changes_by_shield += m.changes_by_shield as f64;
+            s.changes_by_fallback += m.changes_by_fallback as f64;
             s.mean_reward += m.mean_reward;
             s.shield_interventions += m.shield_interventions as f64;
             s.fallback_pct += if m.decisions > 0 {
@@ -133,6 +142,8 @@ impl MeanMetrics {
                 &mut s.primary_cpu_p95_pct,
                 &mut s.mean_read_p99_ms,
                 &mut s.weight_changes,
+                &mut s.changes_by_shield,
+                &mut s.changes_by_fallback,
                 &mut s.mean_reward,
                 &mut s.shield_interventions,
                 &mut s.fallback_pct,
@@ -305,7 +316,7 @@ impl BenchReport {
     /// One CSV line per episode, then the summaries (scenario `ALL` for the overall means).
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,fallback_pct,score\n",
+            "kind,scenario,policy,seed,runs,stale_read_pct,mean_staleness_s,failed_read_pct,cpu_over_max_s,primary_cpu_p95_pct,mean_read_p99_ms,weight_changes,mean_reward,shield_interventions,hard_limit_violations,fallback_pct,score,changes_by_shield,changes_by_fallback\n",
         );
         let mut row = |kind: &str,
                        scenario: &str,
@@ -316,7 +327,7 @@ impl BenchReport {
                        score: Option<f64>| {
             let _ = writeln!(
                 out,
-                "{kind},{scenario},{policy},{seed},{runs},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},{:.6},{}",
+                "{kind},{scenario},{policy},{seed},{runs},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.6},{},{},{:.6},{},{:.6},{:.6}",
                 m.stale_read_pct,
                 m.mean_staleness_s,
                 m.failed_read_pct,
@@ -328,7 +339,9 @@ impl BenchReport {
                 m.shield_interventions,
                 m.hard_limit_violations,
                 m.fallback_pct,
-                score.map_or(String::new(), |x| format!("{x:.6}"))
+                score.map_or(String::new(), |x| format!("{x:.6}")),
+                m.changes_by_shield,
+                m.changes_by_fallback
             );
         };
         for r in &self.runs {
@@ -384,13 +397,15 @@ impl BenchReport {
                     format!("{current} ({} seeds)", self.seeds.len())
                 };
                 let _ = writeln!(out, "\n### {title}\n");
-                out.push_str("| policy | stale % | staleness s | failed % | cpu>max s | cpu p95 % | p99 ms | changes | reward | shield | breaches | fallback % | score |\n");
-                out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                out.push_str("| policy | stale % | staleness s | failed % | cpu>max s | cpu p95 % | p99 ms | changes | by shield | by fallback | reward | shield | breaches | fallback % | score |\n");
+                out.push_str(
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                );
             }
             let m = &s.metrics;
             let _ = writeln!(
                 out,
-                "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.1} | {:.1} | {:.1} | {} |",
                 s.policy,
                 m.stale_read_pct,
                 m.mean_staleness_s,
@@ -399,6 +414,8 @@ impl BenchReport {
                 m.primary_cpu_p95_pct,
                 m.mean_read_p99_ms,
                 m.weight_changes,
+                m.changes_by_shield,
+                m.changes_by_fallback,
                 m.mean_reward,
                 m.shield_interventions,
                 m.hard_limit_violations,

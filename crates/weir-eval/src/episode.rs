@@ -197,6 +197,15 @@ pub struct EpisodeMetrics {
     pub mean_read_p99_ms: f64,
     /// Decisions that changed the weights.
     pub weight_changes: u64,
+    /// Of those, the changes where the shield altered what the policy proposed: a move cut
+    /// short by the step limit or trimmed to the primary's cap, or a move the policy did not
+    /// ask for (a fail-safe, a cap that fell under the weights in force).
+    #[serde(default)]
+    pub changes_by_shield: u64,
+    /// Of those, the changes a learned policy's fallback rule made, as proposed (the shield
+    /// did not alter them).
+    #[serde(default)]
+    pub changes_by_fallback: u64,
     /// Mean reward per control interval.
     pub mean_reward: f64,
     /// Shield interventions.
@@ -291,6 +300,8 @@ pub fn run_episode<P: Policy + ?Sized>(
     let mut reward_sum = 0.0;
     let mut decisions = 0u64;
     let mut changes = 0u64;
+    let mut changes_by_shield = 0u64;
+    let mut changes_by_fallback = 0u64;
     let mut fallbacks = 0u64;
     while !sim.done() {
         if let Some(slot) = &oracle_slot
@@ -304,13 +315,20 @@ pub fn run_episode<P: Policy + ?Sized>(
         }
         let obs = sim.observe();
         let out = step.step(obs, last.map(|s| s.outcome(0.0)));
-        if out.explanation.fallback.is_some() {
+        let fell_back = out.explanation.fallback.is_some();
+        if fell_back {
             fallbacks += 1;
         }
         let new = out.decision.weights;
+        let altered = new != out.decision.proposal.weights;
         let moved = weights.moved_fraction(&new);
         if new != weights {
             changes += 1;
+            if altered {
+                changes_by_shield += 1;
+            } else if fell_back {
+                changes_by_fallback += 1;
+            }
         }
         sim.set_weights(&new);
         let mut this = IntervalStats::default();
@@ -344,6 +362,8 @@ pub fn run_episode<P: Policy + ?Sized>(
         primary_cpu_p95_pct: 100.0 * cpu.quantile(0.95),
         mean_read_p99_ms: total.mean_read_p99_ms(),
         weight_changes: changes,
+        changes_by_shield,
+        changes_by_fallback,
         mean_reward: if decisions > 0 {
             reward_sum / decisions as f64
         } else {

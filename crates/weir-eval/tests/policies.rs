@@ -158,3 +158,73 @@ fn lookahead_sees_the_truth_and_avoids_the_stalled_replica() {
     );
     assert_eq!(oracle.hard_limit_violations, 0);
 }
+
+/// Holds whatever is in force; when `unsure`, says it fell back on shun and proposes shun's
+/// weights instead (the way a learned policy's fallback reports itself).
+struct Scripted {
+    unsure: bool,
+    last: weir_core::Explanation,
+}
+
+impl weir_core::Policy for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn decide(&mut self, ctx: &weir_core::DecisionContext<'_>) -> weir_core::Proposal {
+        let weights = if self.unsure {
+            weir_policy::ShunPolicy::weights(ctx.obs, ctx.slo).0
+        } else {
+            ctx.current.clone()
+        };
+        self.last = weir_core::Explanation {
+            policy: "scripted".into(),
+            state: String::new(),
+            actions: Vec::new(),
+            fallback: self.unsure.then(|| "unsure".to_string()),
+        };
+        weir_core::Proposal::new(weights, "scripted")
+    }
+
+    fn explain(&self) -> weir_core::Explanation {
+        self.last.clone()
+    }
+}
+
+fn scripted(unsure: bool, scn: &Scenario, seed: u64) -> weir_eval::EpisodeMetrics {
+    let agent: Agent = Agent {
+        policy: Box::new(Scripted {
+            unsure,
+            last: weir_core::Explanation::default(),
+        }),
+        oracle: None,
+        shielded: true,
+    };
+    run_episode(scn, seed, agent, &RunOptions::default(), None).0
+}
+
+#[test]
+fn weight_changes_are_attributed_to_the_policy_the_shield_or_the_fallback() {
+    let scn = scenario("scenarios/eval/05-asymmetric-double-stall.toml");
+    // A policy that always holds: every change is the shield's (stalls past the hard limit).
+    let hold = scripted(false, &scn, 3);
+    assert!(hold.weight_changes > 0, "{hold:?}");
+    assert_eq!(hold.changes_by_shield, hold.weight_changes, "{hold:?}");
+    assert_eq!(hold.changes_by_fallback, 0, "{hold:?}");
+    // Always fallen back on shun: every change the shield did not alter is the fallback's.
+    let unsure = scripted(true, &scn, 3);
+    assert!(unsure.changes_by_fallback > 0, "{unsure:?}");
+    assert_eq!(
+        unsure.changes_by_fallback + unsure.changes_by_shield,
+        unsure.weight_changes,
+        "{unsure:?}"
+    );
+    // Shun itself, the same moves without the fallback: the policy's own, or trimmed by the
+    // shield (the primary's cap during the double stall).
+    let shun = mean_reward("shun+shield", None, &scn, 3);
+    assert_eq!(shun.weight_changes, unsure.weight_changes);
+    assert_eq!(shun.changes_by_shield, unsure.changes_by_shield);
+    assert_eq!(shun.changes_by_fallback, 0, "{shun:?}");
+    assert!(shun.changes_by_shield > 0, "{shun:?}");
+    assert!(shun.changes_by_shield < shun.weight_changes, "{shun:?}");
+}
