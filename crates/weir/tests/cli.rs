@@ -699,3 +699,55 @@ fn scenarios_generate_writes_the_committed_heldout_set_and_loadable_train_files(
     assert!(!o.status.success());
     assert!(text(&o).contains("heldout"), "{}", text(&o));
 }
+
+/// The variable in `pid`'s environment, read from `/proc` (None while it is not there).
+fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// Starts a long `weir demo` with `RAYON_NUM_THREADS` as given, and returns the value the
+/// same process (the pid does not change across `exec`) ends up with.
+fn matmul_threads_seen(given: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.args(["demo", "--speed", "1", "--no-serve"])
+        .current_dir(root())
+        .env_remove("RAYON_NUM_THREADS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(v) = given {
+        cmd.env("RAYON_NUM_THREADS", v);
+    }
+    let mut child = cmd.spawn().expect("run weir demo");
+    let mut seen = None;
+    for _ in 0..200 {
+        seen = environ_var(child.id(), "RAYON_NUM_THREADS");
+        if seen.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn weir_pins_candle_to_one_thread_unless_told_otherwise() {
+    // Unset: the process re-executes itself with the variable (same pid).
+    assert_eq!(matmul_threads_seen(None).as_deref(), Some("1"));
+    // Set by the user: kept.
+    assert_eq!(matmul_threads_seen(Some("2")).as_deref(), Some("2"));
+    // Arguments and the exit status survive the re-execution.
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["bench", "--scenarios", "no/such/dir"])
+        .current_dir(root())
+        .env_remove("RAYON_NUM_THREADS")
+        .output()
+        .expect("run weir");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no/such/dir"), "{}", text(&o));
+}
