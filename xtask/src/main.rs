@@ -399,8 +399,7 @@ fn checked_run(
         .arg("--markdown")
         .arg(&table)
         .current_dir(root)
-        .envs(validator_env(root))
-        .envs(matmul_env())
+        .envs(step_env(root))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -649,15 +648,19 @@ fn validator_env(root: &Path) -> [(&'static str, PathBuf); 2] {
     ]
 }
 
-/// `RAYON_NUM_THREADS=1` unless set: the tests that train and serve DQNs in-process get what
+/// The environment of every step xtask starts: the validators' paths ([`validator_env`]), and
+/// `RAYON_NUM_THREADS=1` unless set, so the tests that train and serve DQNs in-process get what
 /// the `weir` binary sets for itself (candle otherwise parses `/proc/cpuinfo` on every matrix
 /// product; the results are the same bytes, see `pin_matmul_threads` in `crates/weir`).
-fn matmul_env() -> Vec<(&'static str, &'static str)> {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        Vec::new()
-    } else {
-        vec![("RAYON_NUM_THREADS", "1")]
+fn step_env(root: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env: Vec<(&'static str, std::ffi::OsString)> = validator_env(root)
+        .into_iter()
+        .map(|(k, v)| (k, v.into_os_string()))
+        .collect();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        env.push(("RAYON_NUM_THREADS", "1".into()));
     }
+    env
 }
 
 /// The governance compiler's validators, project-locally in [`GOVERN_VALIDATORS`]:
@@ -780,8 +783,7 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
     let status = Command::new(cargo_bin())
         .args(args)
         .current_dir(root)
-        .envs(validator_env(root))
-        .envs(matmul_env())
+        .envs(step_env(root))
         .stdin(Stdio::null())
         .status()
         .map_err(|e| StepError(format!("could not start `cargo {}`: {e}", args.join(" "))))?;
@@ -806,8 +808,7 @@ fn cargo_counting(root: &Path, args: &[&str]) -> Result<u64> {
     let mut child = Command::new(cargo_bin())
         .args(args)
         .current_dir(root)
-        .envs(validator_env(root))
-        .envs(matmul_env())
+        .envs(step_env(root))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -721,14 +721,9 @@ fn matmul_threads_seen(given: Option<&str>) -> Option<String> {
         cmd.env("RAYON_NUM_THREADS", v);
     }
     let mut child = cmd.spawn().expect("run weir demo");
-    let mut seen = None;
-    for _ in 0..200 {
-        seen = environ_var(child.id(), "RAYON_NUM_THREADS");
-        if seen.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    let seen = weir_test_support::procs::wait_for(std::time::Duration::from_secs(5), || {
+        environ_var(child.id(), "RAYON_NUM_THREADS")
+    });
     let _ = child.kill();
     let _ = child.wait();
     seen
