@@ -173,6 +173,9 @@ pub struct BenchReport {
     /// ([`RunOptions::oracle_switch_cost`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oracle_switch_cost: Option<f64>,
+    /// The oracles planned without foresight ([`RunOptions::oracle_without_foresight`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oracle_without_foresight: bool,
     /// Per-scenario means, then `ALL`.
     pub summary: Vec<Summary>,
     /// Every episode.
@@ -300,6 +303,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, EvalError> {
         seeds: opts.seeds.clone(),
         reference,
         oracle_switch_cost: opts.run.oracle_switch_cost,
+        oracle_without_foresight: opts.run.oracle_without_foresight,
         summary,
         runs,
     })
@@ -381,6 +385,11 @@ impl BenchReport {
             let _ = writeln!(
                 out,
                 "the oracles planned with a switch cost of {c} (every run is scored with the reward's own)"
+            );
+        }
+        if self.oracle_without_foresight {
+            out.push_str(
+                "the oracles planned without foresight (no future events, noise at its mean)\n",
             );
         }
         let mut current = "";

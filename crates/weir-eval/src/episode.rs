@@ -111,6 +111,10 @@ pub struct RunOptions {
     /// The switch cost the oracles (`lookahead`, `horizon`) plan with instead of the
     /// reward's; every episode is still scored with `reward`. `None`: the reward's own.
     pub oracle_switch_cost: Option<f64>,
+    /// The oracles (and a teacher) plan on [`Simulator::without_foresight`] copies: the true
+    /// state now, but no future events and no future noise. `false`: on exact copies, which
+    /// see the scripted future (the benchmark's reference).
+    pub oracle_without_foresight: bool,
 }
 
 impl RunOptions {
@@ -308,7 +312,11 @@ pub fn run_episode<P: Policy + ?Sized>(
             && let Ok(mut s) = slot.lock()
         {
             *s = Some(OracleView {
-                sim: sim.clone(),
+                sim: if opts.oracle_without_foresight {
+                    sim.without_foresight()
+                } else {
+                    sim.clone()
+                },
                 shield: step.shield().clone(),
                 current: step.current().clone(),
             });

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use weir_eval::bench::episode_seed;
 use weir_eval::episode::Agent;
 use weir_eval::{
-    BenchOptions, EpisodeMetrics, HORIZON, LOOKAHEAD, PolicySpec, RunOptions, run_bench,
-    run_episode,
+    BenchOptions, BenchReport, EpisodeMetrics, HORIZON, LOOKAHEAD, PolicySpec, RunOptions,
+    run_bench, run_episode,
 };
 use weir_sim::Scenario;
 
@@ -146,18 +146,7 @@ fn a_switch_cost_for_the_oracles_changes_their_plans_not_the_scoring() {
         damped < plain,
         "a weight change that costs 10 should make the planner move less: {damped} vs {plain}"
     );
-    let report = run_bench(&BenchOptions {
-        scenarios: vec![scn],
-        policies: vec![
-            PolicySpec::parse("static").unwrap(),
-            PolicySpec::parse(HORIZON).unwrap(),
-        ],
-        seeds: vec![1],
-        models: Vec::new(),
-        run: costly,
-        threads: 2,
-    })
-    .unwrap();
+    let report = static_and_horizon(scn, costly);
     assert_eq!(report.oracle_switch_cost, Some(10.0));
     assert!(
         report
@@ -165,4 +154,53 @@ fn a_switch_cost_for_the_oracles_changes_their_plans_not_the_scoring() {
             .contains("planned with a switch cost of 10")
     );
     assert!(report.to_json().contains("\"oracle_switch_cost\": 10.0"));
+}
+
+#[test]
+fn oracles_without_foresight_plan_differently_and_say_so() {
+    let scn = double_stall();
+    let blind = RunOptions {
+        oracle_without_foresight: true,
+        ..RunOptions::default()
+    };
+    let mut differs = false;
+    for seed in [1, 2] {
+        let exact = episode(HORIZON, &scn, seed);
+        let b = episode_with(HORIZON, &scn, seed, &blind);
+        assert_eq!(b.hard_limit_violations, 0);
+        differs |= b != exact;
+        // A rule does not plan: the same episode either way.
+        assert_eq!(
+            episode("shun+shield", &scn, seed),
+            episode_with("shun+shield", &scn, seed, &blind)
+        );
+    }
+    assert!(
+        differs,
+        "planning without the scripted future changed nothing"
+    );
+    let report = static_and_horizon(scn, blind);
+    assert!(report.oracle_without_foresight);
+    assert!(report.to_table().contains("planned without foresight"));
+    assert!(
+        report
+            .to_json()
+            .contains("\"oracle_without_foresight\": true")
+    );
+}
+
+/// A one-seed benchmark of `static` and `horizon` on `scn` with `run`.
+fn static_and_horizon(scn: Scenario, run: RunOptions) -> BenchReport {
+    run_bench(&BenchOptions {
+        scenarios: vec![scn],
+        policies: vec![
+            PolicySpec::parse("static").unwrap(),
+            PolicySpec::parse(HORIZON).unwrap(),
+        ],
+        seeds: vec![1],
+        models: Vec::new(),
+        run,
+        threads: 2,
+    })
+    .unwrap()
 }

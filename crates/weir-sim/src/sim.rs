@@ -378,6 +378,36 @@ impl Simulator {
         sim
     }
 
+    /// A copy to plan with *without foresight*: the state now (lags, backlogs, weights,
+    /// connections in turnover, scrapes in flight), the scripted events active now assumed to
+    /// go on (a controller sees that a replica is stalled, not when the stall ends), no event
+    /// that has not started, and the workload's and the metrics' noise replaced by their mean
+    /// (noise factor 1, exact scrapes). The cluster's parameters (capacities, apply rates,
+    /// the diurnal shape) stay known. What a controller that knows the cluster but not its
+    /// future would forecast; the copy's own future is deterministic.
+    pub fn without_foresight(&self) -> Simulator {
+        let now = self.now_s;
+        let mut scenario = (*self.scenario).clone();
+        scenario.workload.noise = 0.0;
+        scenario.timing.metric_noise = 0.0;
+        let events: Arc<[ActiveEvent]> = self
+            .events
+            .iter()
+            .filter(|e| e.start_s <= now && now < e.end_s)
+            .map(|e| ActiveEvent {
+                end_s: f64::INFINITY,
+                ..*e
+            })
+            .collect();
+        Simulator {
+            scenario: Arc::new(scenario),
+            events,
+            read_noise: 0.0,
+            write_noise: 0.0,
+            ..self.clone()
+        }
+    }
+
     /// Current simulated time, seconds.
     pub fn now_s(&self) -> f64 {
         self.now_s

@@ -64,6 +64,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 }
                 c => c,
             },
+            oracle_without_foresight: args.oracle_without_foresight,
             ..RunOptions::default()
         },
         threads: args.threads,

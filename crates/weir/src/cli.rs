@@ -328,6 +328,11 @@ pub struct BenchArgs {
     /// reward costs in weight changes for a near-optimal controller.
     #[arg(long)]
     pub oracle_switch_cost: Option<f64>,
+    /// The oracles plan without foresight: from the true state now, but with no future
+    /// scripted event (those under way are assumed to go on) and the noise at its mean.
+    /// Shows how much of the reference's lead is knowing the future.
+    #[arg(long)]
+    pub oracle_without_foresight: bool,
     /// Write the full report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -225,6 +225,40 @@ fn bad_inputs_fail_with_messages_that_name_the_problem() {
 }
 
 #[test]
+fn bench_can_run_the_oracles_without_foresight() {
+    let args = [
+        "bench",
+        "--scenarios",
+        "scenarios/demo.toml",
+        "--policies",
+        "static,horizon",
+        "--seeds",
+        "1",
+    ];
+    let exact = weir(&args);
+    let blind = weir(&[&args[..], &["--oracle-without-foresight"]].concat());
+    assert!(
+        exact.status.success() && blind.status.success(),
+        "{}",
+        text(&blind)
+    );
+    let (exact, blind) = (text(&exact), text(&blind));
+    assert!(
+        blind.contains("the oracles planned without foresight"),
+        "{blind}"
+    );
+    assert!(!exact.contains("without foresight"), "{exact}");
+    // The static row is the same; the oracle's differs (it no longer sees the stall's end).
+    let row = |t: &str, p: &str| {
+        t.lines()
+            .find(|l| l.starts_with(&format!("| {p} |")))
+            .map(str::to_string)
+    };
+    assert_eq!(row(&exact, "static"), row(&blind, "static"));
+    assert_ne!(row(&exact, "horizon"), row(&blind, "horizon"));
+}
+
+#[test]
 fn an_error_chain_says_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.toml");

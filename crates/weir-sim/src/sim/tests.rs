@@ -628,3 +628,79 @@ factor = 1.8"#,
         }
     }
 }
+
+#[test]
+fn a_copy_without_foresight_knows_the_present_but_not_the_future() {
+    // A stall under way at t = 150 (100..200) and a write burst still to come (300..400).
+    let s = scenario(
+        r#"[[events]]
+kind = "replica_stall"
+target = "replica-1"
+at_s = 100
+duration_s = 100
+[[events]]
+kind = "write_burst"
+at_s = 300
+duration_s = 100
+factor = 3.0"#,
+    );
+    let mut sim = Simulator::new(&s, 1);
+    run_until(&mut sim, 150.0);
+    let lag_now = sim.truth().replicas[0].lag_s;
+    assert!(lag_now > 40.0, "stalled for 50 s: {lag_now}");
+
+    let mut exact = sim.clone();
+    let mut blind = sim.without_foresight();
+    // The present is the same state.
+    assert_eq!(blind.truth().replicas[0].lag_s, lag_now);
+    assert_eq!(blind.now_s(), sim.now_s());
+
+    // The exact copy sees the stall end at 200 s and the replica catch up; the blind copy
+    // assumes the stall it sees goes on.
+    run_until(&mut exact, 290.0);
+    run_until(&mut blind, 290.0);
+    assert_eq!(
+        exact.true_lag_s(0),
+        Some(0.0),
+        "the exact copy knows the stall ends"
+    );
+    let blind_lag = blind.truth().replicas[0].lag_s;
+    assert!(
+        blind_lag > 180.0,
+        "the stall goes on in the blind copy: {blind_lag}"
+    );
+
+    // The write burst has not started at 150 s: only the exact copy runs into it.
+    let e = run_until(&mut exact, 400.0);
+    let b = run_until(&mut blind, 400.0);
+    let (e_cpu, b_cpu) = (
+        e.primary_cpu_sum / e.ticks as f64,
+        b.primary_cpu_sum / b.ticks as f64,
+    );
+    assert!(
+        e_cpu > b_cpu * 1.5,
+        "burst: exact CPU {e_cpu}, blind {b_cpu}"
+    );
+
+    // The workload's noise is at its mean: the blind copy's reads are exactly the mean rate
+    // (no diurnal wave in this scenario), whatever seed the original ran with.
+    let mut base = s.clone();
+    base.workload.noise = 0.3;
+    for seed in [1, 2] {
+        let mut n = Simulator::new(&base, seed);
+        run_until(&mut n, 50.0);
+        let mut f = n.without_foresight();
+        let st = f.run_for(40.0);
+        assert!(
+            (st.reads - 2000.0 * st.seconds).abs() < 1e-6 * st.reads,
+            "seed {seed}: {} reads in {} s",
+            st.reads,
+            st.seconds
+        );
+        let st = n.run_for(40.0);
+        assert!(
+            (st.reads - 2000.0 * st.seconds).abs() > 1.0,
+            "the original stays noisy"
+        );
+    }
+}
