@@ -321,6 +321,40 @@ mod tests {
     }
 
     #[test]
+    fn a_teacher_without_foresight_teaches_from_the_present_only() {
+        // The slow replica starts at 600 s: a teacher that sees the script plans for it
+        // before it happens, one without foresight cannot.
+        let run = |blind: bool| {
+            let opts = DqnTrainOptions {
+                episodes: 1,
+                teacher_rate: 1.0,
+                teacher: TeacherKind::Horizon(HorizonConfig {
+                    horizon: 2,
+                    beam: 2,
+                    ..HorizonConfig::default()
+                }),
+                run: RunOptions {
+                    oracle_without_foresight: blind,
+                    ..RunOptions::default()
+                },
+                ..tiny_options()
+            };
+            let mut rewards = Vec::new();
+            let m = train_dqn(&opts, jittered_files(vec![tiny_scenario()], 0.0), |p| {
+                rewards.push(p.mean_reward)
+            })
+            .expect("trains");
+            (m.to_bytes(), rewards)
+        };
+        let (exact, r_exact) = run(false);
+        let (blind, r_blind) = run(true);
+        assert!(
+            exact != blind && r_exact != r_blind,
+            "the teacher without foresight chose exactly as the one that sees the script"
+        );
+    }
+
+    #[test]
     fn an_ensemble_is_its_members_trained_alone_averaged() {
         let opts = DqnTrainOptions {
             episodes: 2,

@@ -275,6 +275,10 @@ pub struct TrainArgs {
     /// oracle, planning from the network's own actions).
     #[arg(long, value_enum, default_value = "lookahead")]
     pub teacher: TeacherArg,
+    /// dqn: the teacher plans without foresight (from the true state now, no future scripted
+    /// event, noise at its mean), as `weir bench --oracle-without-foresight` does.
+    #[arg(long)]
+    pub teacher_without_foresight: bool,
     /// dqn: weight of the supervised large-margin term that pushes the network towards the
     /// teacher's choices (0 = plain DQN; the teacher then only picks behaviour actions).
     #[arg(long, default_value_t = 0.0)]

@@ -45,6 +45,9 @@ fn run_qlearn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()>
     if args.switch_cost.is_some() {
         bail!("--switch-cost is for dqn: qlearn trains on the reward's own switch cost");
     }
+    if args.teacher_without_foresight {
+        bail!("--teacher-without-foresight is for dqn: qlearn's teacher is the one-step lookahead");
+    }
     let seed = args.seed.unwrap_or(shipped_seed(PolicyKind::Qlearn));
     let episodes = args.episodes.unwrap_or(3000);
     let out = args
@@ -168,8 +171,13 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         Some(c) => bail!("--switch-cost must be a non-negative number, got {c}"),
         None => String::new(),
     };
+    let blind_flag = if args.teacher_without_foresight {
+        " --teacher-without-foresight"
+    } else {
+        ""
+    };
     let command = format!(
-        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --members {members} --seed {} --jitter {} --teacher-rate {} --teacher {} --expert-weight {}{switch_flag} --reward {} --out {}",
+        "weir train --policy dqn --scenarios {} --generated-share {} --episodes {episodes} --members {members} --seed {} --jitter {} --teacher-rate {} --teacher {}{blind_flag} --expert-weight {}{switch_flag} --reward {} --out {}",
         args.scenarios.display(),
         args.generated_share,
         seed,
@@ -200,6 +208,7 @@ fn run_dqn(args: TrainArgs, scenarios: Vec<weir_sim::Scenario>) -> Result<()> {
         },
         run: weir_eval::RunOptions {
             reward,
+            oracle_without_foresight: args.teacher_without_foresight,
             ..weir_eval::RunOptions::default()
         },
         command,

@@ -221,6 +221,20 @@ fn bad_inputs_fail_with_messages_that_name_the_problem() {
         "{}",
         text(&o)
     );
+    let o = weir(&[
+        "train",
+        "--policy",
+        "qlearn",
+        "--teacher-without-foresight",
+        "--out",
+        out,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--teacher-without-foresight is for dqn"),
+        "{}",
+        text(&o)
+    );
     assert!(!std::path::Path::new(out).exists());
 }
 
